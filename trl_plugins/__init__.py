@@ -1,0 +1,66 @@
+"""trl-plugins: alignment methods TRL does not ship, as TRL trainer subclasses discovered through pluggy.
+
+Light on import: nothing here imports torch, transformers or trl. Trainer classes are imported when asked for::
+
+    import trl_plugins
+    ORPOTrainer, ORPOConfig = trl_plugins.get_trainer("orpo")
+    trl_plugins.list_trainers()          # the registry's TrainerSpec records
+
+    from trl_plugins.trainers.orpo import ORPOTrainer, ORPOConfig   # direct import works too
+
+Plugin authors: see ``trl_plugins.hookspecs`` and docs/plugins.md.
+"""
+
+from __future__ import annotations
+
+from .hookspecs import hookimpl
+from .registry import PluginLoadWarning, RewardSpec, TrainerSpec, get_registry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PluginLoadWarning",
+    "RewardSpec",
+    "TrainerSpec",
+    "__version__",
+    "get_registry",
+    "get_reward_function",
+    "get_trainer",
+    "hookimpl",
+    "list_reward_functions",
+    "list_trainers",
+]
+
+
+def list_trainers() -> list[TrainerSpec]:
+    """All registered trainers, sorted by name."""
+    return [spec for _, spec in sorted(get_registry().trainers.items())]
+
+
+def list_reward_functions() -> list[RewardSpec]:
+    """All registered reward functions, sorted by name."""
+    return [spec for _, spec in sorted(get_registry().rewards.items())]
+
+
+def get_trainer(name: str) -> tuple[type, type]:
+    """Import and return ``(TrainerClass, ConfigClass)`` of a registered trainer."""
+    return get_registry().trainer(name).load()
+
+
+def get_reward_function(name: str):
+    """Import and return a registered reward function."""
+    return get_registry().reward_function(name).load()
+
+
+_LAZY = {
+    "ORPOTrainer": "trl_plugins.trainers.orpo:ORPOTrainer",
+    "ORPOConfig": "trl_plugins.trainers.orpo:ORPOConfig",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from .registry import import_string
+
+        return import_string(_LAZY[name], name)
+    raise AttributeError(f"module 'trl_plugins' has no attribute {name!r}")

@@ -1,0 +1,30 @@
+"""The built-in trainers and reward functions, registered through the ``trl_plugins`` entry point group
+exactly the way a third-party plugin registers its own (see pyproject.toml and docs/plugins.md).
+
+This module stays light: import strings only, so ``trl-plugins list`` never imports torch.
+"""
+
+from __future__ import annotations
+
+from .hookspecs import hookimpl
+
+RECIPES = "trl_plugins:recipes"
+
+
+@hookimpl
+def register_trainers(register):
+    register(
+        "orpo",
+        trainer="trl_plugins.trainers.orpo:ORPOTrainer",
+        config="trl_plugins.trainers.orpo:ORPOConfig",
+        summary="ORPO: SFT plus an odds-ratio preference term, no reference model (Hong et al. 2024).",
+        paper="https://arxiv.org/abs/2403.07691",
+        data_format="preference",
+        check_data="trl_plugins.data:check_preference_pairs",
+        recipes=RECIPES,
+    )
+
+
+@hookimpl
+def register_reward_functions(register):
+    pass
