@@ -27,4 +27,8 @@ def register_trainers(register):
 
 @hookimpl
 def register_reward_functions(register):
-    pass
+    register(
+        "vader_sentiment",
+        function="trl_plugins.reward_functions:vader_sentiment",
+        summary="VADER compound sentiment of the completion in [-1, 1] (rule-based, no model).",
+    )

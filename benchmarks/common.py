@@ -1,0 +1,62 @@
+"""Shared helpers for the side-by-side benchmarks: a step timer callback, peak memory, and table printing.
+
+Every benchmark builds the TRL trainer and ours on the same model, data and config in one process, alternates
+their timed runs, and prints the ratio. Run them from the repository root, e.g. ``python benchmarks/orpo.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+
+
+def step_timer():
+    """A TrainerCallback recording the wall time of each optimizer step."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+            self._start = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self._start)
+
+    return StepTimer()
+
+
+def median_step(times: list[float], skip: int = 2) -> float:
+    kept = times[skip:] if len(times) > skip else times
+    return statistics.median(kept)
+
+
+def param_bytes(*modules) -> int:
+    """Bytes of parameters and buffers held by the given modules (each tensor counted once)."""
+    seen, total = set(), 0
+    for module in modules:
+        if module is None:
+            continue
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            if tensor.data_ptr() in seen:
+                continue
+            seen.add(tensor.data_ptr())
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def print_table(title: str, rows: list[tuple[str, str, str, str]]) -> None:
+    print(f"\n{title}")
+    header = ("metric", "TRL", "trl-plugins", "ratio (ours / TRL)")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
+    for row in [header] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))

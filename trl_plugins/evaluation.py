@@ -1,0 +1,130 @@
+"""Held-out evaluation helpers shared by the demos and the real-model tests.
+
+- :func:`completion_logps`: log-probability of completions given prompts (standard or conversational), batched.
+- :func:`preference_accuracy`: fraction of held-out pairs where the chosen completion is more likely than the
+  rejected one (per-token average log-prob, the quantity ORPO's odds are built on; sums are length-biased).
+- :func:`generate`: batched sampling with left padding and the chat template for conversational prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def _is_conversational(value) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
+
+
+def prompt_text(tokenizer, prompt) -> str:
+    """A prompt as the text the model sees: chat template + generation prompt for message lists."""
+    if _is_conversational(prompt):
+        return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return prompt
+
+
+def encode_pair(tokenizer, prompt, completion) -> tuple[list[int], int]:
+    """Token ids of prompt + completion and the index where the completion starts (as TRL tokenizes them)."""
+    if _is_conversational(prompt):
+        prompt_str = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        full_str = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
+        prompt_ids = tokenizer(prompt_str, add_special_tokens=False)["input_ids"]
+        full_ids = tokenizer(full_str, add_special_tokens=False)["input_ids"]
+    else:
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        full_ids = tokenizer(prompt + completion + (tokenizer.eos_token or ""))["input_ids"]
+    start = 0
+    while start < min(len(prompt_ids), len(full_ids)) and prompt_ids[start] == full_ids[start]:
+        start += 1
+    return full_ids, start
+
+
+@torch.no_grad()
+def completion_logps(
+    model,
+    tokenizer,
+    prompts: Sequence,
+    completions: Sequence,
+    batch_size: int = 16,
+    average: bool = True,
+    max_length: int | None = None,
+) -> torch.Tensor:
+    """Per-example log P(completion | prompt): token average (``average=True``) or sum, as a float tensor [N]."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    results = []
+    for i in range(0, len(prompts), batch_size):
+        encoded = [encode_pair(tokenizer, p, c) for p, c in zip(prompts[i : i + batch_size], completions[i : i + batch_size])]
+        if max_length is not None:
+            encoded = [(ids[:max_length], start) for ids, start in encoded]
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        completion = torch.zeros_like(input_ids)
+        for row, (ids, start) in enumerate(encoded):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
+            completion[row, start : len(ids)] = 1
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1].float()
+        targets = input_ids[:, 1:].to(device)
+        mask = completion[:, 1:].to(device).float()
+        token_logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1) * mask
+        total = token_logps.sum(1)
+        results.append((total / mask.sum(1).clamp(min=1) if average else total).cpu())
+    if was_training:
+        model.train()
+    return torch.cat(results) if results else torch.zeros(0)
+
+
+def preference_accuracy(model, tokenizer, dataset, batch_size: int = 16, max_length: int | None = None) -> dict:
+    """``accuracy``: fraction of pairs with avg logp(chosen) > avg logp(rejected); ``margin``: mean difference."""
+    prompts = list(dataset["prompt"])
+    chosen = completion_logps(model, tokenizer, prompts, list(dataset["chosen"]), batch_size, True, max_length)
+    rejected = completion_logps(model, tokenizer, prompts, list(dataset["rejected"]), batch_size, True, max_length)
+    return {
+        "accuracy": (chosen > rejected).float().mean().item(),
+        "margin": (chosen - rejected).mean().item(),
+        "n": len(prompts),
+    }
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence,
+    max_new_tokens: int = 48,
+    temperature: float = 0.7,
+    top_p: float = 1.0,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> list[str]:
+    """Sample one completion per prompt, batched with left padding; returns the decoded completions."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    torch.manual_seed(seed)
+    texts = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            batch = [prompt_text(tokenizer, p) for p in prompts[i : i + batch_size]]
+            inputs = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            out = model.generate(
+                **inputs,
+                do_sample=True,
+                temperature=temperature,
+                top_p=top_p,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            texts += tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+        if was_training:
+            model.train()
+    return [t.strip() for t in texts]

