@@ -203,6 +203,8 @@ _default_showwarning = warnings.showwarning
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
+    # TRL's configs default `gradient_checkpointing=True`, which transformers 5 flags on every run; not actionable.
+    warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
     try:
         parser = _build_parser()
         args, rest = parser.parse_known_args(argv)

@@ -8,6 +8,7 @@ each naming the split, the column and the rows where it was found.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -54,8 +55,26 @@ class DataSummary:
 # loading
 # --------------------------------------------------------------------------------------------------------------------
 def _first_line(exc: BaseException) -> str:
+    while exc.__cause__ is not None and type(exc).__name__ == "DatasetGenerationError":
+        exc = exc.__cause__  # "An error occurred while generating the dataset" hides the real reason
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    verbosity = datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(logging.CRITICAL)  # its own error lines would repeat ours
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+        if was_enabled:
+            datasets.enable_progress_bars()
 
 
 def load_source(name: str, config_name: str | None = None, streaming: bool = False):
@@ -75,7 +94,8 @@ def load_source(name: str, config_name: str | None = None, streaming: bool = Fal
                 raise DataError(
                     f"data file {name!r}: unsupported type {path.suffix!r} (use {', '.join(sorted(FILE_BUILDERS))})"
                 )
-            return datasets.load_dataset(builder, data_files=str(path), streaming=streaming)
+            with _quiet_progress():  # a local file loads in a blink; keep the terminal for what matters
+                return datasets.load_dataset(builder, data_files=str(path), streaming=streaming)
         if path.is_dir():
             if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
                 loaded = datasets.load_from_disk(str(path))
