@@ -1,0 +1,77 @@
+"""Every shipped recipe parses strictly with its trainer's config (the alignment-handbook's stale QLoRA recipe is
+the cautionary tale), and every shipped accelerate config loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trl_plugins.recipe import StrictParser
+from trl_plugins.registry import get_registry, resource_dir
+
+RECIPES = resource_dir("trl_plugins:recipes")
+ACCELERATE = RECIPES / "accelerate_configs"
+RECIPE_FILES = sorted(p for p in RECIPES.rglob("*.yaml") if ACCELERATE not in p.parents)
+
+
+def _owners(path: Path):
+    return [spec for spec in get_registry().trainers.values() if path in spec.recipe_files()]
+
+
+@pytest.fixture
+def pretend_gpu(monkeypatch):
+    """Consumer-GPU recipes ask for bf16; parsing them here must not fail because this machine has no GPU."""
+    import transformers.training_args as training_args
+
+    monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)
+
+
+def test_there_are_recipes():
+    assert RECIPE_FILES and any("demo" in p.parts for p in RECIPE_FILES)
+
+
+@pytest.mark.parametrize("path", RECIPE_FILES, ids=lambda p: str(p.relative_to(RECIPES)))
+def test_recipe_parses_strictly(path, pretend_gpu):
+    owners = _owners(path)
+    assert owners, f"{path} belongs to no registered trainer (name the file or a folder after the trainer)"
+    for spec in owners:
+        _, config_cls = spec.load()
+        (script_args, training_args, model_args, _), explicit = StrictParser(config_cls).parse([], path)
+        assert model_args.model_name_or_path, f"{path}: no model_name_or_path"
+        assert script_args.dataset_name or "datasets" in explicit, f"{path}: no dataset"
+        assert training_args.output_dir.startswith("outputs/"), f"{path}: write under outputs/"
+        if "demo" in path.parts:  # demo recipes run offline on a CPU
+            assert model_args.model_name_or_path.startswith("embedded:")
+            assert training_args.use_cpu and not training_args.bf16
+            assert script_args.dataset_name.startswith("embedded:")
+        else:  # consumer-GPU recipes: a preset that fits one card
+            assert model_args.use_peft and model_args.lora_target_modules
+            assert "peft_preset" in explicit
+            if "config_qlora" in path.stem:
+                assert model_args.load_in_4bit and model_args.bnb_4bit_quant_type == "nf4"
+
+
+def test_preset_values_fill_in_and_recipe_keys_win(tmp_path, pretend_gpu):
+    spec = get_registry().trainer("orpo")
+    _, config_cls = spec.load()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model_name_or_path: m\ndataset_name: d\noutput_dir: outputs/x\npeft_preset: qlora-24gb\n"
+                      "lora_r: 8\n")
+    (_, training_args, model_args, _), _ = StrictParser(config_cls).parse(["--lora_alpha", "4"], recipe)
+    assert model_args.load_in_4bit and model_args.use_bnb_nested_quant
+    assert model_args.lora_r == 8 and model_args.lora_alpha == 4  # recipe and CLI beat the preset
+    assert training_args.optim == "paged_adamw_8bit" and training_args.gradient_checkpointing
+    assert training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps == 16
+
+
+@pytest.mark.parametrize("path", sorted(ACCELERATE.glob("*.yaml")), ids=lambda p: p.stem)
+def test_accelerate_config_loads(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    assert config.compute_environment.value == "LOCAL_MACHINE"
+
+
+def test_shipped_accelerate_configs_cover_the_documented_set():
+    assert {p.stem for p in ACCELERATE.glob("*.yaml")} >= {"single_gpu", "multi_gpu", "zero2", "zero3", "fsdp", "cpu"}
