@@ -54,9 +54,9 @@ def param_bytes(*modules) -> int:
     return total
 
 
-def print_table(title: str, rows: list[tuple[str, str, str, str]]) -> None:
+def print_table(title: str, rows: list[tuple[str, str, str, str]],
+                header: tuple[str, str, str, str] = ("metric", "TRL", "trl-plugins", "ratio (ours / TRL)")) -> None:
     print(f"\n{title}")
-    header = ("metric", "TRL", "trl-plugins", "ratio (ours / TRL)")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
     for row in [header] + rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
