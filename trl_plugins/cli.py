@@ -75,7 +75,8 @@ def cmd_list(args) -> int:
     rows = [[s.name, f"{s.distribution} {s.version}".strip(), _format_columns(s), s.summary] for s in specs]
     print(_table(rows, ["NAME", "DISTRIBUTION", "COLUMNS [optional]", "SUMMARY"]) if rows else "no trainers installed")
     if registry.rewards:
-        print(f"\n{len(registry.rewards)} reward functions: {', '.join(sorted(registry.rewards))} (list --rewards)")
+        n = len(registry.rewards)
+        print(f"\n{n} reward function{'s' if n != 1 else ''}: {', '.join(sorted(registry.rewards))} (list --rewards)")
     return 0
 
 

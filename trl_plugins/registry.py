@@ -95,8 +95,22 @@ class PluginSource:
         return f"plugin {self.plugin!r} of {self.distribution} {self.version}".rstrip()
 
 
+class _Provided:
+    """What every registration knows about the plugin that made it."""
+
+    source: PluginSource
+
+    @property
+    def distribution(self) -> str:
+        return self.source.distribution
+
+    @property
+    def version(self) -> str:
+        return self.source.version
+
+
 @dataclass(frozen=True)
-class TrainerSpec:
+class TrainerSpec(_Provided):
     """A registered trainer: import strings plus what the CLI needs to check data without importing it."""
 
     name: str
@@ -111,14 +125,6 @@ class TrainerSpec:
     check_data: str | None
     recipes: str | None
     source: PluginSource = field(compare=False)
-
-    @property
-    def distribution(self) -> str:
-        return self.source.distribution
-
-    @property
-    def version(self) -> str:
-        return self.source.version
 
     @property
     def columns(self) -> dict[str, list[str]]:
@@ -160,21 +166,13 @@ class TrainerSpec:
 
 
 @dataclass(frozen=True)
-class RewardSpec:
+class RewardSpec(_Provided):
     """A registered reward function with TRL's signature ``f(prompts, completions, **columns) -> list[float|None]``."""
 
     name: str
     function: str
     summary: str
     source: PluginSource = field(compare=False)
-
-    @property
-    def distribution(self) -> str:
-        return self.source.distribution
-
-    @property
-    def version(self) -> str:
-        return self.source.version
 
     def load(self):
         return import_string(self.function, f"reward function {self.name!r} ({self.distribution})")
