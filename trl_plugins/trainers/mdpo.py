@@ -249,6 +249,9 @@ class MDPOTrainer(DPOTrainer):
                 raise ValueError("mDPO needs images: the dataset has no 'image' or 'images' column")
         if args.freeze_vision_tower and peft_config is not None:
             peft_config = self._exclude_vision(peft_config)
+        if (ref_model is None and peft_config is None and not isinstance(model, str) and not is_peft_model(model)
+                and not getattr(model.config, "_name_or_path", "")):
+            ref_model = copy.deepcopy(model).eval()  # built in memory: TRL could not reload it from a path
         super().__init__(model=model, ref_model=ref_model, args=args, data_collator=data_collator,
                          train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processing_class,
                          compute_metrics=compute_metrics, callbacks=callbacks, optimizers=optimizers,
