@@ -342,3 +342,35 @@ def test_cli_trains_tiny_vlm_from_image_paths(tmp_path, tiny_vlm_dir, run_cli):
     code, out, err = run_cli("train", "mdpo", "--config", recipe)
     assert code == 0, err
     assert "done" in out and (tmp_path / "out" / "adapter_config.json").is_file()
+
+
+def test_shipped_recipes_parse_strictly():
+    from trl_plugins.recipe import StrictParser
+    from trl_plugins.registry import get_registry
+
+    spec = get_registry().trainer("mdpo")
+    recipes = spec.recipe_files()
+    names = {str(p.parent.parent.name if p.parent.name == "mdpo" else p.parent.name) for p in recipes}
+    assert {"demo", "qwen2.5-vl-3b-instruct", "llava-1.5-7b"} <= names
+    _, config_cls = spec.load()
+    for recipe in recipes:
+        (_, training_args, model_args, _), _ = StrictParser(config_cls, prog="t").parse(
+            ["--bf16", "false", "--use_cpu", "true"], recipe)  # no GPU here: only the keys are under test
+        assert training_args.mdpo_weights == [1.0, 1.0, 1.0] and training_args.freeze_vision_tower
+        if recipe.parent.name == "mdpo":
+            assert model_args.load_in_4bit and model_args.use_peft
+
+
+def test_shapes_dataset_needs_the_image():
+    from trl_plugins.embedded import load_embedded_dataset
+
+    dsd = load_embedded_dataset("shapes-preference", "n_train=24,n_test=8,conversational=false")
+    assert set(dsd) == {"train", "test"} and len(dsd["test"]) == 8
+    train = dsd["train"]
+    assert train[0]["image"].size == (64, 64) and train[0]["prompt"].startswith("<image>")
+    # the text cannot give the answer away: the same prompt has different chosen answers
+    by_prompt = {}
+    for row in train:
+        by_prompt.setdefault(row["prompt"], set()).add(row["chosen"])
+    assert all(len(answers) > 1 for answers in by_prompt.values())
+    assert all(row["chosen"] != row["rejected"] for row in train)
