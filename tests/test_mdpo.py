@@ -374,3 +374,34 @@ def test_shapes_dataset_needs_the_image():
         by_prompt.setdefault(row["prompt"], set()).add(row["chosen"])
     assert all(len(answers) > 1 for answers in by_prompt.values())
     assert all(row["chosen"] != row["rejected"] for row in train)
+
+
+@pytest.mark.real
+def test_real_smollm2_tiny_llava_learns_to_use_the_image(tmp_path, smollm2_path):
+    """The embedded SmolLM2 LLaVA (random vision tower), LoRA + trained projector, 10 short mDPO steps on the
+    shapes pairs: the conditional term falls below log 2 and the chosen answer becomes likelier with the real image
+    than with the corrupted one on the training batches (``logps/image_conditional_margin`` rises)."""
+    from peft import LoraConfig
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from trl_plugins.embedded import load_embedded_dataset
+    from trl_plugins.models import resolve_model_path
+    from trl_plugins.trainers.mdpo import MDPOTrainer
+
+    path = resolve_model_path("embedded:smollm2-tiny-llava")
+    data = load_embedded_dataset("shapes-preference", "n_train=16,n_test=1,conversational=false")["train"]
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
+                      modules_to_save=["multi_modal_projector"])
+    trainer = MDPOTrainer(model=model, args=_args(tmp_path, max_steps=10, learning_rate=1e-3,
+                                                  per_device_train_batch_size=2, num_train_epochs=2),
+                          train_dataset=data, processing_class=AutoProcessor.from_pretrained(path),
+                          peft_config=lora)
+    trainer.train()
+    logs = [log for log in trainer.state.log_history if "loss/conditional" in log]
+    first, last = logs[0], logs[-1]
+    assert first["loss/conditional"] == pytest.approx(math.log(2), abs=1e-4)
+    late = logs[-4:]
+    assert sum(log["loss/conditional"] for log in late) / len(late) < math.log(2) - 0.01
+    assert sum(log["rewards/conditional_margins"] for log in late) / len(late) > 0
+    assert last["logps/image_conditional_margin"] > first["logps/image_conditional_margin"]

@@ -190,6 +190,14 @@ class MDPOConfig(DPOConfig):
     freeze_vision_tower: bool = field(
         default=True, metadata={"help": "Keep the vision encoder frozen (excluded from LoRA; no gradients otherwise)."}
     )
+    fused_lm_head: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Score tokens with TRL's fused LM head (never materialises the [batch, seq, vocab] logits) instead "
+            "of full logits. Default: fused where its Triton kernel runs (CUDA/XPU), full logits elsewhere (its CPU "
+            "fallback is slower than full logits)."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -311,15 +319,14 @@ class MDPOTrainer(DPOTrainer):
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
 
         # One policy forward and one reference forward over [chosen | rejected | chosen with corrupted image].
-        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
-        per_token_logps = outputs.log_probs[:, -seq_len:]
+        per_token_logps, outputs = self._per_token_logps(model, model_kwargs, labels)
         chosen, rejected, corrupted = per_token_logps.sum(dim=1).chunk(3, dim=0)
         ref_kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
         with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
             with self._reference_context():
                 reference = self.ref_model if self.ref_model is not None else self.model
-                ref_outputs = reference(**ref_kwargs, labels=labels, fused_lm_head=True)
-        ref_chosen, ref_rejected, ref_corrupted = ref_outputs.log_probs[:, -seq_len:].sum(dim=1).chunk(3, dim=0)
+                ref_per_token_logps, _ = self._per_token_logps(reference, ref_kwargs, labels, stats=False)
+        ref_chosen, ref_rejected, ref_corrupted = ref_per_token_logps.sum(dim=1).chunk(3, dim=0)
 
         loss, metrics = mdpo_loss(chosen, rejected, corrupted, ref_chosen, ref_rejected, ref_corrupted,
                                   beta=self.beta, weights=tuple(self.args.mdpo_weights), anchor=self.args.anchor)
@@ -332,6 +339,32 @@ class MDPOTrainer(DPOTrainer):
                 outputs = model(**model_kwargs)
             return loss, outputs
         return loss
+
+    def _use_fused_lm_head(self) -> bool:
+        if self.args.fused_lm_head is not None:
+            return self.args.fused_lm_head
+        try:
+            from trl.kernels.chunked_logprob import _use_triton
+        except ImportError:  # private helper moved: fall back to its rule
+            return self.accelerator.device.type in ("cuda", "xpu")
+        return _use_triton(self.accelerator.device)
+
+    def _per_token_logps(self, model, model_kwargs, labels, stats: bool = True):
+        """Log-prob of every next token whose label is not -100 (0 elsewhere), ``[rows, seq - 1]``, and the outputs
+        (with ``entropy``/``is_top1`` when ``stats``)."""
+        seq_len = labels.size(1) - 1
+        if self._use_fused_lm_head():
+            outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+            return outputs.log_probs[:, -seq_len:], outputs  # prompt-learning PEFT prepends virtual tokens
+        outputs = model(**model_kwargs)
+        logits = outputs.logits[:, -seq_len - 1 : -1]
+        shift_labels = labels[:, 1:]
+        mask = shift_labels != -100
+        per_token_logps = selective_log_softmax(logits, shift_labels.clamp(min=0)) * mask
+        outputs.log_probs, outputs.entropy = per_token_logps, None
+        outputs.is_top1 = (logits.detach().argmax(-1) == shift_labels) & mask if stats else None
+        outputs.logits = None  # free the full logits early
+        return per_token_logps, outputs
 
     def _log_metrics(self, mode, metrics, chosen, rejected, corrupted, outputs, shift_mask, inputs):
         gather = self.accelerator.gather_for_metrics
