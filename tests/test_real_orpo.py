@@ -26,5 +26,3 @@ def test_orpo_learns_to_prefer_positive_reviews(smollm2_path, tmp_path):
           f"margin {before['margin']:.3f} -> {after['margin']:.3f} nats/token")
     assert after["margin"] > before["margin"] + 0.03
     assert after["accuracy"] > before["accuracy"]
-    logs = [h for h in trainer.state.log_history if "nll_loss" in h]
-    assert logs[-1]["rewards/margins"] > logs[0]["rewards/margins"]
