@@ -397,3 +397,22 @@ def test_smollm2_lora_on_imbalanced_imdb_raises_held_out_reward_gap(smollm2_path
     assert gap_before == pytest.approx(0.0, abs=1e-4)  # the adapter starts at zero: policy = reference
     assert gap_after > gap_before + 0.05
     assert auc_after > 0.7
+
+
+# -- shipped recipes ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["demo/kto_weighted", "qwen2.5-1.5b-instruct/kto_weighted/config_qlora",
+                                  "llama-3.1-8b-instruct/kto_weighted/config_qlora"])
+def test_shipped_recipes_parse_strictly(name, monkeypatch):
+    import transformers.training_args as training_args
+
+    from trl_plugins.recipe import StrictParser, resolve_recipe
+    from trl_plugins.registry import get_registry
+
+    monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)  # bf16 recipes, no GPU
+    spec = get_registry().trainer("kto-weighted")
+    path = resolve_recipe(spec, name)
+    (script_args, args, model_args, _), _ = StrictParser(spec.load()[1]).parse([], path)
+    assert isinstance(args, KTOWeightedConfig) and args.weighting == "auto" and args.per_device_train_batch_size >= 2
+    assert model_args.use_peft
+    if "qlora" in name:
+        assert model_args.load_in_4bit and model_args.bnb_4bit_quant_type == "nf4"
