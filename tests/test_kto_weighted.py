@@ -354,6 +354,17 @@ def test_cli_accepts_paired_and_single_class_eval(run_cli, tiny_recipe, tmp_path
     assert code == 0, err
 
 
+def test_cli_trains_and_saves_on_unpaired_data(run_cli, quiet_datasets, tiny_recipe, tmp_path):
+    data = write_jsonl(tmp_path / "data.jsonl", _unpaired(4, 12))
+    code, out, err = run_cli("train", "kto-weighted", "--config",
+                             tiny_recipe({"dataset_name": data, "use_peft": True, "lora_r": 4, "lora_alpha": 8,
+                                          "lora_target_modules": ["q_proj", "v_proj"]}))
+    assert code == 0, err
+    assert "weighting auto: λ_D=3, λ_U=1 for 4 desirable and 12 undesirable rows" in out
+    assert "4 of 4 per-device batches of 4 hold both classes" in out
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+
+
 # -- real model ----------------------------------------------------------------------------------------------------------
 @pytest.mark.real
 def test_smollm2_lora_on_imbalanced_imdb_raises_held_out_reward_gap(smollm2_path, tmp_path):
@@ -365,12 +376,12 @@ def test_smollm2_lora_on_imbalanced_imdb_raises_held_out_reward_gap(smollm2_path
     from trl_plugins.embedded import load_embedded_dataset
     from trl_plugins.evaluation import completion_logps
 
-    data = load_embedded_dataset("imdb-kto", "ratio=1:4,n_train=320,n_test=64,max_words=32,prompt_words=6")
+    data = load_embedded_dataset("imdb-kto", "ratio=1:4,n_train=320,n_test=48,max_words=24,prompt_words=6")
     tokenizer = AutoTokenizer.from_pretrained(smollm2_path)
     model = AutoModelForCausalLM.from_pretrained(smollm2_path, dtype=torch.float32)
     beta = 0.1
-    args = KTOWeightedConfig(**_args(tmp_path, per_device_train_batch_size=8, max_length=96, beta=beta,
-                                     learning_rate=1e-3, max_steps=24, warmup_steps=2, logging_steps=4))
+    args = KTOWeightedConfig(**_args(tmp_path, per_device_train_batch_size=8, max_length=64, beta=beta,
+                                     learning_rate=2e-3, max_steps=16, warmup_steps=2, logging_steps=4))
     trainer = KTOWeightedTrainer(model=model, args=args, train_dataset=data["train"], processing_class=tokenizer,
                                  peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                                                         task_type="CAUSAL_LM"))
