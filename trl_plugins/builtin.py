@@ -34,6 +34,19 @@ def register_trainers(register):
         check_data="trl_plugins.vision:check_vision_data",
         recipes=RECIPES,
     )
+    register(
+        "kto-weighted",
+        trainer="trl_plugins.trainers.kto_weighted:KTOWeightedTrainer",
+        config="trl_plugins.trainers.kto_weighted:KTOWeightedConfig",
+        summary="KTO with class weights from the label counts (paper Eq. 8), per-example weights, mixed batches.",
+        paper="https://arxiv.org/abs/2402.01306",
+        data_format="unpaired_preference",
+        # unpaired (prompt, completion, label) or paired (prompt, chosen, rejected): the method's check decides
+        required_columns=(),
+        optional_columns=("prompt", "completion", "label", "chosen", "rejected"),
+        check_data="trl_plugins.trainers.kto_weighted:check_kto_data",
+        recipes=RECIPES,
+    )
 
 
 @hookimpl

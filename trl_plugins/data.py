@@ -9,6 +9,7 @@ each naming the split, the column and the rows where it was found.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import re
@@ -283,7 +284,12 @@ def check_datasets(spec, dsd, script_args, config) -> DataSummary:
         if spec.data_format == "unpaired_preference" and "label" in columns:
             split_problems += check_bool_column(dataset, where, "label")
         if not split_problems and spec.check_data is not None:
-            split_problems += [f"{where}: {line}" for line in spec.load_check()(dataset, split, config)]
+            check = spec.load_check()
+            # a check that takes `role` learns whether the split is for training or for evaluation
+            role = {"role": "train" if split == script_args.dataset_train_split else "eval"}
+            if "role" not in inspect.signature(check).parameters:
+                role = {}
+            split_problems += [f"{where}: {line}" for line in check(dataset, split, config, **role)]
         problems += split_problems
         summary.splits[split] = len(dataset) if isinstance(dataset, datasets.Dataset) else -1
         summary.columns = columns

@@ -141,3 +141,106 @@ def mdpo_loss(
         "logps/image_conditional_margin": (policy_chosen - policy_chosen_corrupted).detach().mean(),
     }
     return loss, metrics
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# KTO with class-imbalance weighting (Ethayarajh et al. 2024, arXiv:2402.01306, Eq. 7-8)
+# --------------------------------------------------------------------------------------------------------------------
+KTO_TARGET_RATIO_RANGE = (1.0, 4.0 / 3.0)
+
+
+def kto_weights(n_desirable: int, n_undesirable: int, target_ratio: float = 1.0) -> tuple[float, float]:
+    """Class weights ``(λ_D, λ_U)`` for KTO so that ``λ_D·n_D / (λ_U·n_U) = target_ratio`` (paper Eq. 8).
+
+    Only the rarer class is up-weighted; the other keeps weight 1 and no weight is ever below 1:
+
+    - desirable rarer, or a tie: ``λ_U = 1``, ``λ_D = target_ratio · n_U / n_D``;
+    - undesirable rarer by at least ``target_ratio``: ``λ_D = 1``, ``λ_U = n_D / (target_ratio · n_U)``;
+    - undesirable rarer by less than ``target_ratio`` (``1 < n_D/n_U < target_ratio``): both 1. Reaching the target
+      would mean up-weighting the majority or down-weighting the minority; the ratio ``n_D/n_U`` already lies in the
+      paper's range ``[1, 4/3]``.
+
+    ``target_ratio`` must lie in ``[1, 4/3]`` (the paper's range); both counts must be positive.
+    """
+    low, high = KTO_TARGET_RATIO_RANGE
+    if not (low <= target_ratio <= high + 1e-12):
+        raise ValueError(f"target_ratio must be in [1, 4/3] (paper Eq. 8), got {target_ratio}")
+    for name, n in (("n_desirable", n_desirable), ("n_undesirable", n_undesirable)):
+        if isinstance(n, bool) or int(n) != n or n < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
+    if n_desirable == 0 or n_undesirable == 0:
+        raise ValueError(
+            f"KTO class weights need both classes: got {n_desirable} desirable and {n_undesirable} undesirable examples"
+        )
+    if n_desirable <= n_undesirable:
+        return target_ratio * n_undesirable / n_desirable, 1.0
+    if n_desirable >= target_ratio * n_undesirable:
+        return 1.0, n_desirable / (target_ratio * n_undesirable)
+    return 1.0, 1.0
+
+
+def kto_weight_ratio(desirable_weight: float, undesirable_weight: float, n_desirable: int, n_undesirable: int) -> float:
+    """``λ_D·n_D / (λ_U·n_U)``, the quantity paper Eq. 8 asks to keep in ``[1, 4/3]``."""
+    return desirable_weight * n_desirable / (undesirable_weight * n_undesirable)
+
+
+def kto_weighted_loss(
+    policy_logps: torch.Tensor,
+    reference_logps: torch.Tensor,
+    labels: torch.Tensor,
+    kl: torch.Tensor | float,
+    beta: float,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+    example_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """KTO: ``L = mean_i[ w_i · λ(y_i) · (1 - v_i) ]`` (paper Eq. 7, TRL's ``loss_type="kto"``).
+
+    Args:
+        policy_logps, reference_logps: ``[B]`` summed log-probabilities ``log π(y|x)`` of the completions under the
+            policy and the reference model; ``r_i = policy - reference`` is the log-ratio.
+        labels: ``[B]`` booleans, ``True`` = desirable.
+        kl: the reference point ``z_0``: a detached, non-negative estimate of ``KL(π‖π_ref)`` (TRL's ``kl``, from
+            mismatched pairs). ``0`` gives TRL's ``apo_zero_unpaired`` loss.
+        beta: β. The value is ``v = σ(β(r - z_0))`` for desirable and ``σ(β(z_0 - r))`` for undesirable rows.
+        desirable_weight, undesirable_weight: λ_D, λ_U.
+        example_weights: optional ``[B]`` non-negative per-example weights multiplying λ(y).
+
+    The mean runs over the whole batch (both classes), ignoring NaNs, as TRL's ``losses.nanmean()``. Metrics:
+    ``z_ref = β·z_0`` (the reference point in reward units), the mean implicit reward ``β·r`` and the mean
+    effective weight of each class (NaN when the class is absent from the batch).
+    """
+    _check_pair("policy_logps", policy_logps, "reference_logps", reference_logps)
+    if labels.shape != policy_logps.shape:
+        raise ValueError(f"labels must have shape {tuple(policy_logps.shape)}, got {tuple(labels.shape)}")
+    if example_weights is not None and example_weights.shape != policy_logps.shape:
+        raise ValueError(
+            f"example_weights must have shape {tuple(policy_logps.shape)}, got {tuple(example_weights.shape)}"
+        )
+    labels = labels.to(device=policy_logps.device, dtype=torch.bool)
+    logratios = policy_logps - reference_logps
+    kl = torch.as_tensor(kl, dtype=logratios.dtype, device=logratios.device).detach()
+    value = torch.where(labels, torch.sigmoid(beta * (logratios - kl)), torch.sigmoid(beta * (kl - logratios)))
+    weights = torch.where(
+        labels,
+        torch.as_tensor(desirable_weight, dtype=logratios.dtype, device=logratios.device),
+        torch.as_tensor(undesirable_weight, dtype=logratios.dtype, device=logratios.device),
+    )
+    if example_weights is not None:
+        weights = weights * example_weights.to(device=logratios.device, dtype=logratios.dtype)
+    losses = weights * (1 - value)
+    loss = losses.nanmean()
+    rewards = beta * logratios.detach()
+    nan = torch.tensor(float("nan"), device=logratios.device)
+
+    def mean_where(x, mask):
+        return x[mask].mean() if mask.any() else nan
+
+    metrics = {
+        "z_ref": beta * kl,
+        "rewards/chosen": mean_where(rewards, labels),
+        "rewards/rejected": mean_where(rewards, ~labels),
+        "weights/desirable": mean_where(weights.detach(), labels),
+        "weights/undesirable": mean_where(weights.detach(), ~labels),
+    }
+    return loss, metrics

@@ -7,13 +7,18 @@ Datasets take options through ``dataset_config`` as ``key=value`` pairs, e.g.
 
 from __future__ import annotations
 
+import re
+
 from ..errors import ConfigError, UsageError
+
+_RATIO = re.compile(r"\d+(\.\d+)?:\d+(\.\d+)?")
 
 # name -> "module:function" (imported only when used)
 EMBEDDED_DATASETS = {
     "imdb-preference": "trl_plugins.embedded.reviews:imdb_preference",
     "rt-preference": "trl_plugins.embedded.reviews:rt_preference",
     "shapes-preference": "trl_plugins.embedded.shapes:shapes_preference",
+    "imdb-kto": "trl_plugins.embedded.kto:imdb_kto",
 }
 
 
@@ -28,7 +33,9 @@ def parse_options(options: str | None) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"dataset_config: expected key=value pairs separated by commas, got {item.strip()!r}")
-        result[key.strip()] = yaml.safe_load(value.strip())
+        value = value.strip()
+        # YAML 1.1 reads "1:4" as the base-60 integer 64: keep ratios like that as text
+        result[key.strip()] = value if _RATIO.fullmatch(value) else yaml.safe_load(value)
     return result
 
 
