@@ -13,6 +13,7 @@ from ..errors import ConfigError, UsageError
 EMBEDDED_DATASETS = {
     "imdb-preference": "trl_plugins.embedded.reviews:imdb_preference",
     "rt-preference": "trl_plugins.embedded.reviews:rt_preference",
+    "imdb-rm-pairs": "trl_plugins.embedded.reward_pairs:imdb_rm_pairs",
 }
 
 
