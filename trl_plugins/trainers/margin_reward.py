@@ -78,7 +78,7 @@ class MarginRewardConfig(RewardConfig):
         margin_scale (`str`, defaults to `"small"`): Llama 2 Table 27 scale, `small` (1, 2/3, 1/3, 0) or `large`
             (3, 2, 1, 0), for the labels significantly better / better / slightly better / negligibly better or unsure.
         rating_margins (`dict[str, float]`, *optional*): your own label -> margin table (replaces `margin_scale`);
-            a JSON string on the command line.
+            set it as a YAML mapping in the recipe.
         chosen_score_column, rejected_score_column (`str`): score columns (`margin_source: scores`).
         margin_factor (`float`, defaults to `1.0`): margin = `margin_factor` x (chosen score - rejected score).
         merge_adapters_on_save (`bool`, defaults to `True`): with LoRA, the final save writes a merged full checkpoint
@@ -98,9 +98,9 @@ class MarginRewardConfig(RewardConfig):
         metadata={"help": "Llama 2 Table 27 margins: small (1, 2/3, 1/3, 0) or large (3, 2, 1, 0).",
                   "choices": ["small", "large"]},
     )
-    rating_margins: dict[str, float] | str | None = field(
+    rating_margins: dict[str, float] | None = field(
         default=None,
-        metadata={"help": "Your own rating label -> margin table (replaces margin_scale); JSON on the command line."},
+        metadata={"help": "Your own rating label -> margin table (replaces margin_scale); a YAML mapping in the recipe."},
     )
     chosen_score_column: str = field(default="chosen_score", metadata={"help": "Score of the chosen completion."})
     rejected_score_column: str = field(default="rejected_score", metadata={"help": "Score of the rejected completion."})
@@ -186,11 +186,13 @@ def check_margin_data(dataset, split: str, config: MarginRewardConfig) -> list[s
         for i, row in iter_rows(dataset, [config.rating_column]):
             if normalize_label(row[config.rating_column]) not in table:
                 unknown.setdefault(str(row[config.rating_column]), []).append(i)
-        for label, rows in unknown.items():
-            known = ", ".join(k for k in table if k not in _ALIASES)
+        if unknown:
+            known = ", ".join(k for k in table if k not in _ALIASES or config.rating_margins is not None)
+            where = "rating_margins" if config.rating_margins is not None else f"margin_scale {config.margin_scale!r}"
+            named = "; ".join(f"{label!r} in {_rows(rows)}" for label, rows in unknown.items())
             problems.append(
-                f"column {config.rating_column!r}: unknown rating label {label!r} in {_rows(rows)} "
-                f"(known for margin_scale {config.margin_scale!r}{' / rating_margins' if config.rating_margins else ''}: {known})"
+                f"column {config.rating_column!r}: unknown rating label{'s' if len(unknown) > 1 else ''} {named} "
+                f"(known in {where}: {known})"
             )
     elif source == "scores":
         score_columns = [config.chosen_score_column, config.rejected_score_column]
