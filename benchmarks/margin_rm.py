@@ -50,6 +50,7 @@ def main():
 
     def build(which):
         tokenizer = AutoTokenizer.from_pretrained(path)
+        torch.manual_seed(0)  # the same random score head for both trainers
         with suppress_seqcls_warning():
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -368,6 +368,21 @@ def test_cli_lora_run_saves_a_plain_reward_model(tmp_path, tiny_model_dir, run_c
     assert "AutoModelForSequenceClassification" in card
 
 
+def test_cli_qlora_run_merges_into_an_unquantized_checkpoint(tmp_path, tiny_model_dir, run_cli):
+    """4-bit NF4 base (bitsandbytes runs on the CPU) + LoRA: the saved model is a plain bf16 classifier."""
+    from transformers import AutoModelForSequenceClassification
+
+    recipe = _recipe(tmp_path, tiny_model_dir, _rated_rows(8), margin_source="scores", use_peft=True, lora_r=4,
+                     lora_alpha=8, lora_target_modules=["all-linear"], load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                     dtype="bfloat16", max_steps=1)
+    code, _, err = run_cli("train", "margin-rm", "--config", recipe)
+    assert code == 0, err
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert "quantization_config" not in config
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert model.dtype == torch.bfloat16 and model.score.weight.shape[0] == 1
+
+
 def test_no_merge_keeps_the_adapter(tmp_path, tiny_model_dir, run_cli):
     rows = _rated_rows(8)
     recipe = _recipe(tmp_path, tiny_model_dir, rows, use_peft=True, lora_r=4, lora_alpha=8,
