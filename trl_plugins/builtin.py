@@ -47,6 +47,18 @@ def register_trainers(register):
         check_data="trl_plugins.trainers.kto_weighted:check_kto_data",
         recipes=RECIPES,
     )
+    register(
+        "margin-rm",
+        trainer="trl_plugins.trainers.margin_reward:MarginRewardTrainer",
+        config="trl_plugins.trainers.margin_reward:MarginRewardConfig",
+        summary="Reward model with Llama 2's margin loss; margins from rating labels, score differences or a column.",
+        paper="https://arxiv.org/abs/2307.09288",
+        data_format="preference",
+        optional_columns=("prompt", "margin", "rating", "chosen_score", "rejected_score"),
+        model_kind="sequence-classification",
+        check_data="trl_plugins.trainers.margin_reward:check_margin_data",
+        recipes=RECIPES,
+    )
 
 
 @hookimpl

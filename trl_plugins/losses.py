@@ -244,3 +244,59 @@ def kto_weighted_loss(
         "weights/undesirable": mean_where(weights.detach(), ~labels),
     }
     return loss, metrics
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Margin-loss reward model (Touvron et al. 2023, Llama 2, arXiv:2307.09288, §3.2.2 Eq. 2)
+# --------------------------------------------------------------------------------------------------------------------
+def _as_vector(name: str, x: torch.Tensor) -> torch.Tensor:
+    """``[B]`` or ``[B, 1]`` -> ``[B]``; anything else is an error (never let ``[B,1] - [B]`` broadcast to ``[B,B]``)."""
+    if x.dim() == 2 and x.size(1) == 1:
+        return x[:, 0]
+    if x.dim() != 1:
+        raise ValueError(f"{name} must have shape [B] or [B, 1], got {tuple(x.shape)}")
+    return x
+
+
+def margin_reward_loss(
+    rewards_chosen: torch.Tensor,
+    rewards_rejected: torch.Tensor,
+    margin: torch.Tensor | None = None,
+    center_coefficient: float | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Llama 2's binary ranking loss with a margin: ``L = -mean(log σ(r_c - r_r - m)) [+ c · mean((r_c + r_r)²)]``.
+
+    Args:
+        rewards_chosen, rewards_rejected: scalar rewards of the chosen / rejected sequences, ``[B]`` or ``[B, 1]``.
+        margin: ``m(r)``, the preference-strength margin per pair (``[B]`` or ``[B, 1]``), or ``None`` for no margin.
+        center_coefficient: ``c`` of the reward-centering term (``None`` or 0: off; ~0.01 in common use).
+
+    Every input is reduced to ``[B]`` first and shapes must agree, so ``[B, 1]`` against ``[B]`` is never
+    broadcast to ``[B, B]``. Computed in float32. With ``margin=None`` and no centering it is TRL's RewardTrainer loss.
+    """
+    rc = _as_vector("rewards_chosen", rewards_chosen).float()
+    rr = _as_vector("rewards_rejected", rewards_rejected).float()
+    _check_pair("rewards_chosen", rc, "rewards_rejected", rr)
+    gap = rc - rr
+    logits = gap
+    if margin is not None:
+        m = _as_vector("margin", margin).to(rc)
+        if m.shape != rc.shape:
+            raise ValueError(f"margin must have one value per pair ({rc.shape[0]}), got shape {tuple(margin.shape)}")
+        logits = gap - m
+    loss = -F.logsigmoid(logits).mean()
+    metrics = {"ranking_loss": loss.detach()}
+    if center_coefficient:
+        center = center_coefficient * torch.mean((rc + rr) ** 2)
+        loss = loss + center
+        metrics["center_loss"] = center.detach()
+    metrics.update(
+        {
+            "accuracy": (gap > 0).float().mean().detach(),
+            "reward_gap": gap.mean().detach(),
+        }
+    )
+    if margin is not None:
+        metrics["margin_target"] = m.mean().detach()
+        metrics["gap_above_margin"] = (logits > 0).float().mean().detach()
+    return loss, metrics

@@ -19,6 +19,7 @@ EMBEDDED_DATASETS = {
     "rt-preference": "trl_plugins.embedded.reviews:rt_preference",
     "shapes-preference": "trl_plugins.embedded.shapes:shapes_preference",
     "imdb-kto": "trl_plugins.embedded.kto:imdb_kto",
+    "imdb-rm-pairs": "trl_plugins.embedded.reward_pairs:imdb_rm_pairs",
 }
 
 

@@ -1,0 +1,85 @@
+"""IMDB reward-model pairs with a visible margin source: ``embedded:imdb-rm-pairs``.
+
+chosen = a positive IMDB review, rejected = a negative one (random pairs, seeded), under one shared prompt, with a
+held-out ``test`` split. The *preference* is IMDB's own star-based sentiment label; the *strength* of the preference
+is a stand-in for Llama 2's annotator ratings, derived from VADER (rule-based sentiment, compound score in [-1, 1]):
+
+    d = vader(chosen) - vader(rejected)                     (in [-2, 2])
+    d >= 1.5          -> "significantly better"
+    1.0 <= d < 1.5    -> "better"
+    0.5 <= d < 1.0    -> "slightly better"
+    d < 0.5           -> "negligibly better or unsure"     (includes pairs VADER gets backwards, d < 0)
+
+Columns: ``prompt``, ``chosen``, ``rejected``, ``rating`` (the label above), ``chosen_score`` / ``rejected_score``
+(the VADER compound scores, for ``margin_source: scores``) and ``vader_gap`` (d, for inspection). There is no
+``margin`` column: the recipe chooses how margins come from ``rating`` or the scores.
+
+Options (``dataset_config: "n_test=200,max_words=64"``): ``n_test``, ``n_train``, ``seed``, ``max_words`` (reviews are
+cut to their opening sentences, about ``max_words`` words, so CPU training stays fast), ``conversational``, ``prompt``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from .reviews import _message, reviews
+
+# (lower bound on d, label), checked in order
+VADER_RATING_THRESHOLDS = (
+    (1.5, "significantly better"),
+    (1.0, "better"),
+    (0.5, "slightly better"),
+)
+UNSURE_LABEL = "negligibly better or unsure"
+
+
+def rating_from_gap(gap: float) -> str:
+    """The Llama 2 rating label for a VADER score difference ``d`` (thresholds in the module docstring)."""
+    for bound, label in VADER_RATING_THRESHOLDS:
+        if gap >= bound:
+            return label
+    return UNSURE_LABEL
+
+
+def imdb_rm_pairs(
+    n_test: int = 200,
+    n_train: int | None = None,
+    seed: int = 0,
+    max_words: int | None = 64,
+    conversational: bool = True,
+    prompt: str = "Write a short movie review.",
+):
+    """IMDB (positive, negative) review pairs with VADER-derived rating labels and scores; up to 12,500 pairs."""
+    from datasets import Dataset, DatasetDict
+
+    from ..reward_functions import _vader
+
+    rng = random.Random(seed)
+    positives = reviews("imdb", 1, max_words)
+    negatives = reviews("imdb", 0, max_words)
+    rng.shuffle(positives)
+    rng.shuffle(negatives)
+    pairs = list(zip(positives, negatives))
+    test_pairs, train_pairs = pairs[:n_test], pairs[n_test:]
+    if n_train is not None:
+        train_pairs = train_pairs[:n_train]
+    analyzer = _vader()
+
+    def rows(selected):
+        out = []
+        for chosen, rejected in selected:
+            sc = float(analyzer.polarity_scores(chosen)["compound"])
+            sr = float(analyzer.polarity_scores(rejected)["compound"])
+            if conversational:
+                row = {
+                    "prompt": _message("user", prompt),
+                    "chosen": _message("assistant", chosen),
+                    "rejected": _message("assistant", rejected),
+                }
+            else:
+                row = {"prompt": prompt + "\n", "chosen": chosen, "rejected": rejected}
+            row.update(rating=rating_from_gap(sc - sr), chosen_score=sc, rejected_score=sr, vader_gap=sc - sr)
+            out.append(row)
+        return out
+
+    return DatasetDict(train=Dataset.from_list(rows(train_pairs)), test=Dataset.from_list(rows(test_pairs)))
