@@ -13,6 +13,8 @@ from ..errors import ConfigError, UsageError
 EMBEDDED_DATASETS = {
     "imdb-preference": "trl_plugins.embedded.reviews:imdb_preference",
     "rt-preference": "trl_plugins.embedded.reviews:rt_preference",
+    "imdb-openings": "trl_plugins.embedded.prompts:imdb_openings",
+    "arithmetic": "trl_plugins.embedded.prompts:arithmetic",
 }
 
 
