@@ -130,6 +130,7 @@ class SamplingTrainer(SFTTrainer):
         self.summaries: list[dict] = []
         self.heldout_baseline: float | None = None
         self._prompt_rows = train_dataset.to_list()
+        self.total_phase_steps = 0  # optimizer steps over every SFT phase of this process's run
 
     @classmethod
     def from_run(cls, run):
@@ -250,7 +251,9 @@ class SamplingTrainer(SFTTrainer):
                                                       None, name)
         self.optimizer, self.lr_scheduler = None, None  # every phase is a fresh SFT run: new AdamW state and schedule
         set_seed(seed)
-        return SFTTrainer.train(self)
+        out = SFTTrainer.train(self)
+        self.total_phase_steps += out.global_step
+        return out
 
     # -- per-iteration rule (subclasses) -------------------------------------------------------------------------
     def select(self, k: int, samples: list[dict], rewards: list[float | None]) -> list[int]:
@@ -330,7 +333,7 @@ class SamplingTrainer(SFTTrainer):
             self._print_row(summary)
             output = result
         self.accelerator.wait_for_everyone()
-        steps = sum(s.get("global_step") or 0 for s in self.summaries)
+        steps = self.total_phase_steps
         losses = [s["train_loss"] for s in self.summaries if s.get("train_loss") is not None]
         return TrainOutput(steps, losses[-1] if losses else math.nan, {"iterations": len(self.summaries),
                                                                        "last": output is not None})
