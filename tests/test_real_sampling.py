@@ -1,6 +1,6 @@
 """A reduced RAFT run on the real SmolLM2-135M-Instruct (CPU): the VADER reward of fresh samples rises.
 
-Two iterations on different prompts each time (32 IMDB openings x K=4, 24 new tokens); best-of-4 selection, two
+Two iterations on different prompts each time (24 IMDB openings x K=4, 20 new tokens); best-of-4 selection, two
 epochs of LoRA SFT per phase. The reward of iteration 2's samples (drawn from the fine-tuned policy, on prompts it
 has not trained on) must beat iteration 1's (the base policy), and the selected samples must beat the average.
 """
@@ -21,8 +21,8 @@ def test_raft_raises_vader_reward_of_fresh_samples(tmp_path, smollm2_path):
 
     recipe = yaml.safe_load(open("recipes/demo/raft.yaml"))
     recipe.update(
-        output_dir=str(tmp_path / "raft"), num_iterations=2, prompts_per_iteration=32, num_generations=4,
-        max_new_tokens=24, heldout_prompts=0, max_length=128, per_device_train_batch_size=8, num_train_epochs=2,
+        output_dir=str(tmp_path / "raft"), num_iterations=2, prompts_per_iteration=24, num_generations=4,
+        max_new_tokens=20, heldout_prompts=0, max_length=128, per_device_train_batch_size=8, num_train_epochs=2,
         learning_rate=5e-4, disable_tqdm=True, logging_steps=100,
     )
     path = tmp_path / "raft.yaml"
