@@ -85,9 +85,9 @@ def test_exact_match_reward():
     from trl_plugins.reward_functions import exact_match
 
     completions = ["3 + 4 = 7.", "The answer is 8", "#### 1,234", r"so \boxed{12}", "seven",
-                   [{"role": "assistant", "content": "It is 7"}], "Paris.", "7"]
-    answers = ["7", "7", "1234", "12", "7", "7", "paris", None]
-    assert exact_match(None, completions, answer=answers) == [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, None]
+                   [{"role": "assistant", "content": "It is 7"}], "Paris.", "7", "Leo has 1 + 1 + 2 +", "3,"]
+    answers = ["7", "7", "1234", "12", "7", "7", "paris", None, "2", "3"]
+    assert exact_match(None, completions, answer=answers) == [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, None, 0.0, 1.0]
 
 
 def test_reward_resolution_errors(tiny_model_dir, tmp_path):

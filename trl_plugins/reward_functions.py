@@ -53,7 +53,8 @@ def _normalize(text: str) -> str:
 
 def extract_answer(completion: str, numeric: bool) -> str | None:
     """The final answer in a completion: after the last ``####``, else inside the last ``\\boxed{}``, else (for a
-    numeric reference) the last number, else the whole text."""
+    numeric reference) the last number — none when the text stops on an operator (cut off mid-expression) — else the
+    whole text."""
     import re
 
     global _NUMBER
@@ -66,6 +67,8 @@ def extract_answer(completion: str, numeric: bool) -> str | None:
     if boxed:
         return boxed[-1]
     if numeric:
+        if completion.rstrip().endswith(("+", "-", "*", "/", "=", "×", "÷")):
+            return None  # cut off inside an expression: its last number is an operand, not the answer
         numbers = _NUMBER.findall(completion)
         return numbers[-1] if numbers else None
     return completion
