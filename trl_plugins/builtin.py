@@ -59,6 +59,46 @@ def register_trainers(register):
         check_data="trl_plugins.trainers.margin_reward:check_margin_data",
         recipes=RECIPES,
     )
+    register(
+        "raft",
+        trainer="trl_plugins.trainers.raft:RAFTTrainer",
+        config="trl_plugins.trainers.raft:RAFTConfig",
+        summary="RAFT: sample K per prompt, keep the best (or global top-alpha), SFT, repeat (Dong et al. 2023).",
+        paper="https://arxiv.org/abs/2304.06767",
+        data_format="prompt_only",
+        check_data="trl_plugins.sampling.checks:check_prompts",
+        recipes=RECIPES,
+    )
+    register(
+        "rest-em",
+        trainer="trl_plugins.trainers.rest:ReSTEMTrainer",
+        config="trl_plugins.trainers.rest:ReSTEMConfig",
+        summary="ReST-EM: keep correct samples (binary reward, capped per prompt), fine-tune the base model each iteration.",
+        paper="https://arxiv.org/abs/2312.06585",
+        data_format="prompt_only",
+        check_data="trl_plugins.sampling.checks:check_prompts",
+        recipes=RECIPES,
+    )
+    register(
+        "rejection-sampling",
+        trainer="trl_plugins.trainers.rejection_sampling:RejectionSamplingTrainer",
+        config="trl_plugins.trainers.rejection_sampling:RejectionSamplingConfig",
+        summary="Rejection-sampling fine-tuning: best of K per prompt, best-ever pool, SFT (Llama 2 §3.2.3).",
+        paper="https://arxiv.org/abs/2307.09288",
+        data_format="prompt_only",
+        check_data="trl_plugins.sampling.checks:check_prompts",
+        recipes=RECIPES,
+    )
+    register(
+        "rest",
+        trainer="trl_plugins.trainers.rest:ReSTTrainer",
+        config="trl_plugins.trainers.rest:ReSTConfig",
+        summary="ReST: Grow (N samples per prompt), then Improve steps on rising reward thresholds (Gulcehre et al. 2023).",
+        paper="https://arxiv.org/abs/2308.08998",
+        data_format="prompt_only",
+        check_data="trl_plugins.sampling.checks:check_prompts",
+        recipes=RECIPES,
+    )
 
 
 @hookimpl
@@ -67,4 +107,9 @@ def register_reward_functions(register):
         "vader_sentiment",
         function="trl_plugins.reward_functions:vader_sentiment",
         summary="VADER compound sentiment of the completion in [-1, 1] (rule-based, no model).",
+    )
+    register(
+        "exact_match",
+        function="trl_plugins.reward_functions:exact_match",
+        summary="1 if the completion's final answer (last number, ####, or \\boxed{}) equals the `answer` column, else 0.",
     )

@@ -20,7 +20,8 @@ from .errors import TrlPluginsError
 
 
 def _evaluate(model, tokenizer, test, prompts, n_generations, seed):
-    from .evaluation import generate, preference_accuracy
+    from .evaluation import preference_accuracy
+    from .sampling.generation import generate
     from .reward_functions import vader_sentiment
 
     pref = preference_accuracy(model, tokenizer, test, batch_size=16, max_length=128)

@@ -3,7 +3,7 @@
 - :func:`completion_logps`: log-probability of completions given prompts (standard or conversational), batched.
 - :func:`preference_accuracy`: fraction of held-out pairs where the chosen completion is more likely than the
   rejected one (per-token average log-prob, the quantity ORPO's odds are built on; sums are length-biased).
-- :func:`generate`: batched sampling with left padding and the chat template for conversational prompts.
+- :func:`generate` (re-exported from :mod:`trl_plugins.sampling.generation`, the one generation mechanism).
 """
 
 from __future__ import annotations
@@ -12,16 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-
-def _is_conversational(value) -> bool:
-    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
-
-
-def prompt_text(tokenizer, prompt) -> str:
-    """A prompt as the text the model sees: chat template + generation prompt for message lists."""
-    if _is_conversational(prompt):
-        return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    return prompt
+from .sampling.generation import generate, is_conversational as _is_conversational, prompt_text  # noqa: F401
 
 
 def encode_pair(tokenizer, prompt, completion) -> tuple[list[int], int]:
@@ -89,42 +80,3 @@ def preference_accuracy(model, tokenizer, dataset, batch_size: int = 16, max_len
         "margin": (chosen - rejected).mean().item(),
         "n": len(prompts),
     }
-
-
-@torch.no_grad()
-def generate(
-    model,
-    tokenizer,
-    prompts: Sequence,
-    max_new_tokens: int = 48,
-    temperature: float = 0.7,
-    top_p: float = 1.0,
-    batch_size: int = 32,
-    seed: int = 0,
-) -> list[str]:
-    """Sample one completion per prompt, batched with left padding; returns the decoded completions."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    torch.manual_seed(seed)
-    texts = []
-    try:
-        for i in range(0, len(prompts), batch_size):
-            batch = [prompt_text(tokenizer, p) for p in prompts[i : i + batch_size]]
-            inputs = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            out = model.generate(
-                **inputs,
-                do_sample=True,
-                temperature=temperature,
-                top_p=top_p,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            texts += tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-        if was_training:
-            model.train()
-    return [t.strip() for t in texts]

@@ -20,6 +20,8 @@ EMBEDDED_DATASETS = {
     "shapes-preference": "trl_plugins.embedded.shapes:shapes_preference",
     "imdb-kto": "trl_plugins.embedded.kto:imdb_kto",
     "imdb-rm-pairs": "trl_plugins.embedded.reward_pairs:imdb_rm_pairs",
+    "imdb-openings": "trl_plugins.embedded.prompts:imdb_openings",
+    "arithmetic": "trl_plugins.embedded.prompts:arithmetic",
 }
 
 

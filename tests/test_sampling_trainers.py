@@ -1,0 +1,259 @@
+"""The sampling trainers on a tiny random model: parameters change, iteration files are written, a killed run
+resumes without regenerating, reward models score in batches, and bad input stops before any model loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import write_jsonl
+
+PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
+           "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
+
+
+@pytest.fixture
+def prompt_file(tmp_path) -> str:
+    return write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p, "answer": "3"} for p in PROMPTS])
+
+
+@pytest.fixture
+def sampling_recipe(tmp_path, tiny_model_dir, prompt_file):
+    def make(extra: dict | None = None, name: str = "recipe.yaml") -> str:
+        config = {
+            "model_name_or_path": tiny_model_dir,
+            "dataset_name": prompt_file,
+            "output_dir": str(tmp_path / "out"),
+            "reward_funcs": ["sampling_rewards:good_words"],
+            "num_iterations": 2,
+            "num_generations": 4,
+            "max_new_tokens": 6,
+            "temperature": 1.0,
+            "generation_batch_size": 12,
+            "per_device_train_batch_size": 4,
+            "max_steps": 2,
+            "max_length": 64,
+            "learning_rate": 1e-2,
+            "bf16": False,
+            "gradient_checkpointing": False,
+            "use_cpu": True,
+            "report_to": "none",
+            "save_strategy": "no",
+            "logging_steps": 1,
+            "disable_tqdm": True,
+            "seed": 3,
+        }
+        config.update(extra or {})
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config))
+        return str(path)
+
+    return make
+
+
+def build(name: str, recipe: str, *extra: str):
+    from trl_plugins import runner
+    from trl_plugins.registry import get_registry
+
+    run = runner.prepare_run(get_registry().trainer(name), ["--config", recipe, "--overwrite_output_dir", "true",
+                                                            *extra])
+    return runner.build_trainer(run)
+
+
+def trainable(trainer) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+
+def changed(before: dict, trainer) -> bool:
+    after = trainable(trainer)
+    return any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    "name, extra, selection_file",
+    [
+        ("raft", {"raft_selection": "local"}, "selection.jsonl"),
+        ("raft", {"raft_selection": "top", "top_alpha": 0.25}, "selection.jsonl"),
+        ("rejection-sampling", {"export_preference_pairs": True}, "pool.jsonl"),
+        ("rest", {"improve_steps": 2, "improve_thresholds": [0.5, 0.75]}, "selection_step2.jsonl"),
+        ("rest-em", {"reward_funcs": ["sampling_rewards:even_length"], "max_per_prompt": 2}, "selection.jsonl"),
+    ],
+)
+def test_trainer_changes_parameters_and_writes_iteration_files(name, extra, selection_file, sampling_recipe):
+    trainer = build(name, sampling_recipe(extra))
+    before = trainable(trainer)
+    trainer.train()
+    assert changed(before, trainer), "the fine-tuning phases did not move the weights"
+    out = Path(trainer.args.output_dir)
+    for k in (1, 2):
+        gens = read(out / f"iteration_{k}" / "generations.jsonl")
+        rewards = read(out / f"iteration_{k}" / "rewards.jsonl")
+        assert len(gens) == len(rewards) == len(PROMPTS) * 4
+        assert (out / f"iteration_{k}" / selection_file).is_file()
+        summary = json.loads((out / f"iteration_{k}" / "summary.json").read_text())
+        assert summary["samples"] == len(PROMPTS) * 4 and summary["kept"] >= 1
+        for key in ("reward_all_mean", "reward_all_median", "reward_all_max", "reward_selected_mean",
+                    "distinct2_all", "mean_tokens_all"):
+            assert summary[key] is not None
+    assert len(read(out / "sampling_summary.jsonl")) == 2
+    assert (out / "rewards_by_iteration.png").stat().st_size > 1000
+    summary = json.loads((out / "iteration_2" / "summary.json").read_text())
+    if name == "raft" and extra["raft_selection"] == "local":
+        assert summary["kept"] == len(PROMPTS)  # one per prompt
+        assert summary["reward_selected_mean"] >= summary["reward_all_mean"]
+    if name == "raft" and extra["raft_selection"] == "top":
+        assert summary["kept"] == 6  # ceil(0.25 * 24)
+    if name == "rejection-sampling":
+        assert summary["pool_size"] == len(PROMPTS)
+        pairs = read(out / "preference_pairs.jsonl")
+        assert pairs and all(p["chosen_reward"] > p["rejected_reward"] for p in pairs)
+        assert set(pairs[0]) >= {"prompt", "chosen", "rejected"}
+    if name == "rest":
+        assert len(summary["kept_per_step"]) == 2 and summary["kept_per_step"][1] <= summary["kept_per_step"][0]
+    if name == "rest-em":
+        kept = read(out / "iteration_2" / "selection.jsonl")
+        assert all(s["reward"] == 1.0 for s in kept)
+        per_prompt = {}
+        for s in kept:
+            per_prompt[s["row"]] = per_prompt.get(s["row"], 0) + 1
+        assert max(per_prompt.values()) <= 2
+
+
+def test_rest_em_fine_tunes_from_the_base_weights_each_iteration(sampling_recipe, monkeypatch):
+    import trl_plugins.sampling.trainer as engine
+
+    trainer = build("rest-em", sampling_recipe({"reward_funcs": ["sampling_rewards:even_length"],
+                                                "num_iterations": 2}))
+    base = trainable(trainer)
+    starts = []
+    real_train = engine.SFTTrainer.train
+
+    def record_start(self, *args, **kwargs):  # the weights each SFT phase starts from
+        starts.append(trainable(self))
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine.SFTTrainer, "train", record_start)
+    trainer.train()
+    assert len(starts) == 2
+    for start in starts:
+        assert all(torch.equal(start[n], base[n]) for n in base)
+    assert changed(base, trainer)
+
+
+def test_killed_run_resumes_without_regenerating(sampling_recipe, tmp_path):
+    common = {"num_iterations": 3, "raft_selection": "local"}
+    full = build("raft", sampling_recipe({**common, "output_dir": str(tmp_path / "full")}, "full.yaml"))
+    full.train()
+    full_calls = full.backend.generate_calls
+    calls_per_iteration = full_calls // 3
+
+    killed = build("raft", sampling_recipe({**common, "output_dir": str(tmp_path / "killed")}, "killed.yaml"))
+    original = killed.run_iteration
+
+    def die_in_iteration_2(k, samples, rewards):
+        if k == 2:
+            raise KeyboardInterrupt("killed")  # after iteration 2's samples and rewards were written
+        return original(k, samples, rewards)
+
+    killed.run_iteration = die_in_iteration_2
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    out = tmp_path / "killed"
+    assert (out / "iteration_1" / "summary.json").is_file()
+    assert (out / "iteration_2" / "generations.jsonl").is_file()
+    assert not (out / "iteration_2" / "summary.json").exists()
+    first = (out / "iteration_1" / "generations.jsonl").read_bytes()
+
+    resumed = build("raft", sampling_recipe({**common, "output_dir": str(out)}, "resumed.yaml"),
+                    "--resume_from_checkpoint", "true")
+    resumed.train(resume_from_checkpoint=True)
+    # only iteration 3 was sampled: iteration 1 finished, iteration 2's samples were on disk
+    assert resumed.backend.generate_calls == calls_per_iteration
+    assert (out / "iteration_1" / "generations.jsonl").read_bytes() == first
+    for k in (1, 2, 3):
+        a = read(tmp_path / "full" / f"iteration_{k}" / "selection.jsonl")
+        b = read(out / f"iteration_{k}" / "selection.jsonl")
+        assert [(s["index"], s["completion"]) for s in a] == [(s["index"], s["completion"]) for s in b]
+    assert [json.loads(line)["iteration"] for line in (out / "sampling_summary.jsonl").read_text().splitlines()] == [
+        1, 2, 3]
+    final_full, final_resumed = trainable(full), trainable(resumed)
+    assert all(torch.allclose(final_full[n], final_resumed[n]) for n in final_full)
+
+
+def test_none_rewards_are_dropped_and_counted(sampling_recipe):
+    trainer = build("raft", sampling_recipe({"reward_funcs": ["sampling_rewards:none_for_short"],
+                                             "num_iterations": 1, "max_new_tokens": 4}))
+    trainer.train()
+    summary = trainer.summaries[0]
+    rewards = read(Path(trainer.args.output_dir) / "iteration_1" / "rewards.jsonl")
+    nones = sum(r["reward"] is None for r in rewards)
+    assert summary["dropped"] == nones
+    selected = read(Path(trainer.args.output_dir) / "iteration_1" / "selection.jsonl")
+    assert all(s["reward"] is not None for s in selected)
+
+
+def test_reward_model_source_scores_in_batches(tmp_path):
+    from tiny import tiny_llama_config, tiny_tokenizer
+    from transformers import LlamaForSequenceClassification
+
+    from trl_plugins.sampling.rewards import build as build_sources
+    from trl_plugins.sampling.rewards import resolve, score
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    rm = LlamaForSequenceClassification(tiny_llama_config(len(tok), num_labels=1))
+    rm.save_pretrained(tmp_path / "rm")
+    tok.save_pretrained(tmp_path / "rm")
+    sources = build_sources(resolve([str(tmp_path / "rm"), "sampling_rewards:good_words"], [2.0, 1.0]),
+                            batch_size=2)
+    prompts = ["how was the movie ?"] * 3 + [[{"role": "user", "content": "how was it ?"}]]
+    completions = [" good", " a bad film", " the best movie ever", [{"role": "assistant", "content": "great"}]]
+    totals, parts = score(sources, prompts, completions, [{}] * 4)
+    texts = [p + c for p, c in zip(prompts[:3], completions[:3])] + [
+        tok.apply_chat_template(prompts[3] + completions[3], tokenize=False)]
+    with torch.no_grad():
+        expected = []
+        for t in texts:  # one at a time: no padding involved
+            ids = tok(t, return_tensors="pt", add_special_tokens=False)
+            expected.append(rm(**ids).logits[0, 0].item())
+    assert parts["rm"] == pytest.approx(expected, abs=1e-5)
+    assert totals == pytest.approx([2 * e + g for e, g in zip(expected, parts["good_words"])], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, extra, message",
+    [
+        ("raft", {"dataset_name": "TEXTFILE"}, "missing column 'prompt'"),
+        ("raft", {"reward_funcs": ["vader_sentimnt"]}, "did you mean 'vader_sentiment'"),
+        ("raft", {"reward_funcs": ["no_such_module:score"]}, "cannot import 'no_such_module:score'"),
+        ("raft", {"reward_funcs": ["TINYMODEL"]}, "not a sequence-classification reward model"),
+        ("raft", {"num_generations": 0}, "num_generations (K) must be >= 1"),
+        ("raft", {"raft_selection": "top", "top_alpha": 1.5}, "top_alpha must be in (0, 1]"),
+        ("raft", {"top_alpha": 0}, "top_alpha must be in (0, 1]"),
+        ("rest", {"improve_steps": 2, "improve_thresholds": [0.9, 0.7]}, "must be strictly rising"),
+        ("rest", {"improve_steps": 3, "improve_thresholds": [0.5, 0.7]}, "has 2 values for 3 improve_steps"),
+        ("rest-em", {"reward_funcs": ["exact_match"], "dataset_name": "NOANSWER"}, "needs a column 'answer'"),
+        ("rejection-sampling", {"reward_funcs": ["/no/such/rm"]}, "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_before_model_load(name, extra, message, sampling_recipe, run_cli,
+                                                        no_model_loading, tmp_path, tiny_model_dir):
+    replacements = {
+        "TEXTFILE": write_jsonl(tmp_path / "text.jsonl", [{"text": "hello"}]),
+        "NOANSWER": write_jsonl(tmp_path / "noanswer.jsonl", [{"prompt": "what is one plus two ?"}]),
+        "TINYMODEL": tiny_model_dir,
+    }
+    extra = {k: ([replacements.get(x, x) for x in v] if isinstance(v, list) else replacements.get(v, v))
+             for k, v in extra.items()}
+    code, out, err = run_cli("train", name, "--config", sampling_recipe(extra))
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], err

@@ -1,0 +1,175 @@
+"""Reward sources for the sampling trainers, combined with weights.
+
+A recipe lists them in ``reward_funcs`` (as TRL's GRPO does); each entry is one of
+
+- the name of a registered reward function (``register_reward_functions`` hook), e.g. ``vader_sentiment``,
+  ``exact_match``; ``trl-plugins list --rewards`` shows them;
+- ``package.module:function``, any callable with TRL's signature
+  ``f(prompts, completions, **columns) -> list[float | None]`` (so ``trl.rewards`` functions work);
+- a local directory (or hub id) of an ``AutoModelForSequenceClassification`` reward model, e.g. a ``margin-rm``
+  output; it is scored in batches on the policy's device and its first logit is the reward.
+
+``reward_weights`` (default all 1) weight them; the total is the weighted sum. A ``None`` from any source drops
+the sample (it is counted in the iteration summary). :func:`resolve` checks every entry without loading a model
+or torch, so a bad entry stops the run before the policy loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+
+_IMPORT_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_HUB_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    kind: str  # "function" (registered or module:function) or "model"
+    target: str  # import string, or model path / hub id
+    name: str  # short name used in files and logs
+    weight: float = 1.0
+
+
+def _check_reward_model(path: Path, entry: str) -> None:
+    config = path / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"reward_funcs: {entry!r} is a directory without config.json, not a reward model")
+    try:
+        architectures = json.loads(config.read_text()).get("architectures") or []
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"reward_funcs: cannot read {config}: {exc}") from exc
+    if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        raise ConfigError(
+            f"reward_funcs: {entry!r} is not a sequence-classification reward model "
+            f"(architectures: {', '.join(architectures) or 'none'}); use a margin-rm / RewardTrainer output"
+        )
+
+
+def resolve(entries: list[str] | None, weights: list[float] | None = None) -> list[RewardSpec]:
+    """Check and resolve ``reward_funcs`` entries (imports callables, reads config.json; loads no model)."""
+    from ..registry import get_registry, import_string
+
+    entries = list(entries or [])
+    if not entries:
+        raise ConfigError("reward_funcs: give at least one reward (a registered name, module:function or a model path)")
+    if weights is not None and len(weights) != len(entries):
+        raise ConfigError(f"reward_weights has {len(weights)} values but reward_funcs has {len(entries)} entries")
+    specs = []
+    for index, entry in enumerate(entries):
+        weight = float(weights[index]) if weights is not None else 1.0
+        path = Path(os.path.expanduser(entry))
+        if path.is_dir():
+            _check_reward_model(path, entry)
+            specs.append(RewardSpec("model", str(path), path.name or entry, weight))
+        elif _IMPORT_RE.match(entry):
+            try:
+                function = import_string(entry, f"reward_funcs entry {entry!r}")
+            except Exception as exc:  # noqa: BLE001 - PluginError already one line
+                raise ConfigError(str(exc).splitlines()[0]) from exc
+            if not callable(function):
+                raise ConfigError(f"reward_funcs: {entry!r} is not callable")
+            specs.append(RewardSpec("function", entry, entry.rsplit(":", 1)[1], weight))
+        elif entry.startswith((".", "/", "~")):
+            raise ConfigError(f"reward_funcs: reward model path {entry!r} does not exist")
+        elif _HUB_RE.match(entry):  # a hub reward model: checked when it loads
+            specs.append(RewardSpec("model", entry, entry.rsplit("/", 1)[1], weight))
+        else:
+            try:
+                spec = get_registry().reward_function(entry)
+            except Exception as exc:  # noqa: BLE001 - UsageError with a suggestion
+                raise ConfigError(f"reward_funcs: {exc}") from exc
+            specs.append(RewardSpec("function", spec.function, spec.name, weight))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"reward_funcs: the same reward is listed twice ({', '.join(names)})")
+    return specs
+
+
+class FunctionReward:
+    def __init__(self, spec: RewardSpec):
+        from ..registry import import_string
+
+        self.spec = spec
+        self.function = import_string(spec.target, f"reward {spec.name!r}")
+
+    def __call__(self, prompts, completions, columns: dict[str, list]) -> list[float | None]:
+        values = self.function(prompts=prompts, completions=completions, **columns)
+        values = list(values)
+        if len(values) != len(completions):
+            raise RuntimeError(f"reward {self.spec.name!r} returned {len(values)} values for {len(completions)} completions")
+        return [None if v is None else float(v) for v in values]
+
+
+class ModelReward:
+    """A sequence-classification reward model, loaded on first use and scored in batches."""
+
+    def __init__(self, spec: RewardSpec, device=None, batch_size: int = 16, max_length: int = 2048):
+        self.spec, self.device, self.batch_size, self.max_length = spec, device, batch_size, max_length
+        self.model = self.tokenizer = None
+
+    def _load(self):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        device = torch.device(self.device or "cpu")
+        dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+        self.tokenizer = AutoTokenizer.from_pretrained(self.spec.target)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model = AutoModelForSequenceClassification.from_pretrained(self.spec.target, dtype=dtype)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model = model.to(device).eval()
+
+    def _text(self, prompt, completion) -> str:
+        from .generation import is_conversational
+
+        if is_conversational(prompt):
+            return self.tokenizer.apply_chat_template(list(prompt) + list(completion), tokenize=False)
+        return prompt + completion
+
+    def __call__(self, prompts, completions, columns) -> list[float | None]:
+        import torch
+
+        if self.model is None:
+            self._load()
+        texts = [self._text(p, c) for p, c in zip(prompts, completions)]
+        scores: list[float | None] = []
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True,
+                                     truncation=True, max_length=self.max_length, add_special_tokens=False)
+                logits = self.model(**{k: v.to(self.model.device) for k, v in enc.items()}).logits
+                scores += [float(x) for x in logits[:, 0].float().cpu()]
+        return scores
+
+
+def build(specs: list[RewardSpec], device=None, batch_size: int = 16) -> list:
+    return [ModelReward(s, device, batch_size) if s.kind == "model" else FunctionReward(s) for s in specs]
+
+
+def score(sources, prompts, completions, rows: list[dict], progress: bool = False, chunk: int = 256):
+    """Score every sample with every source: ``(totals, components)``; ``totals[i]`` is None if any source is."""
+    from tqdm.auto import tqdm
+
+    columns = sorted({key for row in rows for key in row})
+    components: dict[str, list[float | None]] = {s.spec.name: [] for s in sources}
+    bar = tqdm(total=len(completions) * len(sources), desc="scoring", unit="sample", disable=not progress, leave=False)
+    for start in range(0, len(completions), chunk):
+        stop = start + chunk
+        batch_columns = {c: [row.get(c) for row in rows[start:stop]] for c in columns}
+        for source in sources:
+            components[source.spec.name] += source(prompts[start:stop], completions[start:stop], batch_columns)
+            bar.update(len(completions[start:stop]))
+    bar.close()
+    totals: list[float | None] = []
+    for i in range(len(completions)):
+        values = [(components[s.spec.name][i], s.spec.weight) for s in sources]
+        totals.append(None if any(v is None for v, _ in values) else sum(v * w for v, w in values))
+    return totals, components

@@ -1,0 +1,352 @@
+"""The outer generate -> score -> select -> fine-tune loop shared by the sampling trainers.
+
+:class:`SamplingTrainer` is a TRL :class:`~trl.SFTTrainer`. Its ``train()`` runs ``num_iterations`` iterations; each
+samples ``num_generations`` completions per prompt from the current policy (:mod:`.generation`), scores them
+(:mod:`.rewards`), selects (the subclass's rule, :mod:`.selection`) and fine-tunes on the selection with
+SFTTrainer's own training loop: the selected (prompt, completion) pairs are prepared by SFTTrainer's
+``_prepare_dataset`` (completion-only loss by default), set as ``train_dataset``, the optimizer and scheduler are
+dropped so the phase starts fresh, and ``Trainer.train`` runs. One trainer object, one model, no copies: a phase's
+step is exactly an SFTTrainer step. ``num_train_epochs``/``max_steps`` and the learning-rate schedule apply per phase.
+
+Subclasses choose the selection (``select``) and, when they need more than one phase or a pool, ``run_iteration``.
+Files, resume and the plot: :mod:`.store`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+
+import torch
+from transformers.trainer_utils import TrainOutput
+from trl import SFTConfig, SFTTrainer
+
+from ..errors import ConfigError
+from . import rewards as reward_lib
+from .generation import SamplingParams, is_conversational, make_backend
+from .store import RunStore, plot_rewards, read_jsonl, summarize, write_json, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SamplingConfig(SFTConfig):
+    r"""Every :class:`trl.SFTConfig` field (they apply to each fine-tuning phase), plus the sampling loop's knobs.
+
+    Rewards: ``reward_funcs`` (registered names, ``module:function`` callables or reward-model paths) and
+    ``reward_weights``. Generation: ``num_generations`` (K per prompt), ``max_new_tokens``, ``temperature``,
+    ``top_p``, ``top_k``, ``generation_batch_size``. Loop: ``num_iterations``, ``prompts_per_iteration``.
+    Held-out tracking: ``heldout_prompts`` prompts of ``dataset_test_split`` scored before training and after every
+    iteration.
+    """
+
+    reward_funcs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Rewards: registered names (trl-plugins list --rewards), module:function callables with "
+                  "TRL's signature, or sequence-classification reward model paths."},
+    )
+    reward_weights: list[float] | None = field(
+        default=None, metadata={"help": "Weight of each reward in reward_funcs (default: all 1)."}
+    )
+    reward_batch_size: int = field(default=16, metadata={"help": "Batch size for reward-model scoring."})
+    num_iterations: int = field(default=3, metadata={"help": "Outer iterations (generate, score, select, fine-tune)."})
+    prompts_per_iteration: int | None = field(
+        default=None,
+        metadata={"help": "Prompts sampled (seeded) from the training split each iteration; default all of them."},
+    )
+    num_generations: int = field(default=4, metadata={"help": "K: completions sampled per prompt."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Maximum tokens generated per completion."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (0 = greedy)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling: keep tokens up to this probability mass."})
+    top_k: int = field(default=0, metadata={"help": "Keep only the k most likely tokens (0 = off)."})
+    generation_batch_size: int = field(
+        default=64, metadata={"help": "Sequences (prompts x K) per generate call."}
+    )
+    generation_backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers."})
+    heldout_prompts: int = field(
+        default=0,
+        metadata={"help": "Score this many prompts of dataset_test_split before training and after each iteration."},
+    )
+    heldout_num_generations: int = field(default=1, metadata={"help": "Completions per held-out prompt."})
+    heldout_temperature: float | None = field(
+        default=None, metadata={"help": "Temperature for held-out sampling (default: temperature)."}
+    )
+    plot_rewards: bool = field(default=True, metadata={"help": "Write rewards_by_iteration.png after each iteration."})
+    # SFT defaults that differ from SFTConfig's
+    completion_only_loss: bool | None = field(
+        default=True, metadata={"help": "Loss on completion tokens only (default true for the sampling trainers)."}
+    )
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the selected data per phase."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_generations < 1:
+            raise ValueError(f"num_generations (K) must be >= 1, got {self.num_generations}")
+        if self.num_iterations < 1:
+            raise ValueError(f"num_iterations must be >= 1, got {self.num_iterations}")
+        if self.prompts_per_iteration is not None and self.prompts_per_iteration < 1:
+            raise ValueError(f"prompts_per_iteration must be >= 1, got {self.prompts_per_iteration}")
+        if self.heldout_prompts < 0 or self.heldout_num_generations < 1:
+            raise ValueError("heldout_prompts must be >= 0 and heldout_num_generations >= 1")
+        if self.generation_backend != "transformers":
+            raise ValueError(f"generation_backend {self.generation_backend!r} is not available (available: transformers)")
+        if str(self.eval_strategy) not in ("no", "IntervalStrategy.NO"):
+            raise ValueError("eval_strategy does not apply to sampling trainers: use heldout_prompts to track "
+                             "held-out reward")
+        self.sampling_params()  # range checks of temperature, top_p, top_k, batch sizes
+        try:
+            reward_lib.resolve(self.reward_funcs, self.reward_weights)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def sampling_params(self, heldout: bool = False) -> SamplingParams:
+        temperature = self.heldout_temperature if heldout and self.heldout_temperature is not None else self.temperature
+        return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=temperature, top_p=self.top_p,
+                              top_k=self.top_k, batch_size=self.generation_batch_size)
+
+
+class SamplingTrainer(SFTTrainer):
+    """Base class of the sampling trainers; see the module docstring. Built like an SFTTrainer on prompt-only data."""
+
+    _tag_names = ["trl", "sft", "trl-plugins", "sampling"]
+    restart_from_base = False  # ReST-EM: every phase fine-tunes the base weights, not the last policy
+
+    def __init__(self, model, args: SamplingConfig, train_dataset, processing_class=None, peft_config=None,
+                 heldout_dataset=None, callbacks=None, reward_sources=None, **kwargs):
+        if not isinstance(args, SamplingConfig):
+            raise TypeError(f"`args` must be a SamplingConfig subclass, got {type(args).__name__}")
+        if "prompt" not in train_dataset.column_names:
+            raise ValueError("the sampling trainers need a 'prompt' column")
+        self.prompt_dataset = train_dataset
+        self.heldout_dataset = heldout_dataset
+        super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class,
+                         peft_config=peft_config, callbacks=callbacks, **kwargs)
+        specs = reward_lib.resolve(args.reward_funcs, args.reward_weights)
+        self.reward_sources = reward_sources or reward_lib.build(specs, self.accelerator.device, args.reward_batch_size)
+        self.backend = make_backend(args.generation_backend, self.model, self.processing_class, self.accelerator)
+        self.store = RunStore(args.output_dir)
+        self.summaries: list[dict] = []
+        self.heldout_baseline: float | None = None
+        self._prompt_rows = train_dataset.to_list()
+        self.total_phase_steps = 0  # optimizer steps over every SFT phase of this process's run
+
+    @classmethod
+    def from_run(cls, run):
+        args = run.training_args
+        heldout = None
+        if args.heldout_prompts:
+            split = run.script_args.dataset_test_split
+            test = run.datasets.get(split) if hasattr(run.datasets, "get") else None
+            if test is None:
+                raise ConfigError(f"heldout_prompts is {args.heldout_prompts} but the dataset has no split {split!r}")
+            if "prompt" not in test.column_names:
+                raise ConfigError(f"held-out split {split!r} has no 'prompt' column")
+            heldout = test.select(range(min(args.heldout_prompts, len(test))))
+        return cls(model=run.load_model(), args=args, train_dataset=run.train_dataset,
+                   processing_class=run.load_processing_class(), peft_config=run.peft_config(), heldout_dataset=heldout)
+
+    # -- SFTTrainer hooks --------------------------------------------------------------------------------------------
+    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+        if "completion" not in dataset.column_names and "input_ids" not in dataset.column_names:
+            return dataset  # the prompt source: tokenized per phase after selection, not here
+        return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+
+    # -- engine ------------------------------------------------------------------------------------------------------
+    @property
+    def _progress(self) -> bool:
+        return not self.args.disable_tqdm and self.accelerator.is_main_process
+
+    def iteration_rows(self, k: int) -> list[int]:
+        """Dataset rows whose prompts are sampled in iteration ``k`` (seeded: the same on a resumed run)."""
+        n = len(self._prompt_rows)
+        m = self.args.prompts_per_iteration
+        if m is None or m >= n:
+            return list(range(n))
+        return sorted(random.Random(self.args.seed * 1_000_003 + k).sample(range(n), m))
+
+    def generate_samples(self, k: int) -> list[dict]:
+        rows = self.iteration_rows(k)
+        prompts = [self._prompt_rows[r]["prompt"] for r in rows]
+        out = self.backend.generate(prompts, self.args.num_generations, self.args.sampling_params(),
+                                    seed=self.args.seed + k, progress=self._progress)
+        samples = []
+        for r, prompt, gens in zip(rows, prompts, out):
+            for j, g in enumerate(gens):
+                completion = [{"role": "assistant", "content": g.text}] if is_conversational(prompt) else g.text
+                samples.append({"row": r, "sample": j, "prompt": prompt, "completion": completion,
+                                "num_tokens": g.num_tokens, "finished": g.finished})
+        return samples
+
+    def score_samples(self, samples: list[dict]) -> list[dict]:
+        extra = [{c: v for c, v in self._prompt_rows[s["row"]].items() if c != "prompt"} for s in samples]
+        totals, parts = reward_lib.score(self.reward_sources, [s["prompt"] for s in samples],
+                                         [s["completion"] for s in samples], extra, progress=self._progress)
+        return [{"reward": t, **{f"reward/{name}": parts[name][i] for name in parts}} for i, t in enumerate(totals)]
+
+    def heldout_reward(self) -> float | None:
+        if self.heldout_dataset is None:
+            return None
+        rows = self.heldout_dataset.to_list()
+        prompts = [r["prompt"] for r in rows]
+        out = self.backend.generate(prompts, self.args.heldout_num_generations, self.args.sampling_params(True),
+                                    seed=self.args.seed + 7_919)
+        flat_prompts, completions, extra = [], [], []
+        for row, prompt, gens in zip(rows, prompts, out):
+            for g in gens:
+                flat_prompts.append(prompt)
+                completions.append([{"role": "assistant", "content": g.text}] if is_conversational(prompt) else g.text)
+                extra.append({c: v for c, v in row.items() if c != "prompt"})
+        totals, _ = reward_lib.score(self.reward_sources, flat_prompts, completions, extra)
+        valid = [t for t in totals if t is not None]
+        return sum(valid) / len(valid) if valid else None
+
+    # -- weights -----------------------------------------------------------------------------------------------------
+    def _trainable(self) -> dict[str, torch.nn.Parameter]:
+        model = self.accelerator.unwrap_model(self.model)
+        return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def trainable_snapshot(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().to("cpu", copy=True) for n, p in self._trainable().items()}
+
+    def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
+        params = self._trainable()
+        missing = set(params) - set(state)
+        if missing:
+            raise RuntimeError(f"saved policy lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]})")
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(state[name].to(param.device, param.dtype))
+
+    def save_policy(self, k: int) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        from safetensors.torch import save_file
+
+        self.store.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.store.state_dir / "policy.safetensors.tmp"
+        save_file({n: t.contiguous() for n, t in self.trainable_snapshot().items()}, str(tmp))
+        tmp.replace(self.store.state_dir / "policy.safetensors")
+        write_json(self.store.state_dir / "state.json", {"iteration": k})
+
+    def load_policy(self) -> None:
+        from safetensors.torch import load_file
+
+        self.load_trainable(load_file(str(self.store.state_dir / "policy.safetensors")))
+
+    # -- one SFT phase -----------------------------------------------------------------------------------------------
+    def sft_phase(self, selected: list[dict], name: str, seed: int):
+        """Fine-tune the current model on selected ``{"prompt", "completion"}`` rows with SFTTrainer's loop."""
+        from datasets import Dataset
+        from transformers import set_seed
+
+        if not selected:
+            logger.warning("%s: no sample selected; the policy is left as it is", name)
+            return None
+        if self.restart_from_base:
+            self.load_trainable(self._base_weights)
+        data = Dataset.from_list([{"prompt": s["prompt"], "completion": s["completion"]} for s in selected])
+        self.train_dataset = super()._prepare_dataset(data, self.processing_class, self.args, self.args.packing,
+                                                      None, name)
+        self.optimizer, self.lr_scheduler = None, None  # every phase is a fresh SFT run: new AdamW state and schedule
+        set_seed(seed)
+        out = SFTTrainer.train(self)
+        self.total_phase_steps += out.global_step
+        return out
+
+    # -- per-iteration rule (subclasses) -------------------------------------------------------------------------
+    def select(self, k: int, samples: list[dict], rewards: list[float | None]) -> list[int]:
+        raise NotImplementedError
+
+    def run_iteration(self, k: int, samples: list[dict], rewards: list[float | None]) -> dict:
+        """Select and fine-tune; returns ``{"selected": indices, ...extra summary fields}``."""
+        chosen = self.select(k, samples, rewards)
+        selected = [dict(samples[i], index=i, reward=rewards[i]) for i in chosen]
+        write_jsonl(self.store.path(k, "selection.jsonl"), selected)
+        out = self.sft_phase(selected, f"iteration_{k}", seed=self.args.seed + 1000 * k)
+        return {"selected": chosen, "train_loss": out.training_loss if out else None}
+
+    def restore(self, k: int) -> None:
+        """Rebuild in-memory state (e.g. a pool) from finished iteration ``k``'s files on resume."""
+
+    # -- the loop ----------------------------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        args, store = self.args, self.store
+        main = self.accelerator.is_main_process
+        if resume_from_checkpoint:
+            done = store.finished_iterations()
+        else:
+            if main:
+                store.clear()
+            self.accelerator.wait_for_everyone()
+            done = []
+        self._base_weights = self.trainable_snapshot() if self.restart_from_base else None
+        if done:
+            saved = store.saved_iteration()
+            if saved != done[-1]:
+                raise RuntimeError(f"{store.state_dir}: policy saved after iteration {saved}, expected {done[-1]}")
+            self.load_policy()
+            self.restore(done[-1])
+            self.summaries = store.summaries()
+            logger.warning("resuming the sampling run after iteration %d of %d", done[-1], args.num_iterations)
+        baseline_file = store.root / "heldout_baseline.json"
+        if self.heldout_dataset is not None:
+            if baseline_file.is_file():
+                import json
+
+                self.heldout_baseline = json.loads(baseline_file.read_text())["heldout_reward_mean"]
+            else:
+                self.heldout_baseline = self.heldout_reward()
+                if main:
+                    write_json(baseline_file, {"heldout_reward_mean": self.heldout_baseline})
+        output = None
+        for k in range(len(done) + 1, args.num_iterations + 1):
+            if store.has(k, "generations.jsonl"):
+                samples = read_jsonl(store.path(k, "generations.jsonl"))
+            else:
+                samples = self.generate_samples(k)
+                if main:
+                    write_jsonl(store.path(k, "generations.jsonl"), samples)
+            if store.has(k, "rewards.jsonl"):
+                scored = read_jsonl(store.path(k, "rewards.jsonl"))
+            else:
+                scored = self.score_samples(samples)
+                if main:
+                    write_jsonl(store.path(k, "rewards.jsonl"), scored)
+            rewards = [s["reward"] for s in scored]
+            result = self.run_iteration(k, samples, rewards)
+            self.save_policy(k)
+            summary = summarize(k, samples, rewards, result["selected"])
+            summary.update({key: v for key, v in result.items() if key != "selected"})
+            summary["heldout_reward_mean"] = self.heldout_reward()
+            summary["heldout_reward_baseline"] = self.heldout_baseline
+            summary["global_step"] = self.state.global_step
+            summary["selected_indices"] = result["selected"]
+            if main:
+                store.write_summary(k, summary)
+                if args.plot_rewards:
+                    plot_rewards(store, self.heldout_baseline)
+            self.summaries.append(summary)
+            self.log({f"sampling/{key}": v for key, v in summary.items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None})
+            self._print_row(summary)
+            output = result
+        self.accelerator.wait_for_everyone()
+        steps = self.total_phase_steps
+        losses = [s["train_loss"] for s in self.summaries if s.get("train_loss") is not None]
+        return TrainOutput(steps, losses[-1] if losses else math.nan, {"iterations": len(self.summaries),
+                                                                       "last": output is not None})
+
+    def _print_row(self, s: dict) -> None:
+        def f(v):
+            return "   -   " if v is None else f"{v:7.3f}"
+
+        if s["iteration"] == 1 or not getattr(self, "_printed_header", False):
+            self.accelerator.print(f"{'iter':>4} {'reward':>7} {'select':>7} {'kept':>6} {'drop':>5} {'dist-2':>7} "
+                                   f"{'tokens':>7} {'heldout':>7}   (held-out before training: "
+                                   f"{f(self.heldout_baseline).strip()})")
+            self._printed_header = True
+        self.accelerator.print(f"{s['iteration']:>4} {f(s['reward_all_mean'])} {f(s['reward_selected_mean'])} "
+                               f"{s['kept']:>6} {s['dropped']:>5} {f(s['distinct2_all'])} "
+                               f"{f(s['mean_tokens_all'])} {f(s['heldout_reward_mean'])}")
