@@ -48,6 +48,7 @@ from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 from trl.trainer.utils import flush_left, pad, selective_log_softmax, use_adapter
 
 from ..losses import mdpo_loss
+from .fused_head import use_fused_lm_head
 from ..vision import CORRUPTIONS, VISION_MODULES, corrupt_image, open_image
 
 
@@ -341,13 +342,7 @@ class MDPOTrainer(DPOTrainer):
         return loss
 
     def _use_fused_lm_head(self) -> bool:
-        if self.args.fused_lm_head is not None:
-            return self.args.fused_lm_head
-        try:
-            from trl.kernels.chunked_logprob import _use_triton
-        except ImportError:  # private helper moved: fall back to its rule
-            return self.accelerator.device.type in ("cuda", "xpu")
-        return _use_triton(self.accelerator.device)
+        return use_fused_lm_head(self.args.fused_lm_head, self.accelerator.device)
 
     def _per_token_logps(self, model, model_kwargs, labels, stats: bool = True):
         """Log-prob of every next token whose label is not -100 (0 elsewhere), ``[rows, seq - 1]``, and the outputs

@@ -37,6 +37,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import selective_log_softmax
 
 from ..losses import orpo_loss
+from .fused_head import use_fused_lm_head
 
 # DPOConfig fields that only make sense with a reference model or a DPO loss: ORPO refuses non-default values.
 _UNSUPPORTED = {
@@ -223,13 +224,7 @@ class ORPOTrainer(DPOTrainer):
         return loss
 
     def _use_fused_lm_head(self) -> bool:
-        if self.args.fused_lm_head is not None:
-            return self.args.fused_lm_head
-        try:
-            from trl.kernels.chunked_logprob import _use_triton
-        except ImportError:  # private helper moved: fall back to its rule
-            return self.accelerator.device.type in ("cuda", "xpu")
-        return _use_triton(self.accelerator.device)
+        return use_fused_lm_head(self.args.fused_lm_head, self.accelerator.device)
 
     def _per_token_logps(self, model, model_kwargs, labels):
         """Log-prob of every next token whose label is not -100 (0 elsewhere), shape ``[rows, seq - 1]``.
