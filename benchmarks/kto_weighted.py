@@ -36,7 +36,7 @@ def main():
     from trl_plugins.trainers.kto_weighted import KTOWeightedConfig, KTOWeightedTrainer
 
     path = resolve_model_path(args.model)
-    n_train = args.steps * args.batch
+    n_train = -(-args.steps * args.batch // 5) * 5  # a multiple of 5, so 1:4 gives exact counts and λ_D = 4
     data = load_embedded_dataset("imdb-kto", f"ratio=1:4,n_train={n_train},max_words=32,prompt_words=6")["train"]
     common = dict(
         per_device_train_batch_size=args.batch, max_length=96, beta=0.1, learning_rate=1e-3, max_steps=args.steps,
