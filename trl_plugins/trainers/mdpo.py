@@ -48,6 +48,7 @@ from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 from trl.trainer.utils import flush_left, pad, selective_log_softmax, use_adapter
 
 from ..losses import mdpo_loss
+from .config_checks import refuse_unsupported
 from .fused_head import use_fused_lm_head
 from ..vision import CORRUPTIONS, VISION_MODULES, corrupt_image, open_image
 
@@ -202,10 +203,7 @@ class MDPOConfig(DPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name, default in _UNSUPPORTED.items():
-            value = getattr(self, name)
-            if value != default:
-                raise ValueError(f"mDPO: `{name}` does not apply (got {value!r}); remove it")
+        refuse_unsupported(self, _UNSUPPORTED, "mDPO")
         self.mdpo_weights = [float(w) for w in self.mdpo_weights]
         if len(self.mdpo_weights) != 3 or any(w < 0 for w in self.mdpo_weights):
             raise ValueError(f"`mdpo_weights` must be 3 non-negative numbers, got {self.mdpo_weights}")

@@ -37,6 +37,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import selective_log_softmax
 
 from ..losses import orpo_loss
+from .config_checks import refuse_unsupported
 from .fused_head import use_fused_lm_head
 
 # DPOConfig fields that only make sense with a reference model or a DPO loss: ORPO refuses non-default values.
@@ -96,12 +97,7 @@ class ORPOConfig(DPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name, default in _UNSUPPORTED.items():
-            value = getattr(self, name)
-            if value != default:
-                raise ValueError(
-                    f"ORPO has no reference model and no DPO loss: `{name}` does not apply (got {value!r}); remove it"
-                )
+        refuse_unsupported(self, _UNSUPPORTED, "ORPO has no reference model and no DPO loss")
         if self.beta < 0:
             raise ValueError(f"`beta` (λ) must be >= 0, got {self.beta}")
 
