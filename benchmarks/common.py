@@ -60,3 +60,18 @@ def print_table(title: str, rows: list[tuple[str, str, str, str]],
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
     for row in [header] + rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+
+
+def alternate_rounds(names, rounds: int, run_one) -> dict[str, list[float]]:
+    """Time every trainer in ``names`` once per round and pool the step times per name.
+
+    ``run_one(name)`` builds and trains one trainer and returns its step times (warm-up steps already dropped). The
+    order flips every round (A B, B A, A B, ...) so that no trainer always runs first on a cold process or second
+    on a warm one; with one round the order is fixed, so use at least 2 rounds for a ratio you report.
+    """
+    names = list(names)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            times[name] += run_one(name)
+    return times

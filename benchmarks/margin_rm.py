@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from common import median_step, param_bytes, print_table, step_timer
+from common import alternate_rounds, median_step, param_bytes, print_table, step_timer
 
 
 def main():
@@ -65,17 +65,17 @@ def main():
                 train_dataset=data, processing_class=tokenizer, peft_config=LoraConfig(**lora), callbacks=[timer])
         return trainer, timer
 
-    times = {"trl": [], "ours": []}
     held = {}
     losses = {}
-    for _ in range(args.rounds):
-        for which in ("trl", "ours"):
-            trainer, timer = build(which)
-            out = trainer.train()
-            times[which] += timer.times[1:]
-            held[which] = param_bytes(trainer.model)
-            losses[which] = out.training_loss
-            del trainer
+
+    def run_one(which):
+        trainer, timer = build(which)
+        out = trainer.train()
+        held[which] = param_bytes(trainer.model)
+        losses[which] = out.training_loss
+        return timer.times[1:]
+
+    times = alternate_rounds(("trl", "ours"), args.rounds, run_one)
     t_trl, t_ours = median_step(times["trl"], 0), median_step(times["ours"], 0)
     print_table(
         f"margin-rm on {args.model}, LoRA r16, {args.batch} pairs/step, max_length 96, "

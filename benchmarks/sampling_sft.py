@@ -15,7 +15,7 @@ import argparse
 import json
 import warnings
 
-from common import median_step, print_table, step_timer
+from common import alternate_rounds, median_step, print_table, step_timer
 
 
 def selected_rows(n: int, selection: str | None) -> list[dict]:
@@ -80,10 +80,7 @@ def main():
             trainer.sft_phase(rows, "benchmark", seed=0)
         return timer.times[2:]
 
-    times = {"trl": [], "ours": []}
-    for _ in range(args.rounds):
-        for which in ("trl", "ours"):
-            times[which] += run(which)
+    times = alternate_rounds(("trl", "ours"), args.rounds, run)
     t_trl, t_ours = median_step(times["trl"], 0), median_step(times["ours"], 0)
     print_table(
         f"SFT phase on {args.model}, LoRA r16, batch 8, max_length 160, {args.steps} steps x {args.rounds} rounds (CPU)",
