@@ -106,3 +106,23 @@ def test_reward_resolution_errors(tiny_model_dir, tmp_path):
         resolve(["vader_sentiment", "exact_match"], [1.0])
     with pytest.raises(ConfigError, match="at least one reward"):
         resolve([])
+    with pytest.raises(ConfigError, match="^heldout_reward_funcs: unknown reward function"):
+        resolve(["vader_sentimnt"], key="heldout_reward_funcs")
+
+
+def test_reward_model_ids_are_checked_before_loading(tmp_path, monkeypatch):
+    """``outputs/margin-rm-demo`` before that run exists is a missing path, not a hub id; offline, a hub id must
+    be in the Hugging Face cache."""
+    from trl_plugins.sampling.rewards import resolve
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    with pytest.raises(ConfigError, match=r"reward model path 'outputs/margin-rm-demo' does not exist"):
+        resolve(["outputs/margin-rm-demo"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ConfigError, match=r"'someone/some-rm' is not a local folder and not in the Hugging Face cache"):
+        resolve(["someone/some-rm"])

@@ -127,6 +127,30 @@ def test_trainer_changes_parameters_and_writes_iteration_files(name, extra, sele
         assert max(per_prompt.values()) <= 2
 
 
+def test_heldout_scores_training_and_monitor_rewards(sampling_recipe, tmp_path, capsys):
+    """Held-out samples are scored by the training reward (weighted) and by heldout_reward_funcs, which never
+    enter selection; baseline and per-iteration values land in the summary and the printed table."""
+    data = tmp_path / "splits"
+    write_jsonl(data / "train.jsonl", [{"prompt": p} for p in PROMPTS])
+    write_jsonl(data / "test.jsonl", [{"prompt": p} for p in PROMPTS[:3]])
+    trainer = build("raft", sampling_recipe({
+        "dataset_name": str(data), "dataset_test_split": "test", "heldout_prompts": 3, "heldout_num_generations": 2,
+        "reward_weights": [2.0], "heldout_reward_funcs": ["sampling_rewards:even_length"], "num_iterations": 1}))
+    trainer.train()
+    out = Path(trainer.args.output_dir)
+    summary = json.loads((out / "iteration_1" / "summary.json").read_text())
+    baseline = json.loads((out / "heldout_baseline.json").read_text())
+    for scores in (summary, baseline):
+        assert scores["heldout_reward_mean"] == pytest.approx(2.0 * scores["heldout/good_words"])
+        assert scores["heldout/even_length"] in {k / 6 for k in range(7)}  # 3 prompts x 2 samples, 0/1 each
+    assert summary["heldout/even_length_baseline"] == baseline["heldout/even_length"]
+    assert summary["heldout_reward_baseline"] == baseline["heldout_reward_mean"]
+    rewards = read(out / "iteration_1" / "rewards.jsonl")
+    assert set(rewards[0]) == {"reward", "reward/good_words"}  # the monitor never scores training samples
+    printed = capsys.readouterr().out
+    assert "even_length" in printed and "held-out before training" in printed
+
+
 def test_rest_em_fine_tunes_from_the_base_weights_each_iteration(sampling_recipe, monkeypatch):
     import trl_plugins.sampling.trainer as engine
 
@@ -242,6 +266,9 @@ def test_reward_model_source_scores_in_batches(tmp_path):
         ("rest", {"improve_steps": 3, "improve_thresholds": [0.5, 0.7]}, "has 2 values for 3 improve_steps"),
         ("rest-em", {"reward_funcs": ["exact_match"], "dataset_name": "NOANSWER"}, "needs a column 'answer'"),
         ("rejection-sampling", {"reward_funcs": ["/no/such/rm"]}, "does not exist"),
+        ("raft", {"heldout_reward_funcs": ["vader_sentimnt"]}, "heldout_reward_funcs: unknown reward function"),
+        ("raft", {"reward_funcs": ["someone/uncached-rm"]}, "not a local folder and not in the Hugging Face cache"),
+        ("raft", {"heldout_reward_funcs": ["./no/such/rm"]}, "heldout_reward_funcs: reward model path './no/such/rm'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_before_model_load(name, extra, message, sampling_recipe, run_cli,

@@ -36,58 +36,87 @@ class RewardSpec:
     weight: float = 1.0
 
 
-def _check_reward_model(path: Path, entry: str) -> None:
+def _check_reward_model(path: Path, entry: str, key: str) -> None:
     config = path / "config.json"
     if not config.is_file():
-        raise ConfigError(f"reward_funcs: {entry!r} is a directory without config.json, not a reward model")
+        raise ConfigError(f"{key}: {entry!r} is a directory without config.json, not a reward model")
     try:
         architectures = json.loads(config.read_text()).get("architectures") or []
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"reward_funcs: cannot read {config}: {exc}") from exc
+        raise ConfigError(f"{key}: cannot read {config}: {exc}") from exc
     if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
         raise ConfigError(
-            f"reward_funcs: {entry!r} is not a sequence-classification reward model "
+            f"{key}: {entry!r} is not a sequence-classification reward model "
             f"(architectures: {', '.join(architectures) or 'none'}); use a margin-rm / RewardTrainer output"
         )
 
 
-def resolve(entries: list[str] | None, weights: list[float] | None = None) -> list[RewardSpec]:
-    """Check and resolve ``reward_funcs`` entries (imports callables, reads config.json; loads no model)."""
+_TRAIN_HINT = "; train one first, e.g. trl-plugins train margin-rm --config recipes/demo/margin_rm.yaml"
+
+
+def _check_hub_reward_model(entry: str, key: str) -> None:
+    """``owner/name``: a local path whose first folder exists here but the rest does not is a missing path, not a hub
+    id; offline (``HF_HUB_OFFLINE=1``) the model must be in the Hugging Face cache, and its cached config.json is
+    checked like a local one. Online, the hub model is checked when it loads."""
+    first, rest = entry.split("/", 1)
+    if Path(first).is_dir():
+        raise ConfigError(f"{key}: reward model path {entry!r} does not exist ({first}/ has no {rest!r}){_TRAIN_HINT}")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("1", "true", "yes", "on"):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(entry, "config.json")
+    if not isinstance(cached, str):
+        raise ConfigError(f"{key}: {entry!r} is not a local folder and not in the Hugging Face cache "
+                          "(HF_HUB_OFFLINE=1): give the path of a trained reward model")
+    _check_reward_model(Path(cached).parent, entry, key)
+
+
+def resolve(entries: list[str] | None, weights: list[float] | None = None, key: str = "reward_funcs",
+            check_paths: bool = True) -> list[RewardSpec]:
+    """Check and resolve ``reward_funcs`` entries (imports callables, reads config.json; loads no model); ``key`` is
+    the config field named in error messages. ``check_paths=False`` (config parsing) accepts reward model paths and
+    hub ids without looking for them, like a model path in a TRL config: a recipe may name a reward model that an
+    earlier run will write; the CLI checks them before any model loads."""
     from ..registry import get_registry, import_string
 
     entries = list(entries or [])
     if not entries:
-        raise ConfigError("reward_funcs: give at least one reward (a registered name, module:function or a model path)")
+        raise ConfigError(f"{key}: give at least one reward (a registered name, module:function or a model path)")
     if weights is not None and len(weights) != len(entries):
-        raise ConfigError(f"reward_weights has {len(weights)} values but reward_funcs has {len(entries)} entries")
+        raise ConfigError(f"reward_weights has {len(weights)} values but {key} has {len(entries)} entries")
     specs = []
     for index, entry in enumerate(entries):
         weight = float(weights[index]) if weights is not None else 1.0
         path = Path(os.path.expanduser(entry))
         if path.is_dir():
-            _check_reward_model(path, entry)
+            _check_reward_model(path, entry, key)
             specs.append(RewardSpec("model", str(path), path.name or entry, weight))
         elif _IMPORT_RE.match(entry):
             try:
-                function = import_string(entry, f"reward_funcs entry {entry!r}")
+                function = import_string(entry, f"{key} entry {entry!r}")
             except Exception as exc:  # noqa: BLE001 - PluginError already one line
                 raise ConfigError(str(exc).splitlines()[0]) from exc
             if not callable(function):
-                raise ConfigError(f"reward_funcs: {entry!r} is not callable")
+                raise ConfigError(f"{key}: {entry!r} is not callable")
             specs.append(RewardSpec("function", entry, entry.rsplit(":", 1)[1], weight))
         elif entry.startswith((".", "/", "~")):
-            raise ConfigError(f"reward_funcs: reward model path {entry!r} does not exist")
-        elif _HUB_RE.match(entry):  # a hub reward model: checked when it loads
+            if check_paths:
+                raise ConfigError(f"{key}: reward model path {entry!r} does not exist{_TRAIN_HINT}")
+            specs.append(RewardSpec("model", str(path), path.name or entry, weight))
+        elif _HUB_RE.match(entry):  # a hub reward model id
+            if check_paths:
+                _check_hub_reward_model(entry, key)
             specs.append(RewardSpec("model", entry, entry.rsplit("/", 1)[1], weight))
         else:
             try:
                 spec = get_registry().reward_function(entry)
             except Exception as exc:  # noqa: BLE001 - UsageError with a suggestion
-                raise ConfigError(f"reward_funcs: {exc}") from exc
+                raise ConfigError(f"{key}: {exc}") from exc
             specs.append(RewardSpec("function", spec.function, spec.name, weight))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise ConfigError(f"reward_funcs: the same reward is listed twice ({', '.join(names)})")
+        raise ConfigError(f"{key}: the same reward is listed twice ({', '.join(names)})")
     return specs
 
 

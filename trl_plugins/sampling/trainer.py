@@ -39,7 +39,8 @@ class SamplingConfig(SFTConfig):
     ``reward_weights``. Generation: ``num_generations`` (K per prompt), ``max_new_tokens``, ``temperature``,
     ``top_p``, ``top_k``, ``generation_batch_size``. Loop: ``num_iterations``, ``prompts_per_iteration``.
     Held-out tracking: ``heldout_prompts`` prompts of ``dataset_test_split`` scored before training and after every
-    iteration.
+    iteration, by the training rewards and by any ``heldout_reward_funcs`` (scored on held-out samples only, never
+    used for selection: e.g. VADER next to a learned reward model, to see whether gains are real or reward hacking).
     """
 
     reward_funcs: list[str] = field(
@@ -69,6 +70,11 @@ class SamplingConfig(SFTConfig):
         default=0,
         metadata={"help": "Score this many prompts of dataset_test_split before training and after each iteration."},
     )
+    heldout_reward_funcs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Extra rewards scored on the held-out samples only (not used for selection), reported as "
+                  "heldout/<name>: an independent check when training against a learned reward model."},
+    )
     heldout_num_generations: int = field(default=1, metadata={"help": "Completions per held-out prompt."})
     heldout_temperature: float | None = field(
         default=None, metadata={"help": "Temperature for held-out sampling (default: temperature)."}
@@ -97,7 +103,9 @@ class SamplingConfig(SFTConfig):
                              "held-out reward")
         self.sampling_params()  # range checks of temperature, top_p, top_k, batch sizes
         try:
-            reward_lib.resolve(self.reward_funcs, self.reward_weights)
+            reward_lib.resolve(self.reward_funcs, self.reward_weights, check_paths=False)
+            if self.heldout_reward_funcs:
+                reward_lib.resolve(self.heldout_reward_funcs, key="heldout_reward_funcs", check_paths=False)
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
 
@@ -125,10 +133,14 @@ class SamplingTrainer(SFTTrainer):
                          peft_config=peft_config, callbacks=callbacks, **kwargs)
         specs = reward_lib.resolve(args.reward_funcs, args.reward_weights)
         self.reward_sources = reward_sources or reward_lib.build(specs, self.accelerator.device, args.reward_batch_size)
+        self.heldout_sources = reward_lib.build(
+            reward_lib.resolve(args.heldout_reward_funcs, key="heldout_reward_funcs"), self.accelerator.device,
+            args.reward_batch_size) if args.heldout_reward_funcs else []
         self.backend = make_backend(args.generation_backend, self.model, self.processing_class, self.accelerator)
         self.store = RunStore(args.output_dir)
         self.summaries: list[dict] = []
         self.heldout_baseline: float | None = None
+        self.heldout_baseline_scores: dict[str, float | None] = {}
         self._prompt_rows = train_dataset.to_list()
         self.total_phase_steps = 0  # optimizer steps over every SFT phase of this process's run
 
@@ -185,9 +197,11 @@ class SamplingTrainer(SFTTrainer):
                                          [s["completion"] for s in samples], extra, progress=self._progress)
         return [{"reward": t, **{f"reward/{name}": parts[name][i] for name in parts}} for i, t in enumerate(totals)]
 
-    def heldout_reward(self) -> float | None:
+    def heldout_scores(self) -> dict[str, float | None]:
+        """Mean rewards of fresh samples on the held-out prompts: ``heldout_reward_mean`` (the training reward, as
+        weighted for selection) and ``heldout/<name>`` for each training reward and each ``heldout_reward_funcs``."""
         if self.heldout_dataset is None:
-            return None
+            return {}
         rows = self.heldout_dataset.to_list()
         prompts = [r["prompt"] for r in rows]
         out = self.backend.generate(prompts, self.args.heldout_num_generations, self.args.sampling_params(True),
@@ -198,9 +212,18 @@ class SamplingTrainer(SFTTrainer):
                 flat_prompts.append(prompt)
                 completions.append([{"role": "assistant", "content": g.text}] if is_conversational(prompt) else g.text)
                 extra.append({c: v for c, v in row.items() if c != "prompt"})
-        totals, _ = reward_lib.score(self.reward_sources, flat_prompts, completions, extra)
-        valid = [t for t in totals if t is not None]
-        return sum(valid) / len(valid) if valid else None
+        totals, parts = reward_lib.score(self.reward_sources, flat_prompts, completions, extra)
+        if self.heldout_sources:
+            parts.update(reward_lib.score(self.heldout_sources, flat_prompts, completions, extra)[1])
+
+        def mean(values):
+            valid = [v for v in values if v is not None]
+            return sum(valid) / len(valid) if valid else None
+
+        scores = {"heldout_reward_mean": mean(totals)}
+        if len(parts) > 1:
+            scores.update({f"heldout/{name}": mean(values) for name, values in parts.items()})
+        return scores
 
     # -- weights -----------------------------------------------------------------------------------------------------
     def _trainable(self) -> dict[str, torch.nn.Parameter]:
@@ -295,11 +318,12 @@ class SamplingTrainer(SFTTrainer):
             if baseline_file.is_file():
                 import json
 
-                self.heldout_baseline = json.loads(baseline_file.read_text())["heldout_reward_mean"]
+                self.heldout_baseline_scores = json.loads(baseline_file.read_text())
             else:
-                self.heldout_baseline = self.heldout_reward()
+                self.heldout_baseline_scores = self.heldout_scores()
                 if main:
-                    write_json(baseline_file, {"heldout_reward_mean": self.heldout_baseline})
+                    write_json(baseline_file, self.heldout_baseline_scores)
+            self.heldout_baseline = self.heldout_baseline_scores.get("heldout_reward_mean")
         output = None
         for k in range(len(done) + 1, args.num_iterations + 1):
             if store.has(k, "generations.jsonl"):
@@ -319,8 +343,11 @@ class SamplingTrainer(SFTTrainer):
             self.save_policy(k)
             summary = summarize(k, samples, rewards, result["selected"])
             summary.update({key: v for key, v in result.items() if key != "selected"})
-            summary["heldout_reward_mean"] = self.heldout_reward()
+            summary["heldout_reward_mean"] = None  # keeps the summary's column order when there is no held-out set
+            summary.update(self.heldout_scores())
             summary["heldout_reward_baseline"] = self.heldout_baseline
+            summary.update({f"{key}_baseline": v for key, v in self.heldout_baseline_scores.items()
+                            if key.startswith("heldout/")})
             summary["global_step"] = self.state.global_step
             summary["selected_indices"] = result["selected"]
             if main:
@@ -342,11 +369,17 @@ class SamplingTrainer(SFTTrainer):
         def f(v):
             return "   -   " if v is None else f"{v:7.3f}"
 
+        monitors = [f"heldout/{name}" for name in self.args.heldout_reward_funcs]
         if s["iteration"] == 1 or not getattr(self, "_printed_header", False):
+            before = ", ".join(f"{key.split('/')[-1]} {f(self.heldout_baseline_scores.get(key)).strip()}"
+                               for key in monitors)
+            before = f"{f(self.heldout_baseline).strip()}" + (f"; {before}" if before else "")
             self.accelerator.print(f"{'iter':>4} {'reward':>7} {'select':>7} {'kept':>6} {'drop':>5} {'dist-2':>7} "
-                                   f"{'tokens':>7} {'heldout':>7}   (held-out before training: "
-                                   f"{f(self.heldout_baseline).strip()})")
+                                   f"{'tokens':>7} {'heldout':>7}"
+                                   + "".join(f" {key.split('/')[-1][:12]:>12}" for key in monitors)
+                                   + f"   (held-out before training: {before})")
             self._printed_header = True
         self.accelerator.print(f"{s['iteration']:>4} {f(s['reward_all_mean'])} {f(s['reward_selected_mean'])} "
                                f"{s['kept']:>6} {s['dropped']:>5} {f(s['distinct2_all'])} "
-                               f"{f(s['mean_tokens_all'])} {f(s['heldout_reward_mean'])}")
+                               f"{f(s['mean_tokens_all'])} {f(s['heldout_reward_mean'])}"
+                               + "".join(f"      {f(s.get(key))}" for key in monitors))
