@@ -85,37 +85,47 @@ def _file_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def embedded_model_path(name: str) -> str:
-    """Path of the converted checkpoint of an embedded model, converting the GGUF on first use (about 20 s)."""
-    if name in EMBEDDED_BUILDS:
-        return _built_model_path(name)
-    directory, filename = _embedded_gguf(name)
+def _cached_build(name: str, build, message: str) -> str:
+    """``cache_root()/models/NAME``, built once by ``build(tmp_dir)`` under a file lock (other processes wait) into a
+    temporary folder that is renamed into place only when complete."""
     target = cache_root() / "models" / name
     if (target / "config.json").is_file():
         return str(target)
     with _file_lock(cache_root() / "models" / f".{name}.lock"):
-        if (target / "config.json").is_file():  # converted by another process while we waited
+        if (target / "config.json").is_file():  # built by another process while we waited
             return str(target)
-        check_model_source(EMBEDDED_PREFIX + name)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        logger.warning("converting embedded model %s from %s (once; cached in %s)", name, filename, target)
-        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
-        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename)
-        model.hf_quantizer = None  # de-quantized on load; save as a plain float checkpoint
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.config._name_or_path = f"{EMBEDDED_PREFIX}{name}"
+        logger.warning("%s (once; cached in %s)", message, target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         try:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            build(tmp)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
+
+
+def embedded_model_path(name: str) -> str:
+    """Path of the converted checkpoint of an embedded model, converting the GGUF on first use (about 20 s)."""
+    if name in EMBEDDED_BUILDS:
+        return _built_model_path(name)
+    directory, filename = _embedded_gguf(name)
+
+    def convert(tmp: Path) -> None:
+        check_model_source(EMBEDDED_PREFIX + name)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename)
+        model.hf_quantizer = None  # de-quantized on load; save as a plain float checkpoint
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.config._name_or_path = f"{EMBEDDED_PREFIX}{name}"
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return _cached_build(name, convert, f"converting embedded model {name} from {filename}")
 
 
 def _built_model_path(name: str) -> str:
@@ -123,23 +133,9 @@ def _built_model_path(name: str) -> str:
     from .registry import import_string
 
     base_name, builder, *_ = EMBEDDED_BUILDS[name]
-    target = cache_root() / "models" / name
-    if (target / "config.json").is_file():
-        return str(target)
     base = embedded_model_path(base_name)
-    with _file_lock(cache_root() / "models" / f".{name}.lock"):
-        if (target / "config.json").is_file():
-            return str(target)
-        logger.warning("building embedded model %s from %s (once; cached in %s)", name, base_name, target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-        try:
-            import_string(builder, f"embedded model {name!r}")(base, tmp)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+    return _cached_build(name, lambda tmp: import_string(builder, f"embedded model {name!r}")(base, tmp),
+                         f"building embedded model {name} from {base_name}")
 
 
 def resolve_model_path(name: str) -> str:
