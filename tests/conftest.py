@@ -41,32 +41,36 @@ def preference_file(tmp_path) -> str:
     return write_jsonl(tmp_path / "pairs.jsonl", preference_rows(16))
 
 
+# the CPU settings every tiny training run here shares (TRL configs default to bf16, which a CPU lacks)
+CPU_RUN = {"bf16": False, "gradient_checkpointing": False, "use_cpu": True, "report_to": "none",
+           "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True}
+
+
+def trainer_args(tmp_path, **overrides) -> dict:
+    """Keyword arguments of a short tiny-model training config (ORPO/KTO/DPO-style ``beta``); override any."""
+    values = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_length=64, beta=0.1,
+                  learning_rate=1e-2, max_steps=3, seed=0, **CPU_RUN)
+    values.update(overrides)
+    return values
+
+
+def write_recipe(path: Path, config: dict, extra: dict | None = None) -> str:
+    """A YAML recipe of ``config`` (CPU_RUN settings included) updated by ``extra``; returns its path."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({**CPU_RUN, **config, **(extra or {})}))
+    return str(path)
+
+
 @pytest.fixture
 def tiny_recipe(tmp_path, tiny_model_dir, preference_file):
     """Write a recipe for the tiny model; returns a function(extra: dict) -> recipe path."""
-    import yaml
 
     def make(extra: dict | None = None, name: str = "recipe.yaml") -> str:
-        config = {
-            "model_name_or_path": tiny_model_dir,
-            "dataset_name": preference_file,
-            "output_dir": str(tmp_path / "out"),
-            "per_device_train_batch_size": 4,
-            "max_steps": 2,
-            "max_length": 64,
-            "learning_rate": 1e-3,
-            "bf16": False,
-            "gradient_checkpointing": False,
-            "use_cpu": True,
-            "report_to": "none",
-            "save_strategy": "no",
-            "logging_steps": 1,
-            "disable_tqdm": True,
-        }
-        config.update(extra or {})
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(config))
-        return str(path)
+        config = {"model_name_or_path": tiny_model_dir, "dataset_name": preference_file,
+                  "output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 4, "max_steps": 2,
+                  "max_length": 64, "learning_rate": 1e-3}
+        return write_recipe(tmp_path / name, config, extra)
 
     return make
 

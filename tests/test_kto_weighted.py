@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import write_jsonl
+from conftest import trainer_args, write_jsonl
 from datasets import Dataset
 from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
 
@@ -143,16 +143,6 @@ def _unpaired(n_desirable, n_undesirable, weight=None):
     return out
 
 
-def _args(tmp_path, **overrides):
-    values = dict(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_length=64, beta=0.1,
-        learning_rate=1e-2, max_steps=3, bf16=False, gradient_checkpointing=False, use_cpu=True,
-        report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0,
-    )
-    values.update(overrides)
-    return values
-
-
 def _batch_loss_and_grads(trainer, batch):
     trainer.model.zero_grad()
     loss = trainer.compute_loss(trainer.model, dict(batch))
@@ -173,7 +163,7 @@ def test_loss_and_gradients_match_trl_kto_trainer(tmp_path, ours_kwargs, trl_kwa
 
     data = Dataset.from_list(_unpaired(2, 6))
     tokenizer = tiny_tokenizer()
-    common = _args(tmp_path, per_device_train_batch_size=8)
+    common = trainer_args(tmp_path, per_device_train_batch_size=8)
     ours = KTOWeightedTrainer(model=tiny_causal_lm(tokenizer, seed=3), ref_model=tiny_causal_lm(tokenizer, seed=4),
                               args=KTOWeightedConfig(**common, mix_batches=False, **ours_kwargs), train_dataset=data,
                               processing_class=tokenizer)
@@ -198,7 +188,7 @@ def test_trainer_learns_with_auto_weights_on_imbalanced_label_sorted_data(tmp_pa
     tokenizer = tiny_tokenizer()
     model = tiny_causal_lm(tokenizer, seed=0)
     trainer = KTOWeightedTrainer(model=model, ref_model=tiny_causal_lm(tokenizer, seed=0),
-                                 args=KTOWeightedConfig(**_args(tmp_path, max_steps=12, num_train_epochs=3)),
+                                 args=KTOWeightedConfig(**trainer_args(tmp_path, max_steps=12, num_train_epochs=3)),
                                  train_dataset=data, processing_class=tokenizer)
     assert (trainer.desirable_weight, trainer.undesirable_weight) == (3.0, 1.0)
     assert trainer.class_counts == (6, 18)
@@ -223,7 +213,7 @@ def test_weight_column_multiplies_the_loss_and_is_carried_to_it(tmp_path):
 
     def batch_loss(rows, **kwargs):
         trainer = KTOWeightedTrainer(model=tiny_causal_lm(tokenizer, seed=1), ref_model=tiny_causal_lm(tokenizer, seed=2),
-                                     args=KTOWeightedConfig(**_args(tmp_path, per_device_train_batch_size=8),
+                                     args=KTOWeightedConfig(**trainer_args(tmp_path, per_device_train_batch_size=8),
                                                             weighting="manual", **kwargs),
                                      train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         batch = next(iter(trainer.get_train_dataloader()))
@@ -241,7 +231,7 @@ def test_weight_column_multiplies_the_loss_and_is_carried_to_it(tmp_path):
 def test_paired_data_is_unpaired_and_balanced(tmp_path):
     tokenizer = tiny_tokenizer()
     trainer = KTOWeightedTrainer(model=tiny_causal_lm(tokenizer), ref_model=tiny_causal_lm(tokenizer, seed=1),
-                                 args=KTOWeightedConfig(**_args(tmp_path)), train_dataset=Dataset.from_list(preference_rows(8)),
+                                 args=KTOWeightedConfig(**trainer_args(tmp_path)), train_dataset=Dataset.from_list(preference_rows(8)),
                                  processing_class=tokenizer)
     assert trainer.class_counts == (8, 8)
     assert (trainer.desirable_weight, trainer.undesirable_weight) == (1.0, 1.0)
@@ -254,12 +244,12 @@ def test_manual_weights_that_break_the_rule_warn(tmp_path):
     tokenizer = tiny_tokenizer()
     with pytest.warns(KTOWeightWarning, match=r"outside \[1, 4/3\].*desirable_weight=4"):
         KTOWeightedTrainer(model=tiny_causal_lm(tokenizer), ref_model=tiny_causal_lm(tokenizer),
-                           args=KTOWeightedConfig(**_args(tmp_path), weighting="manual"),
+                           args=KTOWeightedConfig(**trainer_args(tmp_path), weighting="manual"),
                            train_dataset=Dataset.from_list(_unpaired(2, 8)), processing_class=tokenizer)
     with warnings.catch_warnings():
         warnings.simplefilter("error", KTOWeightWarning)
         KTOWeightedTrainer(model=tiny_causal_lm(tokenizer), ref_model=tiny_causal_lm(tokenizer),
-                           args=KTOWeightedConfig(**_args(tmp_path), weighting="manual", desirable_weight=4.5),
+                           args=KTOWeightedConfig(**trainer_args(tmp_path), weighting="manual", desirable_weight=4.5),
                            train_dataset=Dataset.from_list(_unpaired(2, 8)), processing_class=tokenizer)
 
 
@@ -380,7 +370,7 @@ def test_smollm2_lora_on_imbalanced_imdb_raises_held_out_reward_gap(smollm2_path
     tokenizer = AutoTokenizer.from_pretrained(smollm2_path)
     model = AutoModelForCausalLM.from_pretrained(smollm2_path, dtype=torch.float32)
     beta = 0.1
-    args = KTOWeightedConfig(**_args(tmp_path, per_device_train_batch_size=8, max_length=64, beta=beta,
+    args = KTOWeightedConfig(**trainer_args(tmp_path, per_device_train_batch_size=8, max_length=64, beta=beta,
                                      learning_rate=2e-3, max_steps=16, warmup_steps=2, logging_steps=4))
     trainer = KTOWeightedTrainer(model=model, args=args, train_dataset=data["train"], processing_class=tokenizer,
                                  peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import write_jsonl
+from conftest import write_jsonl, write_recipe
 from tiny import preference_rows
 
 from trl_plugins.losses import margin_reward_loss
@@ -247,27 +247,10 @@ def test_trainer_bucket_metrics_match_an_independent_computation(tiny_model_dir,
 
 # -- the CLI: errors before any model loads, then a full LoRA run whose output is a plain reward model ---------------
 def _recipe(tmp_path, tiny_model_dir, rows, **extra):
-    import yaml
-
-    config = {
-        "model_name_or_path": tiny_model_dir,
-        "dataset_name": write_jsonl(tmp_path / "pairs.jsonl", rows),
-        "output_dir": str(tmp_path / "out"),
-        "per_device_train_batch_size": 4,
-        "max_steps": 2,
-        "max_length": 64,
-        "learning_rate": 1e-3,
-        "bf16": False,
-        "use_cpu": True,
-        "report_to": "none",
-        "save_strategy": "no",
-        "logging_steps": 1,
-        "disable_tqdm": True,
-    }
-    config.update(extra)
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
+    config = {"model_name_or_path": tiny_model_dir, "dataset_name": write_jsonl(tmp_path / "pairs.jsonl", rows),
+              "output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 4, "max_steps": 2, "max_length": 64,
+              "learning_rate": 1e-3}
+    return write_recipe(tmp_path / "recipe.yaml", config, extra)
 
 
 def _drop(rows, *columns):

@@ -8,21 +8,12 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import LoraConfig
+from conftest import trainer_args
 from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
 
 from trl_plugins.trainers.orpo import ORPOConfig, ORPOTrainer
 
 warnings.filterwarnings("ignore", category=FutureWarning)
-
-
-def _args(tmp_path, **overrides):
-    values = dict(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_length=64, beta=0.1,
-        learning_rate=1e-2, max_steps=3, bf16=False, gradient_checkpointing=False, use_cpu=True,
-        report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0,
-    )
-    values.update(overrides)
-    return values
 
 
 def _whole_batch_loss(trainer) -> float:
@@ -38,7 +29,7 @@ def test_loss_matches_trl_experimental_orpo(tmp_path):
 
     data = Dataset.from_list(preference_rows(8))
     tokenizer = tiny_tokenizer()
-    common = _args(tmp_path, per_device_train_batch_size=8)  # whole dataset in one batch: order cannot matter
+    common = trainer_args(tmp_path, per_device_train_batch_size=8)  # whole dataset in one batch: order cannot matter
     ours = ORPOTrainer(model=tiny_causal_lm(tokenizer, seed=3), args=ORPOConfig(**common), train_dataset=data,
                        processing_class=tokenizer)
     theirs = TRLTrainer(model=tiny_causal_lm(tokenizer, seed=3), args=TRLConfig(**common), train_dataset=data,
@@ -74,7 +65,7 @@ def test_conversational_loss_matches_the_formula(tmp_path, nll_on_prompt):
     data = Dataset.from_list(preference_rows(8, conversational=True))
     tokenizer = tiny_tokenizer()
     trainer = ORPOTrainer(model=tiny_causal_lm(tokenizer, seed=4),
-                          args=ORPOConfig(**_args(tmp_path, per_device_train_batch_size=8, beta=0.5,
+                          args=ORPOConfig(**trainer_args(tmp_path, per_device_train_batch_size=8, beta=0.5,
                                                   nll_on_prompt=nll_on_prompt)),
                           train_dataset=data, processing_class=tokenizer)
     batch = next(iter(trainer.get_train_dataloader()))
@@ -87,7 +78,7 @@ def test_nll_on_prompt_false_scores_completion_tokens_only(tmp_path):
     data = Dataset.from_list(preference_rows(8))
     tokenizer = tiny_tokenizer()
     trainer = ORPOTrainer(model=tiny_causal_lm(tokenizer, seed=1),
-                          args=ORPOConfig(**_args(tmp_path, per_device_train_batch_size=8, nll_on_prompt=False,
+                          args=ORPOConfig(**trainer_args(tmp_path, per_device_train_batch_size=8, nll_on_prompt=False,
                                                   beta=0.0)),
                           train_dataset=data, processing_class=tokenizer)
     batch = next(iter(trainer.get_train_dataloader()))
@@ -111,7 +102,7 @@ def test_training_changes_weights_and_widens_the_margin(tmp_path):
     tokenizer = tiny_tokenizer()
     model = tiny_causal_lm(tokenizer, seed=0)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer = ORPOTrainer(model=model, args=ORPOConfig(**_args(tmp_path, max_steps=24, beta=1.0)),
+    trainer = ORPOTrainer(model=model, args=ORPOConfig(**trainer_args(tmp_path, max_steps=24, beta=1.0)),
                           train_dataset=data, processing_class=tokenizer)
     trainer.train()
     assert trainer.ref_model is None
@@ -128,7 +119,7 @@ def test_training_changes_weights_and_widens_the_margin(tmp_path):
 def test_lora_trains_only_the_adapters(tmp_path):
     data = Dataset.from_list(preference_rows(8))
     tokenizer = tiny_tokenizer()
-    trainer = ORPOTrainer(model=tiny_causal_lm(tokenizer), args=ORPOConfig(**_args(tmp_path)), train_dataset=data,
+    trainer = ORPOTrainer(model=tiny_causal_lm(tokenizer), args=ORPOConfig(**trainer_args(tmp_path)), train_dataset=data,
                           processing_class=tokenizer,
                           peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
@@ -151,7 +142,7 @@ def test_qlora_4bit_runs_on_cpu(tmp_path):
                                bnb_4bit_compute_dtype=torch.float32)
     model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.float32)
     assert any("Linear4bit" in type(m).__name__ for m in model.modules())
-    trainer = ORPOTrainer(model=model, args=ORPOConfig(**_args(tmp_path, max_steps=2)),
+    trainer = ORPOTrainer(model=model, args=ORPOConfig(**trainer_args(tmp_path, max_steps=2)),
                           train_dataset=Dataset.from_list(preference_rows(8)), processing_class=tiny_tokenizer(),
                           peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
@@ -165,7 +156,7 @@ def test_reference_model_is_refused(tmp_path):
     tokenizer = tiny_tokenizer()
     with pytest.raises(ValueError, match="reference-free"):
         ORPOTrainer(model=tiny_causal_lm(tokenizer), ref_model=tiny_causal_lm(tokenizer),
-                    args=ORPOConfig(**_args(tmp_path)), train_dataset=Dataset.from_list(preference_rows(4)),
+                    args=ORPOConfig(**trainer_args(tmp_path)), train_dataset=Dataset.from_list(preference_rows(4)),
                     processing_class=tokenizer)
 
 
@@ -178,7 +169,7 @@ def test_config_rejects_dpo_only_fields(tmp_path, field, value):
 
 def test_model_card_and_save(tmp_path):
     tokenizer = tiny_tokenizer()
-    trainer = ORPOTrainer(model=tiny_causal_lm(tokenizer), args=ORPOConfig(**_args(tmp_path, max_steps=1)),
+    trainer = ORPOTrainer(model=tiny_causal_lm(tokenizer), args=ORPOConfig(**trainer_args(tmp_path, max_steps=1)),
                           train_dataset=Dataset.from_list(preference_rows(4)), processing_class=tokenizer)
     trainer.train()
     trainer.save_model(trainer.args.output_dir)

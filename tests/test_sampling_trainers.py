@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-
-from conftest import write_jsonl
+from conftest import write_jsonl, write_recipe
 
 PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
            "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
@@ -24,33 +22,11 @@ def prompt_file(tmp_path) -> str:
 @pytest.fixture
 def sampling_recipe(tmp_path, tiny_model_dir, prompt_file):
     def make(extra: dict | None = None, name: str = "recipe.yaml") -> str:
-        config = {
-            "model_name_or_path": tiny_model_dir,
-            "dataset_name": prompt_file,
-            "output_dir": str(tmp_path / "out"),
-            "reward_funcs": ["sampling_rewards:good_words"],
-            "num_iterations": 2,
-            "num_generations": 4,
-            "max_new_tokens": 6,
-            "temperature": 1.0,
-            "generation_batch_size": 12,
-            "per_device_train_batch_size": 4,
-            "max_steps": 2,
-            "max_length": 64,
-            "learning_rate": 1e-2,
-            "bf16": False,
-            "gradient_checkpointing": False,
-            "use_cpu": True,
-            "report_to": "none",
-            "save_strategy": "no",
-            "logging_steps": 1,
-            "disable_tqdm": True,
-            "seed": 3,
-        }
-        config.update(extra or {})
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(config))
-        return str(path)
+        config = {"model_name_or_path": tiny_model_dir, "dataset_name": prompt_file, "output_dir": str(tmp_path / "out"),
+                  "reward_funcs": ["sampling_rewards:good_words"], "num_iterations": 2, "num_generations": 4,
+                  "max_new_tokens": 6, "temperature": 1.0, "generation_batch_size": 12, "per_device_train_batch_size": 4,
+                  "max_steps": 2, "max_length": 64, "learning_rate": 1e-2, "seed": 3}
+        return write_recipe(tmp_path / name, config, extra)
 
     return make
 

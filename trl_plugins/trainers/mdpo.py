@@ -314,7 +314,6 @@ class MDPOTrainer(DPOTrainer):
             model_kwargs["output_router_logits"] = True
         completion_mask = inputs["completion_mask"]
         shift_completion_mask = completion_mask[..., 1:]
-        seq_len = shift_completion_mask.size(1)
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
 
         # One policy forward and one reference forward over [chosen | rejected | chosen with corrupted image].
