@@ -49,7 +49,7 @@ from trl.trainer.utils import flush_left, pad, selective_log_softmax, use_adapte
 
 from ..losses import mdpo_loss
 from .config_checks import refuse_unsupported
-from .fused_head import use_fused_lm_head
+from .fused_head import completion_token_logps, use_fused_lm_head
 from ..vision import CORRUPTIONS, VISION_MODULES, corrupt_image, open_image
 
 
@@ -342,21 +342,7 @@ class MDPOTrainer(DPOTrainer):
         return use_fused_lm_head(self.args.fused_lm_head, self.accelerator.device)
 
     def _per_token_logps(self, model, model_kwargs, labels, stats: bool = True):
-        """Log-prob of every next token whose label is not -100 (0 elsewhere), ``[rows, seq - 1]``, and the outputs
-        (with ``entropy``/``is_top1`` when ``stats``)."""
-        seq_len = labels.size(1) - 1
-        if self._use_fused_lm_head():
-            outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
-            return outputs.log_probs[:, -seq_len:], outputs  # prompt-learning PEFT prepends virtual tokens
-        outputs = model(**model_kwargs)
-        logits = outputs.logits[:, -seq_len - 1 : -1]
-        shift_labels = labels[:, 1:]
-        mask = shift_labels != -100
-        per_token_logps = selective_log_softmax(logits, shift_labels.clamp(min=0)) * mask
-        outputs.log_probs, outputs.entropy = per_token_logps, None
-        outputs.is_top1 = (logits.detach().argmax(-1) == shift_labels) & mask if stats else None
-        outputs.logits = None  # free the full logits early
-        return per_token_logps, outputs
+        return completion_token_logps(model, model_kwargs, labels, self._use_fused_lm_head(), stats)
 
     def _log_metrics(self, mode, metrics, chosen, rejected, corrupted, outputs, shift_mask, inputs):
         gather = self.accelerator.gather_for_metrics

@@ -34,11 +34,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PretrainedConfig
 from trl import DPOConfig, DPOTrainer
-from trl.trainer.utils import selective_log_softmax
 
 from ..losses import orpo_loss
 from .config_checks import refuse_unsupported
-from .fused_head import use_fused_lm_head
+from .fused_head import completion_token_logps, use_fused_lm_head
 
 # DPOConfig fields that only make sense with a reference model or a DPO loss: ORPO refuses non-default values.
 _UNSUPPORTED = {
@@ -223,23 +222,7 @@ class ORPOTrainer(DPOTrainer):
         return use_fused_lm_head(self.args.fused_lm_head, self.accelerator.device)
 
     def _per_token_logps(self, model, model_kwargs, labels):
-        """Log-prob of every next token whose label is not -100 (0 elsewhere), shape ``[rows, seq - 1]``.
-
-        Returns ``(per_token_logps, outputs)``; ``outputs`` carries ``entropy``/``is_top1`` when available."""
-        seq_len = labels.size(1) - 1
-        if self._use_fused_lm_head():
-            outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
-            return outputs.log_probs[:, -seq_len:], outputs  # prompt-learning PEFT prepends virtual tokens
-        outputs = model(**model_kwargs)
-        logits = outputs.logits[:, -seq_len - 1 : -1]
-        shift_labels = labels[:, 1:]
-        mask = shift_labels != -100
-        per_token_logps = selective_log_softmax(logits, shift_labels.clamp(min=0)) * mask
-        outputs.log_probs = per_token_logps
-        outputs.entropy = None
-        outputs.is_top1 = (logits.detach().argmax(-1) == shift_labels) & mask
-        outputs.logits = None  # free the full logits early
-        return per_token_logps, outputs
+        return completion_token_logps(model, model_kwargs, labels, self._use_fused_lm_head())
 
     def _log_orpo_metrics(self, mode, metrics, chosen_logps, rejected_logps, outputs, completion_mask, attention_mask):
         gather = self.accelerator.gather_for_metrics
