@@ -294,6 +294,15 @@ class SamplingTrainer(SFTTrainer):
         """Rebuild in-memory state (e.g. a pool) from finished iteration ``k``'s files on resume."""
 
     # -- the loop ----------------------------------------------------------------------------------------------------
+    def _load_or_make(self, k: int, name: str, make) -> list[dict]:
+        """Iteration ``k``'s file ``name`` if a killed run already wrote it, else ``make()`` written to it."""
+        if self.store.has(k, name):
+            return read_jsonl(self.store.path(k, name))
+        rows = make()
+        if self.accelerator.is_main_process:
+            write_jsonl(self.store.path(k, name), rows)
+        return rows
+
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
         args, store = self.args, self.store
         main = self.accelerator.is_main_process
@@ -326,18 +335,8 @@ class SamplingTrainer(SFTTrainer):
             self.heldout_baseline = self.heldout_baseline_scores.get("heldout_reward_mean")
         output = None
         for k in range(len(done) + 1, args.num_iterations + 1):
-            if store.has(k, "generations.jsonl"):
-                samples = read_jsonl(store.path(k, "generations.jsonl"))
-            else:
-                samples = self.generate_samples(k)
-                if main:
-                    write_jsonl(store.path(k, "generations.jsonl"), samples)
-            if store.has(k, "rewards.jsonl"):
-                scored = read_jsonl(store.path(k, "rewards.jsonl"))
-            else:
-                scored = self.score_samples(samples)
-                if main:
-                    write_jsonl(store.path(k, "rewards.jsonl"), scored)
+            samples = self._load_or_make(k, "generations.jsonl", lambda: self.generate_samples(k))
+            scored = self._load_or_make(k, "rewards.jsonl", lambda: self.score_samples(samples))
             rewards = [s["reward"] for s in scored]
             result = self.run_iteration(k, samples, rewards)
             self.save_policy(k)
