@@ -31,6 +31,29 @@ def test_imdb_preference_standard_format():
     assert len(row["chosen"].split()) <= 41
 
 
+def test_imdb_rm_pairs_continuations_match_the_openings_prompts():
+    """style=continuations: the prompt is imdb-openings' instruction + the opening of one review of the pair (the
+    chosen one about half the time), chosen/rejected are the two reviews' next words, scores are VADER's of them."""
+    from trl_plugins.embedded.prompts import OPENINGS_INSTRUCTION
+    from trl_plugins.embedded.reviews import clean_review, load_reviews
+    from trl_plugins.reward_functions import vader_sentiment
+
+    dsd = load_embedded_dataset("imdb-rm-pairs", "style=continuations,n_test=20,n_train=200,max_words=24")
+    full = {" ".join(clean_review(text).split()) for text, _, source in load_reviews() if source == "imdb"}
+    chosen_opening = 0
+    for row in dsd["train"]:
+        (prompt,), (chosen,), (rejected,) = row["prompt"], row["chosen"], row["rejected"]
+        assert prompt["role"] == "user" and chosen["role"] == rejected["role"] == "assistant"
+        assert prompt["content"].startswith(OPENINGS_INSTRUCTION + ' "')
+        opening = prompt["content"][len(OPENINGS_INSTRUCTION) + 2:]
+        assert len(opening.split()) == 8
+        chosen_opening += any(t.startswith(f"{opening} {chosen['content']}") for t in full)
+        assert row["chosen_score"] == pytest.approx(vader_sentiment(None, [chosen["content"]])[0])
+    assert 70 <= chosen_opening <= 130  # the opening is the chosen review's about half the time: no cue
+    with pytest.raises(ValueError, match="style must be reviews or continuations"):
+        load_embedded_dataset("imdb-rm-pairs", "style=stories")
+
+
 def test_embedded_dataset_errors():
     with pytest.raises(UsageError, match="rt-preference"):
         load_embedded_dataset("rt-preferences")

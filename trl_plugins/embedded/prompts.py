@@ -13,6 +13,9 @@ import random
 from .reviews import load_reviews, clean_review
 
 
+OPENINGS_INSTRUCTION = "Continue this movie review in one or two sentences:"
+
+
 def _prompt(text: str, conversational: bool):
     return [{"role": "user", "content": text}] if conversational else text
 
@@ -23,7 +26,7 @@ def imdb_openings(
     n_words: int = 8,
     seed: int = 0,
     conversational: bool = True,
-    instruction: str = "Continue this movie review in one or two sentences:",
+    instruction: str = OPENINGS_INSTRUCTION,
 ):
     """Prompts = ``instruction`` + the first ``n_words`` words of IMDB reviews (quoted), shuffled with ``seed``."""
     from datasets import Dataset, DatasetDict

@@ -15,14 +15,22 @@ Columns: ``prompt``, ``chosen``, ``rejected``, ``rating`` (the label above), ``c
 ``margin`` column: the recipe chooses how margins come from ``rating`` or the scores.
 
 Options (``dataset_config: "n_test=200,max_words=64"``): ``n_test``, ``n_train``, ``seed``, ``max_words`` (reviews are
-cut to their opening sentences, about ``max_words`` words, so CPU training stays fast), ``conversational``, ``prompt``.
+cut to their opening sentences, about ``max_words`` words, so CPU training stays fast), ``conversational``, ``prompt``,
+``style``:
+
+- ``style=reviews`` (default): the shared prompt is ``prompt``; chosen/rejected are whole review openings.
+- ``style=continuations``: the reward model for the sampling demos on ``embedded:imdb-openings``. The prompt is that
+  dataset's: ``Continue this movie review in one or two sentences: "<first n_words words>`` of one review of the
+  pair (the positive one for half the pairs, the negative one for the other half, so that continuing the quoted
+  review is no cue), chosen/rejected are the two reviews' next words (about ``max_words``); VADER scores and ratings
+  are those of the continuations. A reward model trained on it scores policy samples in the form it was trained on.
 """
 
 from __future__ import annotations
 
 import random
 
-from .reviews import _message, reviews
+from .reviews import _message, clean_review, reviews
 
 # (lower bound on d, label), checked in order
 VADER_RATING_THRESHOLDS = (
@@ -48,15 +56,32 @@ def imdb_rm_pairs(
     max_words: int | None = 64,
     conversational: bool = True,
     prompt: str = "Write a short movie review.",
+    style: str = "reviews",
+    n_words: int = 8,
 ):
     """IMDB (positive, negative) review pairs with VADER-derived rating labels and scores; up to 12,500 pairs."""
     from datasets import Dataset, DatasetDict
 
     from ..reward_functions import _vader
 
+    if style not in ("reviews", "continuations"):
+        raise ValueError(f"imdb-rm-pairs: style must be reviews or continuations, got {style!r}")
     rng = random.Random(seed)
-    positives = reviews("imdb", 1, max_words)
-    negatives = reviews("imdb", 0, max_words)
+    if style == "continuations":
+        from .prompts import OPENINGS_INSTRUCTION
+
+        def split(texts):  # (opening, continuation of about max_words words)
+            out = []
+            for text in texts:
+                words = text.split()
+                if len(words) >= n_words + 4:
+                    out.append((" ".join(words[:n_words]), clean_review(" ".join(words[n_words:]), max_words)))
+            return out
+
+        positives, negatives = split(reviews("imdb", 1)), split(reviews("imdb", 0))
+    else:
+        positives = [(None, text) for text in reviews("imdb", 1, max_words)]
+        negatives = [(None, text) for text in reviews("imdb", 0, max_words)]
     rng.shuffle(positives)
     rng.shuffle(negatives)
     pairs = list(zip(positives, negatives))
@@ -67,17 +92,20 @@ def imdb_rm_pairs(
 
     def rows(selected):
         out = []
-        for chosen, rejected in selected:
+        for (chosen_opening, chosen), (rejected_opening, rejected) in selected:
             sc = float(analyzer.polarity_scores(chosen)["compound"])
             sr = float(analyzer.polarity_scores(rejected)["compound"])
+            text = prompt
+            if style == "continuations":
+                text = f'{OPENINGS_INSTRUCTION} "{chosen_opening if rng.random() < 0.5 else rejected_opening}'
             if conversational:
                 row = {
-                    "prompt": _message("user", prompt),
+                    "prompt": _message("user", text),
                     "chosen": _message("assistant", chosen),
                     "rejected": _message("assistant", rejected),
                 }
             else:
-                row = {"prompt": prompt + "\n", "chosen": chosen, "rejected": rejected}
+                row = {"prompt": text + ("\n" if style == "reviews" else " "), "chosen": chosen, "rejected": rejected}
             row.update(rating=rating_from_gap(sc - sr), chosen_score=sc, rejected_score=sr, vader_gap=sc - sr)
             out.append(row)
         return out
