@@ -75,3 +75,21 @@ def alternate_rounds(names, rounds: int, run_one) -> dict[str, list[float]]:
         for name in names if r % 2 == 0 else names[::-1]:
             times[name] += run_one(name)
     return times
+
+
+def time_trainers(build, names, rounds: int, skip: int = 1):
+    """Train ``build(name) -> (trainer, step_timer)`` for every name, alternating as :func:`alternate_rounds` does.
+
+    Returns ``(times, last)``: the step times per name without each run's first ``skip`` warm-up steps, and per name
+    the last run's ``{"bytes": parameter bytes of the policy and any reference model, "loss": training loss}``.
+    """
+    last: dict[str, dict] = {}
+
+    def run_one(name):
+        trainer, timer = build(name)
+        out = trainer.train()
+        last[name] = {"bytes": param_bytes(trainer.model, getattr(trainer, "ref_model", None)),
+                      "loss": out.training_loss}
+        return timer.times[skip:]
+
+    return alternate_rounds(names, rounds, run_one), last

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from common import alternate_rounds, median_step, param_bytes, print_table, step_timer
+from common import median_step, print_table, step_timer, time_trainers
 
 
 def main():
@@ -60,15 +60,8 @@ def main():
             assert trainer.desirable_weight == 4.0 and trainer.undesirable_weight == 1.0
         return trainer, timer
 
-    held = {}
-
-    def run_one(which):
-        trainer, timer = build(which)
-        trainer.train()
-        held[which] = param_bytes(trainer.model, getattr(trainer, "ref_model", None))
-        return timer.times[2:]
-
-    times = alternate_rounds(("trl", "ours"), args.rounds, run_one)
+    times, last = time_trainers(build, ("trl", "ours"), args.rounds, skip=2)
+    held = {name: info["bytes"] for name, info in last.items()}
     t_trl, t_ours = median_step(times["trl"], 0), median_step(times["ours"], 0)
     print_table(
         f"KTO on {args.model}, LoRA r16, batch {args.batch}, max_length 96, 1:4 IMDB, "

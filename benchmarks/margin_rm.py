@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from common import alternate_rounds, median_step, param_bytes, print_table, step_timer
+from common import median_step, print_table, step_timer, time_trainers
 
 
 def main():
@@ -65,17 +65,9 @@ def main():
                 train_dataset=data, processing_class=tokenizer, peft_config=LoraConfig(**lora), callbacks=[timer])
         return trainer, timer
 
-    held = {}
-    losses = {}
-
-    def run_one(which):
-        trainer, timer = build(which)
-        out = trainer.train()
-        held[which] = param_bytes(trainer.model)
-        losses[which] = out.training_loss
-        return timer.times[1:]
-
-    times = alternate_rounds(("trl", "ours"), args.rounds, run_one)
+    times, last = time_trainers(build, ("trl", "ours"), args.rounds, skip=1)
+    held = {name: info["bytes"] for name, info in last.items()}
+    losses = {name: info["loss"] for name, info in last.items()}
     t_trl, t_ours = median_step(times["trl"], 0), median_step(times["ours"], 0)
     print_table(
         f"margin-rm on {args.model}, LoRA r16, {args.batch} pairs/step, max_length 96, "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from common import alternate_rounds, median_step, print_table, step_timer
+from common import median_step, print_table, step_timer, time_trainers
 
 
 def main():
@@ -72,12 +72,7 @@ def main():
                                   train_dataset=data, processing_class=processor, peft_config=lora, callbacks=[timer])
         return trainer, timer
 
-    def run_one(which):
-        trainer, timer = build(which)
-        trainer.train()
-        return timer.times[1:]  # the first step warms up kernels and caches
-
-    times = alternate_rounds(("trl", "ours-fused", "ours"), args.rounds, run_one)
+    times, _ = time_trainers(build, ("trl", "ours-fused", "ours"), args.rounds, skip=1)  # step 1 warms up caches
     t_trl, t_fused, t_ours = (median_step(times[k], 0) for k in ("trl", "ours-fused", "ours"))
     print_table(
         f"mDPO vs DPO on {args.model}, LoRA r16, batch {args.batch} pairs, {args.steps} steps x {args.rounds} "

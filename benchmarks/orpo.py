@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from common import alternate_rounds, median_step, param_bytes, print_table, step_timer
+from common import median_step, print_table, step_timer, time_trainers
 
 
 def main():
@@ -57,15 +57,8 @@ def main():
                                   callbacks=[timer])
         return trainer, timer
 
-    held = {}
-
-    def run_one(which):
-        trainer, timer = build(which)
-        trainer.train()
-        held[which] = param_bytes(trainer.model, getattr(trainer, "ref_model", None))
-        return timer.times[2:]
-
-    times = alternate_rounds(("trl", "ours"), args.rounds, run_one)
+    times, last = time_trainers(build, ("trl", "ours"), args.rounds, skip=2)
+    held = {name: info["bytes"] for name, info in last.items()}
     t_trl, t_ours = median_step(times["trl"], 0), median_step(times["ours"], 0)
     print_table(
         f"ORPO on {args.model}, LoRA r16, batch 4, max_length 128, {args.steps} steps x {args.rounds} rounds (CPU)",
