@@ -75,3 +75,16 @@ def test_accelerate_config_loads(path):
 
 def test_shipped_accelerate_configs_cover_the_documented_set():
     assert {p.stem for p in ACCELERATE.glob("*.yaml")} >= {"single_gpu", "multi_gpu", "zero2", "zero3", "fsdp", "cpu"}
+
+
+def test_a_shipped_recipe_name_wins_over_a_folder_of_the_same_name():
+    """margin-rm ships demo/margin_rm.yaml and demo/margin_rm/imdb_continuations.yaml: `--config demo/margin_rm` is
+    the first, the folder's recipe is named in full."""
+    from trl_plugins.recipe import resolve_recipe
+
+    spec = get_registry().trainer("margin-rm")
+    assert resolve_recipe(spec, "demo/margin_rm") == RECIPES / "demo" / "margin_rm.yaml"
+    assert resolve_recipe(spec, "demo/margin_rm.yaml") == RECIPES / "demo" / "margin_rm.yaml"
+    assert (resolve_recipe(spec, "demo/margin_rm/imdb_continuations")
+            == RECIPES / "demo" / "margin_rm" / "imdb_continuations.yaml")
+    assert resolve_recipe(get_registry().trainer("orpo"), "demo") == RECIPES / "demo" / "orpo.yaml"

@@ -219,8 +219,10 @@ def resolve_recipe(spec, value: str) -> Path:
         return path
     shipped = shipped_recipes(spec)
     key = value.removesuffix(".yaml").strip("/")
+    if key in shipped:  # an exact name wins over a folder of the same name (demo/margin_rm vs demo/margin_rm/...)
+        return shipped[key]
     for name, recipe in shipped.items():
-        if key in (name, name.split("/")[0]) or name.startswith(key + "/"):
+        if key == name.split("/")[0] or name.startswith(key + "/"):
             return recipe
     listing = ", ".join(shipped) or "none"
     raise ConfigError(f"recipe {value!r} not found: no such file, and {spec.name!r} ships no such recipe ({listing})")
