@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import re
-import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +45,7 @@ from accelerate.utils import is_peft_model
 from trl import RewardConfig, RewardTrainer
 
 from ..losses import margin_reward_loss
+from .papers import LLAMA2
 
 logger = logging.getLogger(__name__)
 
@@ -337,17 +337,7 @@ class MarginRewardTrainer(RewardTrainer):
 
     _tag_names = ["trl", "reward-trainer", "margin-rm", "trl-plugins"]
     _name = "Margin reward model"
-    _paper = {
-        "title": "Llama 2: Open Foundation and Fine-Tuned Chat Models",
-        "id": "2307.09288",
-        "citation": textwrap.dedent("""\
-            @article{touvron2023llama2,
-                title        = {{Llama 2: Open Foundation and Fine-Tuned Chat Models}},
-                author       = {Hugo Touvron and Louis Martin and Kevin Stone and others},
-                year         = 2023,
-                eprint       = {arXiv:2307.09288}
-            }"""),
-    }
+    _paper = LLAMA2
 
     def __init__(self, model, args: MarginRewardConfig | None = None, *pos, **kwargs):
         if args is None:

@@ -23,12 +23,12 @@ Run it::
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
 from ..sampling.selection import best_of_n, best_worst_pairs
 from ..sampling.store import read_jsonl, write_jsonl
 from ..sampling.trainer import SamplingConfig, SamplingTrainer
+from .papers import LLAMA2
 
 
 @dataclass
@@ -54,17 +54,7 @@ class RejectionSamplingTrainer(SamplingTrainer):
 
     _tag_names = ["trl", "sft", "trl-plugins", "rejection-sampling"]
     _name = "Rejection sampling"
-    _paper = {
-        "title": "Llama 2: Open Foundation and Fine-Tuned Chat Models",
-        "id": "2307.09288",
-        "citation": textwrap.dedent("""\
-            @article{touvron2023llama,
-                title        = {{Llama 2: Open Foundation and Fine-Tuned Chat Models}},
-                author       = {Hugo Touvron and Louis Martin and Kevin Stone and others},
-                year         = 2023,
-                eprint       = {arXiv:2307.09288}
-            }"""),
-    }
+    _paper = LLAMA2
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
