@@ -36,7 +36,7 @@ def test_imdb_rm_pairs_continuations_match_the_openings_prompts():
     chosen one about half the time), chosen/rejected are the two reviews' next words, scores are VADER's of them."""
     from trl_plugins.embedded.prompts import OPENINGS_INSTRUCTION
     from trl_plugins.embedded.reviews import clean_review, load_reviews
-    from trl_plugins.reward_functions import vader_sentiment
+    from trl_plugins.builtin_rewards import vader_sentiment
 
     dsd = load_embedded_dataset("imdb-rm-pairs", "style=continuations,n_test=20,n_train=200,max_words=24")
     full = {" ".join(clean_review(text).split()) for text, _, source in load_reviews() if source == "imdb"}

@@ -15,13 +15,8 @@ from datasets import Dataset
 from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
 
 from trl_plugins.losses import kto_weight_ratio, kto_weighted_loss, kto_weights
-from trl_plugins.trainers.kto_weighted import (
-    EXAMPLE_WEIGHT_KEY,
-    KTOWeightedConfig,
-    KTOWeightedTrainer,
-    KTOWeightWarning,
-    mixed_batch_order,
-)
+from trl_plugins.trainers.kto_batches import EXAMPLE_WEIGHT_KEY, mixed_batch_order
+from trl_plugins.trainers.kto_weighted import KTOWeightedConfig, KTOWeightedTrainer, KTOWeightWarning
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 

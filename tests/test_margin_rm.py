@@ -68,7 +68,7 @@ def test_margin_loss_shape_safety():
 
 # -- per-bucket accuracy ---------------------------------------------------------------------------------------------
 def test_pairwise_report_buckets_by_rating():
-    from trl_plugins.trainers.margin_reward import pairwise_report, report_metrics
+    from trl_plugins.trainers.reward_report import pairwise_report, report_metrics
 
     gaps = torch.tensor([1.0, -1.0, 2.0, 3.0, -0.5, 0.1, 0.2, -0.2])
     margins = torch.tensor([0.0, 0.0, 1 / 3, 1 / 3, 1.0, 1.0, 1.0, 2 / 3])
@@ -89,7 +89,7 @@ def test_pairwise_report_buckets_by_rating():
 
 
 def test_pairwise_report_quartiles_for_many_margin_values():
-    from trl_plugins.trainers.margin_reward import pairwise_report
+    from trl_plugins.trainers.reward_report import pairwise_report
 
     margins = torch.arange(16, dtype=torch.float)  # 16 distinct values -> 4 quartile buckets of 4
     gaps = torch.tensor([1.0] * 4 + [-1.0] * 4 + [1.0, 1.0, -1.0, -1.0] + [1.0, 1.0, 1.0, -1.0])

@@ -103,7 +103,7 @@ def test_corruptions_are_seeded():
 
 # -- collator --------------------------------------------------------------------------------------------------------
 def _collator(processor, seed=0, corruption="crop"):
-    from trl_plugins.trainers.mdpo import DataCollatorForMDPO
+    from trl_plugins.trainers.mdpo_collator import DataCollatorForMDPO
 
     return DataCollatorForMDPO(processor=processor, corruption=corruption, seed=seed)
 
@@ -345,11 +345,11 @@ def test_cli_trains_tiny_vlm_from_image_paths(tmp_path, tiny_vlm_dir, run_cli):
 
 
 def test_shipped_recipes_parse_strictly():
-    from trl_plugins.recipe import StrictParser
+    from trl_plugins.recipe import StrictParser, shipped_recipes
     from trl_plugins.registry import get_registry
 
     spec = get_registry().trainer("mdpo")
-    recipes = spec.recipe_files()
+    recipes = list(shipped_recipes(spec).values())
     names = {str(p.parent.parent.name if p.parent.name == "mdpo" else p.parent.name) for p in recipes}
     assert {"demo", "qwen2.5-vl-3b-instruct", "llava-1.5-7b"} <= names
     _, config_cls = spec.load()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from trl_plugins.recipe import StrictParser
-from trl_plugins.registry import get_registry, resource_dir
+from trl_plugins.recipe import StrictParser, shipped_recipes
+from trl_plugins.imports import resource_dir
+from trl_plugins.registry import get_registry
 
 RECIPES = resource_dir("trl_plugins:recipes")
 ACCELERATE = RECIPES / "accelerate_configs"
@@ -16,7 +17,7 @@ RECIPE_FILES = sorted(p for p in RECIPES.rglob("*.yaml") if ACCELERATE not in p.
 
 
 def _owners(path: Path):
-    return [spec for spec in get_registry().trainers.values() if path in spec.recipe_files()]
+    return [spec for spec in get_registry().trainers.values() if path in list(shipped_recipes(spec).values())]
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trl_plugins.recipe import StrictParser
+from trl_plugins.recipe import StrictParser, shipped_recipes
 from trl_plugins.registry import get_registry
 
 NAMES = ("raft", "rejection-sampling", "rest", "rest-em")
@@ -13,13 +13,13 @@ NAMES = ("raft", "rejection-sampling", "rest", "rest-em")
 def _recipes():
     for name in NAMES:
         spec = get_registry().trainer(name)
-        for path in spec.recipe_files():
+        for path in list(shipped_recipes(spec).values()):
             yield pytest.param(spec, path, id=f"{name}:{path.parent.name}/{path.name}")
 
 
 def test_each_trainer_ships_a_demo_and_two_consumer_recipes():
     for name in NAMES:
-        files = [str(p) for p in get_registry().trainer(name).recipe_files()]
+        files = [str(p) for p in list(shipped_recipes(get_registry().trainer(name)).values())]
         stem = name.replace("-", "_")
         assert any(f.endswith(f"demo/{stem}.yaml") for f in files), files
         for model in ("qwen2.5-1.5b-instruct", "llama-3.1-8b-instruct"):

@@ -8,7 +8,7 @@ import pytest
 
 from trl_plugins.errors import ConfigError
 from trl_plugins.sampling import selection as sel
-from trl_plugins.sampling.store import distinct_n, summarize
+from trl_plugins.sampling.report import distinct_n, summarize
 
 #            prompt: 0  0    0    1     1     1     2     2
 GROUPS = [0, 0, 0, 1, 1, 1, 2, 2]
@@ -82,7 +82,7 @@ def test_summary_row_and_distinct_2():
 
 
 def test_exact_match_reward():
-    from trl_plugins.reward_functions import exact_match
+    from trl_plugins.builtin_rewards import exact_match
 
     completions = ["3 + 4 = 7.", "The answer is 8", "#### 1,234", r"so \boxed{12}", "seven",
                    [{"role": "assistant", "content": "It is 7"}], "Paris.", "7", "Leo has 1 + 1 + 2 +", "3,"]
@@ -91,7 +91,7 @@ def test_exact_match_reward():
 
 
 def test_reward_resolution_errors(tiny_model_dir, tmp_path):
-    from trl_plugins.sampling.rewards import resolve
+    from trl_plugins.sampling.reward_sources import resolve
 
     specs = resolve(["vader_sentiment", "sampling_rewards:good_words"], [1.0, 0.5])
     assert [(s.kind, s.name, s.weight) for s in specs] == [("function", "vader_sentiment", 1.0),
@@ -113,7 +113,7 @@ def test_reward_resolution_errors(tiny_model_dir, tmp_path):
 def test_reward_model_ids_are_checked_before_loading(tmp_path, monkeypatch):
     """``outputs/margin-rm-demo`` before that run exists is a missing path, not a hub id; offline, a hub id must
     be in the Hugging Face cache."""
-    from trl_plugins.sampling.rewards import resolve
+    from trl_plugins.sampling.reward_sources import resolve
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs").mkdir()

@@ -204,8 +204,8 @@ def test_reward_model_source_scores_in_batches(tmp_path):
     from tiny import tiny_llama_config, tiny_tokenizer
     from transformers import LlamaForSequenceClassification
 
-    from trl_plugins.sampling.rewards import build as build_sources
-    from trl_plugins.sampling.rewards import resolve, score
+    from trl_plugins.sampling.reward_sources import build as build_sources
+    from trl_plugins.sampling.reward_sources import resolve, score
 
     tok = tiny_tokenizer()
     torch.manual_seed(0)

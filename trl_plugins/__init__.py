@@ -8,19 +8,19 @@ Light on import: nothing here imports torch, transformers or trl. Trainer classe
 
     from trl_plugins.trainers.orpo import ORPOTrainer, ORPOConfig   # direct import works too
 
-Plugin authors: see ``trl_plugins.hookspecs`` and docs/plugins.md.
+Plugin authors: see ``trl_plugins.hookspecs``, ``trl_plugins.method`` and docs/plugins.md.
 """
 
 from __future__ import annotations
 
 from .hookspecs import hookimpl
-from .registry import PluginLoadWarning, RewardSpec, TrainerSpec, get_registry
+from .registry import PluginLoadWarning, RewardFunctionSpec, TrainerSpec, get_registry
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PluginLoadWarning",
-    "RewardSpec",
+    "RewardFunctionSpec",
     "TrainerSpec",
     "__version__",
     "get_registry",
@@ -37,7 +37,7 @@ def list_trainers() -> list[TrainerSpec]:
     return [spec for _, spec in sorted(get_registry().trainers.items())]
 
 
-def list_reward_functions() -> list[RewardSpec]:
+def list_reward_functions() -> list[RewardFunctionSpec]:
     """All registered reward functions, sorted by name."""
     return [spec for _, spec in sorted(get_registry().rewards.items())]
 
@@ -50,17 +50,3 @@ def get_trainer(name: str) -> tuple[type, type]:
 def get_reward_function(name: str):
     """Import and return a registered reward function."""
     return get_registry().reward_function(name).load()
-
-
-_LAZY = {
-    "ORPOTrainer": "trl_plugins.trainers.orpo:ORPOTrainer",
-    "ORPOConfig": "trl_plugins.trainers.orpo:ORPOConfig",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from .registry import import_string
-
-        return import_string(_LAZY[name], name)
-    raise AttributeError(f"module 'trl_plugins' has no attribute {name!r}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from .hookspecs import hookimpl
 
 RECIPES = "trl_plugins:recipes"
+# what the four sampling trainers share: prompt-only data and one method class (rewards resolved before loading)
+SAMPLING = {"data_format": "prompt_only", "method": "trl_plugins.sampling.method:SamplingMethod", "recipes": RECIPES}
 
 
 @hookimpl
@@ -20,7 +22,7 @@ def register_trainers(register):
         summary="ORPO: SFT plus an odds-ratio preference term, no reference model (Hong et al. 2024).",
         paper="https://arxiv.org/abs/2403.07691",
         data_format="preference",
-        check_data="trl_plugins.data:check_preference_pairs",
+        method="trl_plugins.trainers.orpo:ORPOMethod",
         recipes=RECIPES,
     )
     register(
@@ -31,7 +33,7 @@ def register_trainers(register):
         paper="https://arxiv.org/abs/2406.11839",
         data_format="vision_preference",
         model_kind="vision-language",
-        check_data="trl_plugins.vision:check_vision_data",
+        method="trl_plugins.trainers.mdpo:MDPOMethod",
         recipes=RECIPES,
     )
     register(
@@ -44,7 +46,7 @@ def register_trainers(register):
         # unpaired (prompt, completion, label) or paired (prompt, chosen, rejected): the method's check decides
         required_columns=(),
         optional_columns=("prompt", "completion", "label", "chosen", "rejected"),
-        check_data="trl_plugins.trainers.kto_weighted:check_kto_data",
+        method="trl_plugins.trainers.kto_weighted:KTOWeightedMethod",
         recipes=RECIPES,
     )
     register(
@@ -56,7 +58,7 @@ def register_trainers(register):
         data_format="preference",
         optional_columns=("prompt", "margin", "rating", "chosen_score", "rejected_score"),
         model_kind="sequence-classification",
-        check_data="trl_plugins.trainers.margin_reward:check_margin_data",
+        method="trl_plugins.trainers.margin_reward:MarginRewardMethod",
         recipes=RECIPES,
     )
     register(
@@ -65,9 +67,7 @@ def register_trainers(register):
         config="trl_plugins.trainers.raft:RAFTConfig",
         summary="RAFT: sample K per prompt, keep the best (or global top-alpha), SFT, repeat (Dong et al. 2023).",
         paper="https://arxiv.org/abs/2304.06767",
-        data_format="prompt_only",
-        check_data="trl_plugins.sampling.checks:check_prompts",
-        recipes=RECIPES,
+        **SAMPLING,
     )
     register(
         "rest-em",
@@ -75,9 +75,7 @@ def register_trainers(register):
         config="trl_plugins.trainers.rest:ReSTEMConfig",
         summary="ReST-EM: keep correct samples (binary reward, capped per prompt), fine-tune the base model each iteration.",
         paper="https://arxiv.org/abs/2312.06585",
-        data_format="prompt_only",
-        check_data="trl_plugins.sampling.checks:check_prompts",
-        recipes=RECIPES,
+        **SAMPLING,
     )
     register(
         "rejection-sampling",
@@ -85,9 +83,7 @@ def register_trainers(register):
         config="trl_plugins.trainers.rejection_sampling:RejectionSamplingConfig",
         summary="Rejection-sampling fine-tuning: best of K per prompt, best-ever pool, SFT (Llama 2 §3.2.3).",
         paper="https://arxiv.org/abs/2307.09288",
-        data_format="prompt_only",
-        check_data="trl_plugins.sampling.checks:check_prompts",
-        recipes=RECIPES,
+        **SAMPLING,
     )
     register(
         "rest",
@@ -95,9 +91,7 @@ def register_trainers(register):
         config="trl_plugins.trainers.rest:ReSTConfig",
         summary="ReST: Grow (N samples per prompt), then Improve steps on rising reward thresholds (Gulcehre et al. 2023).",
         paper="https://arxiv.org/abs/2308.08998",
-        data_format="prompt_only",
-        check_data="trl_plugins.sampling.checks:check_prompts",
-        recipes=RECIPES,
+        **SAMPLING,
     )
 
 
@@ -105,11 +99,11 @@ def register_trainers(register):
 def register_reward_functions(register):
     register(
         "vader_sentiment",
-        function="trl_plugins.reward_functions:vader_sentiment",
+        function="trl_plugins.builtin_rewards:vader_sentiment",
         summary="VADER compound sentiment of the completion in [-1, 1] (rule-based, no model).",
     )
     register(
         "exact_match",
-        function="trl_plugins.reward_functions:exact_match",
+        function="trl_plugins.builtin_rewards:exact_match",
         summary="1 if the completion's final answer (last number, ####, or \\boxed{}) equals the `answer` column, else 0.",
     )

@@ -143,7 +143,7 @@ def cmd_info(args) -> int:
 def _resolve_accelerate_config(value: str) -> str:
     from pathlib import Path
 
-    from .registry import resource_dir
+    from .imports import resource_dir
 
     if Path(value).is_file():
         return value

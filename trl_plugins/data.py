@@ -9,7 +9,6 @@ each naming the split, the column and the rows where it was found.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import re
@@ -18,21 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError
+from .formats import FORMATS
+from .problems import RowProblems
 
 logger = logging.getLogger(__name__)
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
-# Text columns checked for each registered format (a value is a non-empty string or a list of chat messages).
-TEXT_COLUMNS = {
-    "preference": ("prompt", "chosen", "rejected"),
-    "unpaired_preference": ("prompt", "completion"),
-    "prompt_only": ("prompt",),
-    "prompt_completion": ("prompt", "completion"),
-    "language_modeling": ("text",),
-    "vision_preference": ("prompt", "chosen", "rejected"),
-}
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-MAX_ROWS_NAMED = 5
 STREAMING_ROWS_CHECKED = 1000
 
 
@@ -161,26 +152,6 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-class _Problems:
-    """Groups per-row problems by (column, kind) so each kind is reported as one line with the first rows named."""
-
-    def __init__(self, where: str):
-        self.where = where
-        self.rows: dict[tuple[str, str], list[int]] = {}
-
-    def add(self, column: str, kind: str, row: int) -> None:
-        self.rows.setdefault((column, kind), []).append(row)
-
-    def lines(self) -> list[str]:
-        out = []
-        for (column, kind), rows in self.rows.items():
-            named = ", ".join(str(r) for r in rows[:MAX_ROWS_NAMED])
-            more = f" and {len(rows) - MAX_ROWS_NAMED} more" if len(rows) > MAX_ROWS_NAMED else ""
-            plural = "row" if len(rows) == 1 else "rows"
-            out.append(f"{self.where}, column {column!r}: {kind} in {plural} {named}{more}")
-        return out
-
-
 def iter_rows(dataset, columns: list[str], limit: int | None = None):
     """Yield ``(row_index, row_dict)`` over the given columns, batched for speed."""
     import datasets
@@ -208,7 +179,7 @@ def check_text_columns(dataset, where: str, columns: list[str]) -> tuple[list[st
 
     Returns ``(problems, style)`` with style ``standard`` or ``conversational``.
     """
-    problems = _Problems(where)
+    problems = RowProblems(where)
     kinds: dict[str, str] = {}
     for row_index, row in iter_rows(dataset, columns):
         for column in columns:
@@ -234,7 +205,7 @@ def check_text_columns(dataset, where: str, columns: list[str]) -> tuple[list[st
     styles = set(kinds.values())
     if not lines and len(styles) > 1 and "prompt" in kinds:
         lines.append(
-            f"{where}: columns mix plain text and chat messages "
+            f"{where + ': ' if where else ''}columns mix plain text and chat messages "
             f"({', '.join(f'{c}: {k}' for c, k in kinds.items())}); use one style for all"
         )
     style = "conversational" if styles == {"messages"} else "standard"
@@ -242,21 +213,23 @@ def check_text_columns(dataset, where: str, columns: list[str]) -> tuple[list[st
 
 
 def check_bool_column(dataset, where: str, column: str) -> list[str]:
-    problems = _Problems(where)
+    problems = RowProblems(where)
     for row_index, row in iter_rows(dataset, [column]):
         if not isinstance(row[column], bool):
             problems.add(column, f"expected true/false, got {type(row[column]).__name__} {row[column]!r}", row_index)
     return problems.lines()
 
 
-def check_datasets(spec, dsd, script_args, config) -> DataSummary:
-    """Check the splits a run will use against ``spec``'s format; raise :class:`DataError` listing every problem."""
+def check_datasets(spec, dsd, script_args, config, method=None) -> DataSummary:
+    """Check the splits a run will use against ``spec``'s format, then ``method.check_data`` (a
+    :class:`~trl_plugins.method.Method`; default: the spec's); raise :class:`DataError` listing every problem."""
     import datasets
 
     source = getattr(dsd, "source_name", script_args.dataset_name or "dataset")
     needed = [script_args.dataset_train_split]
     if getattr(config, "eval_strategy", "no") not in ("no", None) and str(config.eval_strategy) != "IntervalStrategy.NO":
         needed.append(script_args.dataset_test_split)
+    method = method if method is not None else spec.load_method()(spec)
     problems: list[str] = []
     summary = DataSummary(source=source, data_format=spec.data_format)
     for split in needed:
@@ -279,17 +252,13 @@ def check_datasets(spec, dsd, script_args, config) -> DataSummary:
         if isinstance(dataset, datasets.Dataset) and len(dataset) == 0:
             problems.append(f"{where}: dataset is empty (0 rows)")
             continue
-        text_columns = [c for c in TEXT_COLUMNS.get(spec.data_format, ()) if c in columns]
+        text_columns = [c for c in FORMATS[spec.data_format].text_columns if c in columns]
         split_problems, style = check_text_columns(dataset, where, text_columns) if text_columns else ([], "standard")
         if spec.data_format == "unpaired_preference" and "label" in columns:
             split_problems += check_bool_column(dataset, where, "label")
-        if not split_problems and spec.check_data is not None:
-            check = spec.load_check()
-            # a check that takes `role` learns whether the split is for training or for evaluation
-            role = {"role": "train" if split == script_args.dataset_train_split else "eval"}
-            if "role" not in inspect.signature(check).parameters:
-                role = {}
-            split_problems += [f"{where}: {line}" for line in check(dataset, split, config, **role)]
+        if not split_problems:
+            role = "train" if split == script_args.dataset_train_split else "eval"
+            split_problems += [f"{where}: {line}" for line in method.check_data(dataset, split, config, role)]
         problems += split_problems
         summary.splits[split] = len(dataset) if isinstance(dataset, datasets.Dataset) else -1
         summary.columns = columns

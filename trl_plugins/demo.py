@@ -22,7 +22,7 @@ from .errors import TrlPluginsError
 def _evaluate(model, tokenizer, test, prompts, n_generations, seed):
     from .evaluation import preference_accuracy
     from .sampling.generation import generate
-    from .reward_functions import vader_sentiment
+    from .builtin_rewards import vader_sentiment
 
     pref = preference_accuracy(model, tokenizer, test, batch_size=16, max_length=128)
     samples = generate(model, tokenizer, prompts[:n_generations], max_new_tokens=40, temperature=0.7, seed=seed)
@@ -75,7 +75,7 @@ def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:
     """mDPO on generated shapes: held-out image-conditional margin and preference accuracy, before vs after."""
     from . import runner
     from .registry import get_registry
-    from .trainers.mdpo import image_conditional_margin
+    from .evaluation import image_conditional_margin
 
     spec = get_registry().trainer("mdpo")
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]

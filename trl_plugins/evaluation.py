@@ -3,7 +3,9 @@
 - :func:`completion_logps`: log-probability of completions given prompts (standard or conversational), batched.
 - :func:`preference_accuracy`: fraction of held-out pairs where the chosen completion is more likely than the
   rejected one (per-token average log-prob, the quantity ORPO's odds are built on; sums are length-biased).
-- :func:`generate` (re-exported from :mod:`trl_plugins.sampling.generation`, the one generation mechanism).
+- :func:`image_conditional_margin`: mDPO's held-out check, ``logp(chosen | image) - logp(chosen | corrupted image)``.
+
+Sampling completions is :func:`trl_plugins.sampling.generation.generate`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from collections.abc import Sequence
 
 import torch
 
-from .sampling.generation import generate, is_conversational as _is_conversational, prompt_text  # noqa: F401
+from .sampling.generation import is_conversational
 
 
 def encode_pair(tokenizer, prompt, completion) -> tuple[list[int], int]:
     """Token ids of prompt + completion and the index where the completion starts (as TRL tokenizes them)."""
-    if _is_conversational(prompt):
+    if is_conversational(prompt):
         prompt_str = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
         full_str = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
         prompt_ids = tokenizer(prompt_str, add_special_tokens=False)["input_ids"]
@@ -79,4 +81,45 @@ def preference_accuracy(model, tokenizer, dataset, batch_size: int = 16, max_len
         "accuracy": (chosen > rejected).float().mean().item(),
         "margin": (chosen - rejected).mean().item(),
         "n": len(prompts),
+    }
+
+
+@torch.no_grad()
+def image_conditional_margin(model, processor, dataset, corruption: str = "crop", crop_scale=(0.01, 0.2),
+                             seed: int = 0, batch_size: int = 8, max_length: int | None = None) -> dict:
+    """Held-out ``logp(chosen | image) - logp(chosen | corrupted image)`` (summed over the completion tokens), and
+    the fraction of rows where it is positive; also ``logp(chosen) - logp(rejected)`` given the image.
+
+    The corruptions are seeded, so calling it before and after training scores the same corrupted images."""
+    from trl.trainer.utils import selective_log_softmax
+
+    from .trainers.mdpo_collator import DataCollatorForMDPO
+
+    collator = DataCollatorForMDPO(processor=processor, max_length=max_length, corruption=corruption,
+                                   crop_scale=tuple(crop_scale), seed=seed)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    columns = [c for c in ("prompt", "chosen", "rejected", "image", "images") if c in dataset.column_names]
+    dataset = dataset.select_columns(columns)
+    margins, preferences = [], []
+    for start in range(0, len(dataset), batch_size):
+        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        mask = batch.pop("completion_mask")
+        batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+        logits = model(**batch, use_cache=False).logits[:, :-1].float()
+        targets = batch["input_ids"][:, 1:]
+        token_logps = selective_log_softmax(logits, targets) * mask[:, 1:].to(device)
+        chosen, rejected, corrupted = token_logps.sum(1).chunk(3)
+        margins.append((chosen - corrupted).cpu())
+        preferences.append((chosen - rejected).cpu())
+    if was_training:
+        model.train()
+    margin, preference = torch.cat(margins), torch.cat(preferences)
+    return {
+        "image_margin": margin.mean().item(),
+        "image_accuracy": (margin > 0).float().mean().item(),
+        "preference_margin": preference.mean().item(),
+        "preference_accuracy": (preference > 0).float().mean().item(),
+        "n": len(margin),
     }

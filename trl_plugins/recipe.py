@@ -1,4 +1,5 @@
-"""Recipe parsing: a strict ``TrlParser`` over (run arguments, the method's config, ``ModelConfig``, dataset mixture).
+"""Recipes: a strict ``TrlParser`` over (run arguments, the method's config, ``ModelConfig``, dataset mixture), the
+shipped recipes of a trainer, and the output-directory rule.
 
 Precedence, lowest first: dataclass defaults < ``peft_preset`` < YAML recipe < ``--key value`` on the command line.
 Unknown YAML keys, values of the wrong type or outside their choices, and unknown flags are one-line
@@ -229,10 +230,20 @@ def resolve_recipe(spec, value: str) -> Path:
 
 
 def shipped_recipes(spec) -> dict[str, Path]:
-    from .registry import resource_dir
+    """The YAML recipes a trainer ships, by name (path under its recipes folder, without ``.yaml``): files named
+    after the trainer (``-`` written ``_``) or under a folder named after it."""
+    from .imports import resource_dir
 
     root = resource_dir(spec.recipes) if spec.recipes else None
-    return {str(p.relative_to(root).with_suffix("")): p for p in spec.recipe_files()} if root else {}
+    if root is None or not root.is_dir():
+        return {}
+    stem = spec.name.replace("-", "_")
+    found = {}
+    for path in sorted(root.rglob("*.yaml")):
+        rel = path.relative_to(root)
+        if path.stem == stem or stem in rel.parts[:-1]:
+            found[str(rel.with_suffix(""))] = path
+    return found
 
 
 def check_output_dir(script_args, training_args, resume) -> None:

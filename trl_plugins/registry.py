@@ -26,26 +26,18 @@ import os
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UsageError
+from .formats import FORMATS
+from .imports import import_string
 
 BUILTIN_DISTRIBUTION = "trl-plugins"
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 
-# Dataset formats known to trl_plugins.data: their (required, optional) columns.
-FORMATS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "preference": (("chosen", "rejected"), ("prompt",)),
-    "unpaired_preference": (("prompt", "completion", "label"), ()),
-    "prompt_only": (("prompt",), ()),
-    "prompt_completion": (("prompt", "completion"), ()),
-    "language_modeling": (("text",), ()),
-    "vision_preference": (("prompt", "chosen", "rejected"), ("image", "images")),
-}
 MODEL_KINDS = ("causal-lm", "sequence-classification", "vision-language")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -69,18 +61,6 @@ def _csv_env(name: str) -> set[str] | None:
 
 def normalize_name(name: str) -> str:
     return name.strip().lower().replace("_", "-")
-
-
-def import_string(path: str, what: str) -> Any:
-    """Import ``"pkg.module:Attr"``; failures become one-line :class:`PluginError` naming ``what``."""
-    module_name, _, attr = path.partition(":")
-    try:
-        obj = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except Exception as exc:  # noqa: BLE001 - any import failure is reported the same way
-        raise PluginError(f"{what}: cannot import {path!r}: {type(exc).__name__}: {exc}") from exc
-    return obj
 
 
 @dataclass(frozen=True)
@@ -122,7 +102,7 @@ class TrainerSpec(_Provided):
     required_columns: tuple[str, ...]
     optional_columns: tuple[str, ...]
     model_kind: str
-    check_data: str | None
+    method: str | None
     recipes: str | None
     source: PluginSource = field(compare=False)
 
@@ -135,23 +115,17 @@ class TrainerSpec(_Provided):
         what = f"trainer {self.name!r} ({self.distribution})"
         return import_string(self.trainer, what), import_string(self.config, what)
 
-    def load_check(self):
-        if self.check_data is None:
-            return None
-        return import_string(self.check_data, f"data check of trainer {self.name!r} ({self.distribution})")
+    def load_method(self) -> type:
+        """The method's run hooks: its registered :class:`~trl_plugins.method.Method` subclass, or the base."""
+        from .method import Method
 
-    def recipe_files(self) -> list[Path]:
-        """Shipped YAML recipes of this trainer: files named after it, or under a folder named after it."""
-        root = resource_dir(self.recipes) if self.recipes else None
-        if root is None or not root.is_dir():
-            return []
-        stem = self.name.replace("-", "_")
-        found = []
-        for path in sorted(root.rglob("*.yaml")):
-            rel = path.relative_to(root)
-            if path.stem == stem or stem in rel.parts[:-1]:
-                found.append(path)
-        return found
+        if self.method is None:
+            return Method
+        cls = import_string(self.method, f"method of trainer {self.name!r} ({self.distribution})")
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise PluginError(f"trainer {self.name!r} ({self.distribution}): method {self.method!r} is not a "
+                              "subclass of trl_plugins.method.Method")
+        return cls
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -166,7 +140,7 @@ class TrainerSpec(_Provided):
 
 
 @dataclass(frozen=True)
-class RewardSpec(_Provided):
+class RewardFunctionSpec(_Provided):
     """A registered reward function with TRL's signature ``f(prompts, completions, **columns) -> list[float|None]``."""
 
     name: str
@@ -188,31 +162,13 @@ class RewardSpec(_Provided):
         }
 
 
-def resource_dir(spec: str) -> Path | None:
-    """Resolve ``"package:sub/dir"`` to a directory, without importing anything but the package itself."""
-    package, _, sub = spec.partition(":")
-    if package == "trl_plugins":
-        here = Path(__file__).resolve().parent
-        for candidate in (here / sub, here.parent / sub):  # installed wheel, then source checkout
-            if candidate.is_dir():
-                return candidate
-        return None
-    try:
-        import importlib.resources as resources
-
-        path = Path(str(resources.files(package).joinpath(sub)))
-    except Exception:  # noqa: BLE001
-        return None
-    return path if path.is_dir() else None
-
-
 class _Registration:
     """Collects one plugin's registrations; committed only if its hooks finish without error."""
 
     def __init__(self, source: PluginSource):
         self.source = source
         self.trainers: list[TrainerSpec] = []
-        self.rewards: list[RewardSpec] = []
+        self.rewards: list[RewardFunctionSpec] = []
 
     def _check_name(self, kind: str, name: Any) -> str:
         if not isinstance(name, str) or not _NAME_RE.match(normalize_name(name)):
@@ -236,14 +192,14 @@ class _Registration:
         required_columns: tuple[str, ...] | list[str] | None = None,
         optional_columns: tuple[str, ...] | list[str] | None = None,
         model_kind: str = "causal-lm",
-        check_data: str | None = None,
+        method: str | None = None,
         recipes: str | None = None,
     ) -> None:
         name = self._check_name("trainer", name)
         self._check_import(f"trainer {name!r}: trainer", trainer)
         self._check_import(f"trainer {name!r}: config", config)
-        if check_data is not None:
-            self._check_import(f"trainer {name!r}: check_data", check_data)
+        if method is not None:
+            self._check_import(f"trainer {name!r}: method", method)
         if data_format not in FORMATS:
             raise PluginError(
                 f"{self.source}: trainer {name!r}: unknown data_format {data_format!r} (known: {', '.join(FORMATS)})"
@@ -252,9 +208,9 @@ class _Registration:
             raise PluginError(
                 f"{self.source}: trainer {name!r}: unknown model_kind {model_kind!r} (known: {', '.join(MODEL_KINDS)})"
             )
-        default_required, default_optional = FORMATS[data_format]
-        required = tuple(default_required if required_columns is None else required_columns)
-        optional = tuple(default_optional if optional_columns is None else optional_columns)
+        data = FORMATS[data_format]
+        required = tuple(data.required if required_columns is None else required_columns)
+        optional = tuple(data.optional if optional_columns is None else optional_columns)
         for col in required + optional:
             if not isinstance(col, str) or not col:
                 raise PluginError(f"{self.source}: trainer {name!r}: column names must be strings, got {col!r}")
@@ -269,7 +225,7 @@ class _Registration:
                 required_columns=required,
                 optional_columns=optional,
                 model_kind=model_kind,
-                check_data=check_data,
+                method=method,
                 recipes=recipes,
                 source=self.source,
             )
@@ -279,7 +235,7 @@ class _Registration:
         name = self._check_name("reward function", name).replace("-", "_")
         self._check_import(f"reward function {name!r}: function", function)
         summary = str(summary).strip().splitlines()[0] if summary else ""
-        self.rewards.append(RewardSpec(name=name, function=function, summary=summary, source=self.source))
+        self.rewards.append(RewardFunctionSpec(name=name, function=function, summary=summary, source=self.source))
 
 
 class Registry:
@@ -290,14 +246,12 @@ class Registry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.trainers: dict[str, TrainerSpec] = {}
-        self.rewards: dict[str, RewardSpec] = {}
-        self.problems: list[str] = []
+        self.rewards: dict[str, RewardFunctionSpec] = {}
 
     # -- loading -------------------------------------------------------------------------------------------------
     def _report(self, message: str, exc: BaseException | None = None) -> None:
         if self.strict:
             raise PluginError(message + " (TRL_PLUGINS_STRICT=1)") from exc
-        self.problems.append(message)
         warnings.warn(message, PluginLoadWarning, stacklevel=3)
 
     def load_entry_points(self) -> None:
@@ -352,6 +306,9 @@ class Registry:
                 self.pm.unregister(plugin)
             self._report(f"{source} is not a valid plugin ({exc}); skipped", exc)
             return
+        # Hooks are called one plugin at a time (not pluggy's call-all): each registration is then known to come
+        # from this plugin's distribution (named in every error), and a plugin that raises is skipped whole while
+        # the plugins before and after it keep what they registered.
         registration = _Registration(source)
         try:
             for hook, callback in (

@@ -1,43 +1,42 @@
 """The ``train`` and ``check-data`` flow shared by every trainer.
 
-1. parse the recipe strictly (``recipe.py``), 2. cheap model-source and output-directory checks, 3. load and check
-the dataset (``data.py``) — all before any model is loaded — then 4. load model + processor, build the trainer,
-train, save, write the model card (and push to the hub when asked).
+1. parse the recipe strictly (``recipe.py``); 2. cheap model-source and output-directory checks; 3. load the dataset
+and check every split against the trainer's format (``data.py``) and its method's ``check_data``; 4. the method's
+``check_run`` — all before any model is loaded; then 5. the method's ``build`` loads the model and returns the
+trainer, which trains, saves and writes its model card (and pushes to the hub when asked).
 
-A trainer class may define ``from_run(cls, run: RunContext)`` to build itself (e.g. a reward model trainer that
-loads a sequence classifier, or a sampling trainer that needs reward sources); otherwise it is built like a TRL
-trainer: ``Trainer(model=..., args=..., train_dataset=..., eval_dataset=..., processing_class=..., peft_config=...)``.
-A trainer class may also define ``check_run(cls, run: RunContext)``, called after the data checks and before any
-model loads, for checks that need the whole run (e.g. reading the model's config files); it raises one-line errors.
+The method hooks are the contract in ``method.py`` (docs/plugins.md).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .method import Method
 from .recipe import StrictParser, check_output_dir, resolve_recipe, resume_value, split_config_flag
+from .registry import TrainerSpec
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class RunContext:
-    """Everything a run knows once its inputs are checked; handed to ``Trainer.from_run`` when defined."""
+    """Everything a run knows once its inputs are checked: what a method's ``check_run`` and ``build`` receive."""
 
-    spec: Any
+    spec: TrainerSpec
     trainer_cls: type
     config_cls: type
-    script_args: Any
-    training_args: Any
-    model_args: Any
-    dataset_args: Any
+    method: Method
+    script_args: Any  # trl.ScriptArguments plus trl-plugins' run arguments (recipe.RunArguments)
+    training_args: Any  # an instance of config_cls (a transformers.TrainingArguments subclass)
+    model_args: Any  # trl.ModelConfig
+    dataset_args: Any  # trl.DatasetMixtureConfig
     recipe: Path | None
-    explicit_keys: set[str] = field(default_factory=set)
-    datasets: Any = None
-    data_summary: Any = None
+    datasets: Any = None  # datasets.DatasetDict (or IterableDatasetDict) of every split
+    data_summary: Any = None  # data.DataSummary: the line `check-data` prints
 
     @property
     def train_dataset(self):
@@ -65,7 +64,7 @@ class RunContext:
         return get_peft_config(self.model_args)
 
 
-def prepare_run(spec, argv: list[str], check_output: bool = True) -> RunContext:
+def prepare_run(spec: TrainerSpec, argv: list[str], check_output: bool = True) -> RunContext:
     """Parse and check everything that can be checked without a model; raises one-line errors."""
     from .data import check_datasets, load_datasets
     from .errors import ConfigError
@@ -74,43 +73,25 @@ def prepare_run(spec, argv: list[str], check_output: bool = True) -> RunContext:
     recipe_value, rest = split_config_flag(argv)
     recipe = resolve_recipe(spec, recipe_value) if recipe_value else None
     trainer_cls, config_cls = spec.load()
+    method = spec.load_method()(spec)
     parser = StrictParser(config_cls, prog=f"trl-plugins train {spec.name}")
-    (script_args, training_args, model_args, dataset_args), explicit = parser.parse(rest, recipe)
+    (script_args, training_args, model_args, dataset_args), _ = parser.parse(rest, recipe)
     if not model_args.model_name_or_path:
         raise ConfigError(f"{recipe or 'command line'}: set model_name_or_path (e.g. embedded:smollm2-135m-instruct)")
     check_model_source(model_args.model_name_or_path)
     if check_output:
         check_output_dir(script_args, training_args, resume_value(training_args))
-    run = RunContext(
-        spec=spec,
-        trainer_cls=trainer_cls,
-        config_cls=config_cls,
-        script_args=script_args,
-        training_args=training_args,
-        model_args=model_args,
-        dataset_args=dataset_args,
-        recipe=recipe,
-        explicit_keys=explicit,
-    )
+    run = RunContext(spec=spec, trainer_cls=trainer_cls, config_cls=config_cls, method=method,
+                     script_args=script_args, training_args=training_args, model_args=model_args,
+                     dataset_args=dataset_args, recipe=recipe)
     run.datasets = load_datasets(script_args, dataset_args)
-    run.data_summary = check_datasets(spec, run.datasets, script_args, training_args)
-    check_run = getattr(trainer_cls, "check_run", None)
-    if callable(check_run):  # trainer-specific checks that need the run (e.g. the model's config files, no weights)
-        check_run(run)
+    run.data_summary = check_datasets(spec, run.datasets, script_args, training_args, method)
+    method.check_run(run)
     return run
 
 
 def build_trainer(run: RunContext):
-    if hasattr(run.trainer_cls, "from_run"):
-        return run.trainer_cls.from_run(run)
-    return run.trainer_cls(
-        model=run.load_model(),
-        args=run.training_args,
-        train_dataset=run.train_dataset,
-        eval_dataset=run.eval_dataset,
-        processing_class=run.load_processing_class(),
-        peft_config=run.peft_config(),
-    )
+    return run.method.build(run)
 
 
 def train(run: RunContext):
@@ -129,7 +110,4 @@ def train(run: RunContext):
     if getattr(args, "push_to_hub", False):
         trainer.push_to_hub(dataset_name=run.script_args.dataset_name)
     trainer.accelerator.print(f"trl-plugins: {run.spec.name} done; model saved to {args.output_dir}")
-    end = getattr(trainer, "end", None)
-    if callable(end):
-        end()
     return trainer

@@ -135,28 +135,24 @@ def image_counts(dataset) -> tuple[str | None, list[int]]:
 
 def check_vision_data(dataset, split: str, config) -> list[str]:
     """Every row has at least one image and every image opens (file paths as strings are accepted)."""
-    from .data import MAX_ROWS_NAMED, iter_rows
+    from .data import iter_rows
+    from .problems import RowProblems
 
     column = next((c for c in IMAGE_COLUMNS if c in (dataset.column_names or [])), None)
     if column is None:
         return [f"no 'image' or 'images' column (found: {', '.join(dataset.column_names or [])}); "
                 "a vision preference trainer scores every answer given its image"]
-    problems: dict[str, list[int]] = {}
+    problems = RowProblems()
     for row_index, row in iter_rows(_undecoded(dataset, column), [column]):
         value = row[column]
         values = value if isinstance(value, list) else [] if value is None else [value]
         if not values:
-            problems.setdefault("row without an image", []).append(row_index)
+            problems.add(column, "row without an image", row_index)
         for item in values:
             problem = _image_problem(item)
             if problem:
-                problems.setdefault(problem, []).append(row_index)
-    lines = []
-    for problem, rows in problems.items():
-        named = ", ".join(map(str, rows[:MAX_ROWS_NAMED])) + (
-            f" and {len(rows) - MAX_ROWS_NAMED} more" if len(rows) > MAX_ROWS_NAMED else "")
-        lines.append(f"column {column!r}: {problem} in row{'s' if len(rows) > 1 else ''} {named}")
-    return lines
+                problems.add(column, problem, row_index)
+    return problems.lines()
 
 
 def _model_files(name: str) -> tuple[dict | None, str | None]:
@@ -198,8 +194,9 @@ def _model_files(name: str) -> tuple[dict | None, str | None]:
 def check_vision_model(run) -> None:
     """Run-level checks of a vision preference trainer, before the model loads: a vision-language model, and
     standard (plain text) prompts with exactly one image placeholder of that model per image."""
-    from .data import MAX_ROWS_NAMED, iter_rows
+    from .data import iter_rows
     from .errors import ConfigError, DataError
+    from .problems import rows_text
 
     name = run.model_args.model_name_or_path
     config, token = _model_files(name)
@@ -225,13 +222,11 @@ def check_vision_model(run) -> None:
             if isinstance(prompt, str) and prompt.count(token) != counts[row_index]:
                 bad.append((row_index, prompt.count(token), counts[row_index]))
         if bad:
-            rows = ", ".join(str(r) for r, _, _ in bad[:MAX_ROWS_NAMED])
-            more = f" and {len(bad) - MAX_ROWS_NAMED} more" if len(bad) > MAX_ROWS_NAMED else ""
             _, found, expected = bad[0]
             problems.append(
                 f"dataset {source!r} split {split!r}, column 'prompt': the model's image placeholder {token!r} must "
                 f"appear once per image (row {bad[0][0]}: {found} for {expected} image{'s' if expected != 1 else ''}) "
-                f"in row{'s' if len(bad) > 1 else ''} {rows}{more}; or use conversational prompts, where it is added"
+                f"in {rows_text([r for r, _, _ in bad])}; or use conversational prompts, where it is added"
             )
     if problems:
         raise DataError(problems)

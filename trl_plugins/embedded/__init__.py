@@ -45,7 +45,7 @@ def parse_options(options: str | None) -> dict:
 def load_embedded_dataset(name: str, options: str | None = None):
     import inspect
 
-    from ..registry import import_string
+    from ..imports import import_string
 
     if name not in EMBEDDED_DATASETS:
         raise UsageError(f"unknown embedded dataset {name!r} (available: {', '.join(sorted(EMBEDDED_DATASETS))})")

@@ -62,7 +62,7 @@ def imdb_rm_pairs(
     """IMDB (positive, negative) review pairs with VADER-derived rating labels and scores; up to 12,500 pairs."""
     from datasets import Dataset, DatasetDict
 
-    from ..reward_functions import _vader
+    from ..builtin_rewards import _vader
 
     if style not in ("reviews", "continuations"):
         raise ValueError(f"imdb-rm-pairs: style must be reviews or continuations, got {style!r}")

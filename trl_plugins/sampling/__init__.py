@@ -1,12 +1,11 @@
 """One generate -> score -> select engine shared by the sampling trainers (rejection sampling, RAFT, ReST, ReST-EM).
 
-- :mod:`.generation`: batched sampling from the current policy behind a small backend interface
-  (:class:`~.generation.TransformersBackend` ships; a vLLM backend can implement the same two methods).
-- :mod:`.rewards`: reward sources (sequence-classification reward model, registered functions, ``module:function``
-  callables with TRL's signature), weighted and combined; ``None`` drops a sample.
+- :mod:`.generation`: batched sampling from the current policy behind a small backend interface.
+- :mod:`.reward_sources`: ``reward_funcs`` entries resolved and loaded (reward models, registered functions,
+  ``module:function`` callables), weighted and combined; ``None`` drops a sample.
 - :mod:`.selection`: pure selection rules (best-of-n, global top-alpha, thresholds, binary with a per-prompt cap).
-- :mod:`.store`: per-iteration files (generations, rewards, selection, summary) and resume.
-- :mod:`.trainer`: :class:`~.trainer.SamplingTrainer`, the ``SFTTrainer`` subclass running the outer loop.
+- :mod:`.store`: per-iteration files and resume; :mod:`.report`: summary rows and the reward plot.
+- :mod:`.method`: the run hooks (rewards resolved once, before any model loads); :mod:`.trainer`: the loop.
 
-Nothing here imports torch at module import time except :mod:`.generation`, :mod:`.rewards` and :mod:`.trainer`.
+Docs: docs/methods/sampling_engine.md.
 """

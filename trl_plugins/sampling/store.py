@@ -1,4 +1,4 @@
-"""Per-iteration files of a sampling run, resume, summaries and the reward plot (no torch).
+"""Per-iteration files of a sampling run and what resume reads back (no torch). Statistics and the plot: report.py.
 
     output_dir/
       iteration_K/generations.jsonl   one row per sample: row (prompt's dataset row), sample, prompt, completion,
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -94,96 +93,3 @@ class RunStore:
     def write_summary(self, k: int, summary: dict) -> None:
         write_json(self.path(k, "summary.json"), summary)
         write_jsonl(self.root / "sampling_summary.jsonl", self.summaries())
-
-
-def distinct_n(texts: Sequence[str], n: int = 2) -> float:
-    """Distinct-n: unique word n-grams / all word n-grams over the texts (1.0 = no repetition; 0 if none)."""
-    seen, total = set(), 0
-    for text in texts:
-        words = text.split()
-        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-        total += len(grams)
-        seen.update(grams)
-    return len(seen) / total if total else 0.0
-
-
-def _stats(prefix: str, values: Sequence[float]) -> dict:
-    if not values:
-        return {f"{prefix}_mean": None, f"{prefix}_median": None, f"{prefix}_max": None}
-    return {
-        f"{prefix}_mean": statistics.fmean(values),
-        f"{prefix}_median": statistics.median(values),
-        f"{prefix}_max": max(values),
-    }
-
-
-def summarize(iteration: int, generations: list[dict], rewards: list[float | None], selected: list[int]) -> dict:
-    """The summary row of an iteration: rewards of all and of selected samples, counts, distinct-2, lengths."""
-    valid = [r for r in rewards if r is not None]
-    chosen = [rewards[i] for i in selected if rewards[i] is not None]
-    texts = [_text(g["completion"]) for g in generations]
-    row = {"iteration": iteration, "samples": len(generations), "dropped": len(rewards) - len(valid),
-           "kept": len(selected)}
-    row.update(_stats("reward_all", valid))
-    row.update(_stats("reward_selected", chosen))
-    row["distinct2_all"] = distinct_n(texts)
-    row["distinct2_selected"] = distinct_n([texts[i] for i in selected])
-    row["mean_tokens_all"] = statistics.fmean(g["num_tokens"] for g in generations) if generations else None
-    row["mean_tokens_selected"] = (
-        statistics.fmean(generations[i]["num_tokens"] for i in selected) if selected else None
-    )
-    return row
-
-
-def _text(completion) -> str:
-    if isinstance(completion, list):
-        return "\n".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
-    return str(completion)
-
-
-def plot_rewards(store: RunStore, baseline: float | None = None) -> Path | None:
-    """Box plots of every finished iteration's rewards (all samples; selected in a second box), held-out means."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # matplotlib is a demo extra: no plot without it
-        return None
-    iterations = store.finished_iterations()
-    if not iterations:
-        return None
-    all_rewards, selected_rewards, heldout = [], [], []
-    for k in iterations:
-        rewards = [r["reward"] for r in read_jsonl(store.path(k, "rewards.jsonl"))]
-        summary = json.loads(store.path(k, "summary.json").read_text())
-        chosen = summary.get("selected_indices") or []
-        all_rewards.append([r for r in rewards if r is not None])
-        selected_rewards.append([rewards[i] for i in chosen if rewards[i] is not None])
-        heldout.append(summary.get("heldout_reward_mean"))
-    fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(iterations), 4))
-    positions = list(range(1, len(iterations) + 1))
-    ax.boxplot([v or [float("nan")] for v in all_rewards], positions=[p - 0.18 for p in positions], widths=0.3,
-               patch_artist=True, boxprops={"facecolor": "#9ecae1"}, showfliers=False)
-    ax.boxplot([v or [float("nan")] for v in selected_rewards], positions=[p + 0.18 for p in positions], widths=0.3,
-               patch_artist=True, boxprops={"facecolor": "#fdae6b"}, showfliers=False)
-    if any(h is not None for h in heldout):
-        xs = ([0] if baseline is not None else []) + positions
-        ys = ([baseline] if baseline is not None else []) + [h if h is not None else float("nan") for h in heldout]
-        ax.plot(xs, ys, "k.-", label="held-out mean")
-    ax.set_xticks(([0] if baseline is not None else []) + positions,
-                  (["base"] if baseline is not None else []) + [str(k) for k in iterations])
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("reward")
-    handles = [plt.Rectangle((0, 0), 1, 1, color="#9ecae1"), plt.Rectangle((0, 0), 1, 1, color="#fdae6b")]
-    labels = ["all samples", "selected"]
-    if any(h is not None for h in heldout):
-        handles.append(plt.Line2D([0], [0], color="k", marker="."))
-        labels.append("held-out mean")
-    ax.legend(handles, labels, loc="best", fontsize=8)
-    ax.set_title("rewards by iteration")
-    fig.tight_layout()
-    out = store.root / "rewards_by_iteration.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out

@@ -1,15 +1,9 @@
-"""The outer generate -> score -> select -> fine-tune loop shared by the sampling trainers.
+"""The outer generate -> score -> select -> fine-tune loop shared by the sampling trainers — a TRL ``SFTTrainer``.
 
-:class:`SamplingTrainer` is a TRL :class:`~trl.SFTTrainer`. Its ``train()`` runs ``num_iterations`` iterations; each
-samples ``num_generations`` completions per prompt from the current policy (:mod:`.generation`), scores them
-(:mod:`.rewards`), selects (the subclass's rule, :mod:`.selection`) and fine-tunes on the selection with
-SFTTrainer's own training loop: the selected (prompt, completion) pairs are prepared by SFTTrainer's
-``_prepare_dataset`` (completion-only loss by default), set as ``train_dataset``, the optimizer and scheduler are
-dropped so the phase starts fresh, and ``Trainer.train`` runs. One trainer object, one model, no copies: a phase's
-step is exactly an SFTTrainer step. ``num_train_epochs``/``max_steps`` and the learning-rate schedule apply per phase.
-
-Subclasses choose the selection (``select``) and, when they need more than one phase or a pool, ``run_iteration``.
-Files, resume and the plot: :mod:`.store`.
+``SamplingTrainer.train()`` runs ``num_iterations`` iterations: sample K completions per prompt from the current
+policy (``generation.py``), score them (``reward_sources.py``), select (the subclass's rule, ``selection.py``) and
+fine-tune on the selection with SFTTrainer's own loop (a fresh optimizer and schedule per phase). Files and resume:
+``store.py``; summaries and the plot: ``report.py``. Docs: docs/methods/sampling_engine.md.
 """
 
 from __future__ import annotations
@@ -23,25 +17,17 @@ import torch
 from transformers.trainer_utils import TrainOutput
 from trl import SFTConfig, SFTTrainer
 
-from ..errors import ConfigError
-from . import rewards as reward_lib
+from . import reward_sources
 from .generation import SamplingParams, is_conversational, make_backend
-from .store import RunStore, plot_rewards, read_jsonl, summarize, write_json, write_jsonl
+from .report import plot_rewards, summarize
+from .store import RunStore, read_jsonl, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class SamplingConfig(SFTConfig):
-    r"""Every :class:`trl.SFTConfig` field (they apply to each fine-tuning phase), plus the sampling loop's knobs.
-
-    Rewards: ``reward_funcs`` (registered names, ``module:function`` callables or reward-model paths) and
-    ``reward_weights``. Generation: ``num_generations`` (K per prompt), ``max_new_tokens``, ``temperature``,
-    ``top_p``, ``top_k``, ``generation_batch_size``. Loop: ``num_iterations``, ``prompts_per_iteration``.
-    Held-out tracking: ``heldout_prompts`` prompts of ``dataset_test_split`` scored before training and after every
-    iteration, by the training rewards and by any ``heldout_reward_funcs`` (scored on held-out samples only, never
-    used for selection: e.g. VADER next to a learned reward model, to see whether gains are real or reward hacking).
-    """
+    """Every :class:`trl.SFTConfig` field (they apply to each fine-tuning phase), plus the sampling loop's knobs."""
 
     reward_funcs: list[str] = field(
         default_factory=list,
@@ -102,12 +88,9 @@ class SamplingConfig(SFTConfig):
             raise ValueError("eval_strategy does not apply to sampling trainers: use heldout_prompts to track "
                              "held-out reward")
         self.sampling_params()  # range checks of temperature, top_p, top_k, batch sizes
-        try:
-            reward_lib.resolve(self.reward_funcs, self.reward_weights, check_paths=False)
-            if self.heldout_reward_funcs:
-                reward_lib.resolve(self.heldout_reward_funcs, key="heldout_reward_funcs", check_paths=False)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from exc
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError(f"reward_weights has {len(self.reward_weights)} values but reward_funcs has "
+                             f"{len(self.reward_funcs)} entries")
 
     def sampling_params(self, heldout: bool = False) -> SamplingParams:
         temperature = self.heldout_temperature if heldout and self.heldout_temperature is not None else self.temperature
@@ -116,13 +99,15 @@ class SamplingConfig(SFTConfig):
 
 
 class SamplingTrainer(SFTTrainer):
-    """Base class of the sampling trainers; see the module docstring. Built like an SFTTrainer on prompt-only data."""
+    """Base class of the sampling trainers; see the module docstring. Built like an SFTTrainer on prompt-only data;
+    ``rewards``/``heldout_rewards`` are resolved ``reward_funcs``/``heldout_reward_funcs`` entries (resolved from
+    ``args`` when not given)."""
 
     _tag_names = ["trl", "sft", "trl-plugins", "sampling"]
     restart_from_base = False  # ReST-EM: every phase fine-tunes the base weights, not the last policy
 
     def __init__(self, model, args: SamplingConfig, train_dataset, processing_class=None, peft_config=None,
-                 heldout_dataset=None, callbacks=None, reward_sources=None, **kwargs):
+                 heldout_dataset=None, callbacks=None, rewards=None, heldout_rewards=None, **kwargs):
         if not isinstance(args, SamplingConfig):
             raise TypeError(f"`args` must be a SamplingConfig subclass, got {type(args).__name__}")
         if "prompt" not in train_dataset.column_names:
@@ -131,11 +116,13 @@ class SamplingTrainer(SFTTrainer):
         self.heldout_dataset = heldout_dataset
         super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class,
                          peft_config=peft_config, callbacks=callbacks, **kwargs)
-        specs = reward_lib.resolve(args.reward_funcs, args.reward_weights)
-        self.reward_sources = reward_sources or reward_lib.build(specs, self.accelerator.device, args.reward_batch_size)
-        self.heldout_sources = reward_lib.build(
-            reward_lib.resolve(args.heldout_reward_funcs, key="heldout_reward_funcs"), self.accelerator.device,
-            args.reward_batch_size) if args.heldout_reward_funcs else []
+        if rewards is None:
+            rewards = reward_sources.resolve(args.reward_funcs, args.reward_weights)
+        if heldout_rewards is None and args.heldout_reward_funcs:
+            heldout_rewards = reward_sources.resolve(args.heldout_reward_funcs, key="heldout_reward_funcs")
+        device, batch_size = self.accelerator.device, args.reward_batch_size
+        self.reward_sources = reward_sources.build(rewards, device, batch_size)
+        self.heldout_sources = reward_sources.build(heldout_rewards or [], device, batch_size)
         self.backend = make_backend(args.generation_backend, self.model, self.processing_class, self.accelerator)
         self.store = RunStore(args.output_dir)
         self.summaries: list[dict] = []
@@ -143,21 +130,6 @@ class SamplingTrainer(SFTTrainer):
         self.heldout_baseline_scores: dict[str, float | None] = {}
         self._prompt_rows = train_dataset.to_list()
         self.total_phase_steps = 0  # optimizer steps over every SFT phase of this process's run
-
-    @classmethod
-    def from_run(cls, run):
-        args = run.training_args
-        heldout = None
-        if args.heldout_prompts:
-            split = run.script_args.dataset_test_split
-            test = run.datasets.get(split) if hasattr(run.datasets, "get") else None
-            if test is None:
-                raise ConfigError(f"heldout_prompts is {args.heldout_prompts} but the dataset has no split {split!r}")
-            if "prompt" not in test.column_names:
-                raise ConfigError(f"held-out split {split!r} has no 'prompt' column")
-            heldout = test.select(range(min(args.heldout_prompts, len(test))))
-        return cls(model=run.load_model(), args=args, train_dataset=run.train_dataset,
-                   processing_class=run.load_processing_class(), peft_config=run.peft_config(), heldout_dataset=heldout)
 
     # -- SFTTrainer hooks --------------------------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
@@ -193,7 +165,7 @@ class SamplingTrainer(SFTTrainer):
 
     def score_samples(self, samples: list[dict]) -> list[dict]:
         extra = [{c: v for c, v in self._prompt_rows[s["row"]].items() if c != "prompt"} for s in samples]
-        totals, parts = reward_lib.score(self.reward_sources, [s["prompt"] for s in samples],
+        totals, parts = reward_sources.score(self.reward_sources, [s["prompt"] for s in samples],
                                          [s["completion"] for s in samples], extra, progress=self._progress)
         return [{"reward": t, **{f"reward/{name}": parts[name][i] for name in parts}} for i, t in enumerate(totals)]
 
@@ -212,9 +184,9 @@ class SamplingTrainer(SFTTrainer):
                 flat_prompts.append(prompt)
                 completions.append([{"role": "assistant", "content": g.text}] if is_conversational(prompt) else g.text)
                 extra.append({c: v for c, v in row.items() if c != "prompt"})
-        totals, parts = reward_lib.score(self.reward_sources, flat_prompts, completions, extra)
+        totals, parts = reward_sources.score(self.reward_sources, flat_prompts, completions, extra)
         if self.heldout_sources:
-            parts.update(reward_lib.score(self.heldout_sources, flat_prompts, completions, extra)[1])
+            parts.update(reward_sources.score(self.heldout_sources, flat_prompts, completions, extra)[1])
 
         def mean(values):
             valid = [v for v in values if v is not None]
@@ -304,16 +276,26 @@ class SamplingTrainer(SFTTrainer):
         return rows
 
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
-        args, store = self.args, self.store
-        main = self.accelerator.is_main_process
-        if resume_from_checkpoint:
-            done = store.finished_iterations()
-        else:
-            if main:
+        done = self._start(resume=bool(resume_from_checkpoint))
+        self._heldout_baseline()
+        for k in range(len(done) + 1, self.args.num_iterations + 1):
+            self._iteration(k)
+        self.accelerator.wait_for_everyone()
+        losses = [s["train_loss"] for s in self.summaries if s.get("train_loss") is not None]
+        return TrainOutput(self.total_phase_steps, losses[-1] if losses else math.nan,
+                           {"iterations": len(self.summaries)})
+
+    def _start(self, resume: bool) -> list[int]:
+        """A fresh run clears the sampling files of an earlier one; a resumed run loads the policy and state of its
+        last finished iteration. Returns the finished iterations."""
+        store = self.store
+        self._base_weights = self.trainable_snapshot() if self.restart_from_base else None
+        if not resume:
+            if self.accelerator.is_main_process:
                 store.clear()
             self.accelerator.wait_for_everyone()
-            done = []
-        self._base_weights = self.trainable_snapshot() if self.restart_from_base else None
+            return []
+        done = store.finished_iterations()
         if done:
             saved = store.saved_iteration()
             if saved != done[-1]:
@@ -321,48 +303,48 @@ class SamplingTrainer(SFTTrainer):
             self.load_policy()
             self.restore(done[-1])
             self.summaries = store.summaries()
-            logger.warning("resuming the sampling run after iteration %d of %d", done[-1], args.num_iterations)
-        baseline_file = store.root / "heldout_baseline.json"
-        if self.heldout_dataset is not None:
-            if baseline_file.is_file():
-                import json
+            logger.warning("resuming the sampling run after iteration %d of %d", done[-1], self.args.num_iterations)
+        return done
 
-                self.heldout_baseline_scores = json.loads(baseline_file.read_text())
-            else:
-                self.heldout_baseline_scores = self.heldout_scores()
-                if main:
-                    write_json(baseline_file, self.heldout_baseline_scores)
-            self.heldout_baseline = self.heldout_baseline_scores.get("heldout_reward_mean")
-        output = None
-        for k in range(len(done) + 1, args.num_iterations + 1):
-            samples = self._load_or_make(k, "generations.jsonl", lambda: self.generate_samples(k))
-            scored = self._load_or_make(k, "rewards.jsonl", lambda: self.score_samples(samples))
-            rewards = [s["reward"] for s in scored]
-            result = self.run_iteration(k, samples, rewards)
-            self.save_policy(k)
-            summary = summarize(k, samples, rewards, result["selected"])
-            summary.update({key: v for key, v in result.items() if key != "selected"})
-            summary["heldout_reward_mean"] = None  # keeps the summary's column order when there is no held-out set
-            summary.update(self.heldout_scores())
-            summary["heldout_reward_baseline"] = self.heldout_baseline
-            summary.update({f"{key}_baseline": v for key, v in self.heldout_baseline_scores.items()
-                            if key.startswith("heldout/")})
-            summary["global_step"] = self.state.global_step
-            summary["selected_indices"] = result["selected"]
-            if main:
-                store.write_summary(k, summary)
-                if args.plot_rewards:
-                    plot_rewards(store, self.heldout_baseline)
-            self.summaries.append(summary)
-            self.log({f"sampling/{key}": v for key, v in summary.items()
-                      if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None})
-            self._print_row(summary)
-            output = result
-        self.accelerator.wait_for_everyone()
-        steps = self.total_phase_steps
-        losses = [s["train_loss"] for s in self.summaries if s.get("train_loss") is not None]
-        return TrainOutput(steps, losses[-1] if losses else math.nan, {"iterations": len(self.summaries),
-                                                                       "last": output is not None})
+    def _heldout_baseline(self) -> None:
+        """Held-out scores of the policy before any training (read back on resume)."""
+        if self.heldout_dataset is None:
+            return
+        path = self.store.root / "heldout_baseline.json"
+        if path.is_file():
+            import json
+
+            self.heldout_baseline_scores = json.loads(path.read_text())
+        else:
+            self.heldout_baseline_scores = self.heldout_scores()
+            if self.accelerator.is_main_process:
+                write_json(path, self.heldout_baseline_scores)
+        self.heldout_baseline = self.heldout_baseline_scores.get("heldout_reward_mean")
+
+    def _iteration(self, k: int) -> None:
+        """Generate, score, select and fine-tune (reusing files a killed run left), then save the policy and report."""
+        samples = self._load_or_make(k, "generations.jsonl", lambda: self.generate_samples(k))
+        scored = self._load_or_make(k, "rewards.jsonl", lambda: self.score_samples(samples))
+        rewards = [s["reward"] for s in scored]
+        result = self.run_iteration(k, samples, rewards)
+        self.save_policy(k)
+        summary = summarize(k, samples, rewards, result["selected"])
+        summary.update({key: v for key, v in result.items() if key != "selected"})
+        summary["heldout_reward_mean"] = None  # keeps the summary's column order when there is no held-out set
+        summary.update(self.heldout_scores())
+        summary["heldout_reward_baseline"] = self.heldout_baseline
+        summary.update({f"{key}_baseline": v for key, v in self.heldout_baseline_scores.items()
+                        if key.startswith("heldout/")})
+        summary["global_step"] = self.state.global_step
+        summary["selected_indices"] = result["selected"]
+        if self.accelerator.is_main_process:
+            self.store.write_summary(k, summary)
+            if self.args.plot_rewards:
+                plot_rewards(self.store, self.heldout_baseline)
+        self.summaries.append(summary)
+        self.log({f"sampling/{key}": v for key, v in summary.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None})
+        self._print_row(summary)
 
     def _print_row(self, s: dict) -> None:
         def f(v):

@@ -1,48 +1,17 @@
-"""KTO with class-imbalance weighting and mixed batches (Ethayarajh et al. 2024, arXiv:2402.01306).
+"""KTO with class-imbalance weights (Ethayarajh et al. 2024, Eq. 8), per-example weights and mixed batches — a TRL
+``KTOTrainer``.
 
-The algorithm: for a prompt x and an unpaired completion y labelled desirable or undesirable,
+What it adds over ``KTOTrainer``: ``weighting: auto`` computes λ_D/λ_U from the class counts
+(:func:`trl_plugins.losses.kto_weights`), ``weight_column`` multiplies them per example, ``mix_batches`` orders the
+training set so every per-device batch holds both classes (``kto_batches.py``); the loss is
+:func:`trl_plugins.losses.kto_weighted_loss`. Docs: docs/methods/kto_weighted.md.
 
-    L = E[ w(y) · (1 - v(x, y)) ],   v = σ(β(r - z_0)) if y desirable,  σ(β(z_0 - r)) if undesirable,
-
-with r = log π(y|x) - log π_ref(y|x), w(y) = λ_D or λ_U, and the reference point z_0 a detached batch estimate of
-KL(π‖π_ref) from mismatched pairs (x_i with y_{i-1}), averaged over processes and clamped at 0. The paper (Eq. 8)
-asks for λ_D·n_D / (λ_U·n_U) ∈ [1, 4/3]; TRL's KTOTrainer only warns when hand-set weights break it. The loss is
-:func:`trl_plugins.losses.kto_weighted_loss`; the weights are :func:`trl_plugins.losses.kto_weights`.
-
-What this trainer adds to TRL's ``KTOTrainer`` (it subclasses it; data, config fields, PEFT, reference handling,
-precomputed reference log-probs and every argument are TRL's):
-
-- ``weighting: auto`` (default) computes λ_D, λ_U from the training set's class counts so that the ratio lands at
-  ``target_ratio`` (default 1, allowed [1, 4/3]), up-weighting only the rarer class. ``manual`` uses
-  ``desirable_weight``/``undesirable_weight`` and warns when they break Eq. 8. ``none`` runs TRL's ``_compute_loss``
-  unchanged (only extra metrics are logged).
-- ``weight_column``: an optional per-example weight (e.g. feedback strength) that multiplies w(y).
-- ``mix_batches`` (default true): TRL samples sequentially and builds the KL completions by rotating completions
-  inside each per-device batch, so label-sorted data gives single-class batches and a degenerate z_0. The training
-  set is ordered (seeded by ``data_seed`` or ``seed``) so that every per-device batch holds both classes whenever
-  there are enough rows of the rarer class, and the KL completions are rebuilt for the new batches. The order is
-  fixed for all epochs (TRL's sampler is sequential); the evaluation set keeps its order.
-- Per step it logs ``z_ref`` (= β·z_0, comparable to the rewards), ``weights/desirable``/``weights/undesirable``
-  (effective, with example weights), ``count/desirable``/``count/undesirable`` (rows in the step's batches) next to
-  TRL's ``kl`` and ``rewards/chosen``/``rewards/rejected``.
-- Paired data (prompt, chosen, rejected) is accepted: TRL's ``_prepare_dataset`` unpairs it (each pair gives one
-  desirable and one undesirable row).
-
-Departures from the paper: z_0 is TRL's per-batch estimate (the paper's code uses the same mismatched-pair batch
-estimate); ``auto`` counts rows, not example weights.
-
-Run it::
-
-    trl-plugins train kto-weighted --config recipes/demo/kto_weighted.yaml          # CPU, embedded model and data
-    accelerate launch --config_file recipes/accelerate_configs/single_gpu.yaml -m trl_plugins \\
-        train kto-weighted --config recipes/qwen2.5-1.5b-instruct/kto_weighted/config_qlora.yaml
+    trl-plugins train kto-weighted --config recipes/demo/kto_weighted.yaml
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import random
 import warnings
 from dataclasses import dataclass, field
 from numbers import Real
@@ -53,10 +22,14 @@ from trl import KTOConfig, KTOTrainer
 from trl.trainer.kto_trainer import disable_gradient_checkpointing, is_peft_model, use_adapter
 
 from ..losses import KTO_TARGET_RATIO_RANGE, kto_weight_ratio, kto_weighted_loss, kto_weights
+from ..method import Method
+from .configs import resolve_config
+from .kto_batches import EXAMPLE_WEIGHT_KEY, ExampleWeightsCollator, mixed_batch_order
+from .kto_checks import check_kto_data
+from .kto_metrics import log_kto_metrics, log_weighting
 
 logger = logging.getLogger(__name__)
 
-EXAMPLE_WEIGHT_KEY = "kto_example_weight"  # batch key of the per-example weights (never passed to the model)
 WEIGHTINGS = ("auto", "manual", "none")
 
 
@@ -66,15 +39,7 @@ class KTOWeightWarning(UserWarning):
 
 @dataclass
 class KTOWeightedConfig(KTOConfig):
-    r"""Configuration for :class:`KTOWeightedTrainer`: every :class:`trl.KTOConfig` field, plus:
-
-    Parameters:
-        weighting (`str`, defaults to `"auto"`): `auto` computes λ_D/λ_U from the class counts (`target_ratio`),
-            `manual` uses `desirable_weight`/`undesirable_weight` and warns when they break Eq. 8, `none` is TRL.
-        target_ratio (`float`, defaults to `1.0`): λ_D·n_D / (λ_U·n_U) for `auto`, in [1, 4/3].
-        weight_column (`str` or `None`): dataset column of non-negative per-example weights multiplying w(y).
-        mix_batches (`bool`, defaults to `True`): order the training set so every per-device batch holds both classes.
-    """
+    """Every :class:`trl.KTOConfig` field plus the weighting and batching knobs."""
 
     weighting: str = field(
         default="auto",
@@ -127,51 +92,6 @@ class KTOWeightedConfig(KTOConfig):
             )
 
 
-def mixed_batch_order(labels, batch_size: int, seed: int) -> tuple[list[int], int, int]:
-    """A seeded order of ``range(len(labels))`` whose consecutive chunks of ``batch_size`` rows hold both classes.
-
-    The rarer class is spread over the chunks in proportion to their sizes (cumulative rounding), so a full chunk
-    gets at least one rare row whenever there are at least as many rare rows as chunks; rows are shuffled inside
-    each class and inside each chunk. Returns ``(order, mixed_chunks, chunks)``.
-    """
-    labels = [bool(x) for x in labels]
-    n = len(labels)
-    rng = random.Random(seed)
-    desirable = [i for i, label in enumerate(labels) if label]
-    undesirable = [i for i, label in enumerate(labels) if not label]
-    rng.shuffle(desirable)
-    rng.shuffle(undesirable)
-    rare, common = (desirable, undesirable) if len(desirable) <= len(undesirable) else (undesirable, desirable)
-    sizes = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
-    order: list[int] = []
-    seen = taken = mixed = 0
-    for size in sizes:
-        seen += size
-        m = min(size, max(0, math.floor(len(rare) * seen / n + 0.5) - taken))
-        chunk = rare[taken : taken + m] + common[len(order) - taken : len(order) - taken + size - m]
-        taken += m
-        mixed += 0 < m < size
-        rng.shuffle(chunk)
-        order += chunk
-    assert sorted(order) == list(range(n)), "mixed_batch_order lost rows"
-    return order, mixed, len(sizes)
-
-
-class _WithExampleWeights:
-    """Wraps a collator: adds the ``weight_column`` values of the examples as a float tensor under
-    ``EXAMPLE_WEIGHT_KEY`` (when the examples have that column; the evaluation set may not)."""
-
-    def __init__(self, collator, column: str):
-        self.collator = collator
-        self.column = column
-
-    def __call__(self, examples):
-        batch = self.collator(examples)
-        if examples and self.column in examples[0]:
-            batch[EXAMPLE_WEIGHT_KEY] = torch.tensor([float(e[self.column]) for e in examples], dtype=torch.float32)
-        return batch
-
-
 _NON_MODEL_KEYS = {
     "completion_mask",
     "KL_input_ids",
@@ -199,16 +119,12 @@ class KTOWeightedTrainer(KTOTrainer):
     _name = "KTO (weighted)"
 
     def __init__(self, model, ref_model=None, args: KTOWeightedConfig | None = None, *pos, **kwargs):
-        if args is None:
-            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
-            args = KTOWeightedConfig(f"{str(name).rstrip('/').split('/')[-1]}-KTO-weighted")
-        elif not isinstance(args, KTOWeightedConfig):
-            raise TypeError(f"`args` must be a KTOWeightedConfig, got {type(args).__name__}")
+        args = resolve_config(args, KTOWeightedConfig, model, "KTO-weighted")
         self._notes: list[str] = []
         self.class_counts: tuple[int, int] | None = None
         super().__init__(model, ref_model, args, *pos, **kwargs)
         if args.weight_column:
-            self.data_collator = _WithExampleWeights(self.data_collator, args.weight_column)
+            self.data_collator = ExampleWeightsCollator(self.data_collator, args.weight_column)
         for note in self._notes:
             logger.info("kto-weighted: %s", note)
             self.accelerator.print(f"kto-weighted: {note}")
@@ -298,7 +214,7 @@ class KTOWeightedTrainer(KTOTrainer):
             result = super()._compute_loss(model, inputs, return_outputs)
             mode = "train" if self.model.training else "eval"
             kl = self._metrics[mode]["kl"][-1]
-            self._log_weighting(mode, inputs["label"], torch.tensor(self.beta * kl), None)
+            log_weighting(self, mode, inputs["label"], torch.tensor(self.beta * kl), None)
             return result
         return self._compute_weighted_loss(model, inputs, example_weights, return_outputs)
 
@@ -346,8 +262,8 @@ class KTOWeightedTrainer(KTOTrainer):
             policy_logps, ref_logps, labels, kl, self.beta, self.desirable_weight, self.undesirable_weight,
             example_weights,
         )
-        self._log_trl_metrics(mode, batch, outputs, labels, policy_logps, ref_logps, kl, seq_len)
-        self._log_weighting(mode, labels, metrics["z_ref"], example_weights)
+        log_kto_metrics(self, mode, batch, outputs, labels, policy_logps, ref_logps, kl, seq_len)
+        log_weighting(self, mode, labels, metrics["z_ref"], example_weights)
 
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
@@ -358,114 +274,9 @@ class KTOWeightedTrainer(KTOTrainer):
             return loss, outputs
         return loss
 
-    # -- metrics -----------------------------------------------------------------------------------------------------
-    def _log_trl_metrics(self, mode, batch, outputs, labels, policy_logps, ref_logps, kl, seq_len):
-        """The metrics TRL's KTOTrainer logs, under the same names and reductions across processes."""
-        gather = self.accelerator.gather_for_metrics
-        metrics = self._metrics[mode]
-        metrics["kl"].append(kl.item())
-        mask = batch["completion_mask"][:, 1:]
-        if getattr(outputs, "entropy", None) is not None:
-            tokens = gather(mask.sum()).sum()
-            entropy = gather((outputs.entropy[:, -seq_len:].detach() * mask).sum()).sum()
-            metrics["entropy"].append((entropy / tokens).item() if tokens > 0 else 0.0)
-        if mode == "train":
-            self._total_train_tokens += gather(batch["attention_mask"].sum()).sum().item() // self._tp_size
-        metrics["num_tokens"] = [self._total_train_tokens]
-        mean_logits = getattr(outputs, "mean_logits", None)
-        rewards = self.beta * (policy_logps - ref_logps).detach()
-        means = {}
-        for name, rows in (("chosen", labels), ("rejected", ~labels)):
-            if mean_logits is not None:
-                row_mask = mask[rows].bool()
-                total = gather(mean_logits[:, -seq_len:][rows][row_mask].sum()).sum().item()
-                count = gather(row_mask.sum()).sum().item()
-                if count > 0:
-                    metrics[f"logits/{name}"].append(total / count)
-            n = gather(rows.sum()).sum().item()
-            if n > 0:
-                means[name] = gather(rewards[rows].nansum()).nansum().item() / n
-                metrics[f"rewards/{name}"].append(means[name])
-                metrics[f"logps/{name}"].append(gather(policy_logps.detach()[rows].nansum()).nansum().item() / n)
-        if len(means) == 2:
-            metrics["rewards/margins"].append(means["chosen"] - means["rejected"])
 
-    def _log_weighting(self, mode, labels, z_ref, example_weights):
-        """z_ref, per-class row counts and effective weights of this batch (all processes)."""
-        gather = self.accelerator.gather_for_metrics
-        device = self.accelerator.device
-        labels = torch.as_tensor(labels, dtype=torch.bool, device=device)
-        metrics = self._metrics[mode]
-        metrics["z_ref"].append(float(z_ref))
-        for name, rows, weight in (
-            ("desirable", labels, self.desirable_weight),
-            ("undesirable", ~labels, self.undesirable_weight),
-        ):
-            count = gather(rows.sum()).sum().item()
-            metrics[f"count/{name}"].append(count)
-            if example_weights is None:
-                metrics[f"weights/{name}"].append(float(weight))
-            elif count > 0:
-                total = gather(example_weights.to(device)[rows].sum()).sum().item()
-                metrics[f"weights/{name}"].append(float(weight) * total / count)
+class KTOWeightedMethod(Method):
+    """kto-weighted's run hooks: unpaired or paired rows, usable example weights, both classes for ``auto``."""
 
-
-# -- data check (run by the CLI before any model is loaded) -----------------------------------------------------------
-def check_kto_data(dataset, split: str, config, role: str = "train") -> list[str]:
-    """Unpaired (prompt, completion, label) or paired (prompt, chosen, rejected) rows; the weight column holds
-    non-negative numbers; ``weighting: auto`` needs both classes in the training split."""
-    from ..data import MAX_ROWS_NAMED, check_text_columns, iter_rows
-
-    columns = list(dataset.column_names or [])
-    unpaired = "completion" in columns or "label" in columns
-    paired = "chosen" in columns and "rejected" in columns
-    if unpaired or not paired:
-        missing = [c for c in ("prompt", "completion", "label") if c not in columns]
-        if missing:
-            return [
-                f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} (found: "
-                f"{', '.join(columns) or 'none'}); kto-weighted expects prompt, completion, label (unpaired) "
-                "or prompt, chosen, rejected (paired; the prompt may be implicit in conversational data)"
-            ]
-    problems: list[str] = []
-    if paired and not unpaired:  # the generic check covered prompt only
-        lines, _ = check_text_columns(dataset, "", [c for c in ("prompt", "chosen", "rejected") if c in columns])
-        problems += [line.removeprefix(", ") for line in lines]
-    column = getattr(config, "weight_column", None)
-    if column:
-        if column not in columns:
-            return problems + [f"weight_column {column!r} is not a column (found: {', '.join(columns)})"]
-        bad: dict[str, list[int]] = {}
-        total = 0.0
-        for row, values in iter_rows(dataset, [column]):
-            value = values[column]
-            if isinstance(value, bool) or not isinstance(value, Real):
-                kind = f"not a number ({type(value).__name__})"
-            elif math.isnan(value):
-                kind = "NaN"
-            elif math.isinf(value):
-                kind = "infinite"
-            elif value < 0:
-                kind = "negative"
-            else:
-                total += value
-                continue
-            bad.setdefault(kind, []).append(row)
-        for kind, rows in bad.items():
-            named = ", ".join(map(str, rows[:MAX_ROWS_NAMED])) + (
-                f" and {len(rows) - MAX_ROWS_NAMED} more" if len(rows) > MAX_ROWS_NAMED else "")
-            problems.append(f"column {column!r} (weight_column): {kind} weight in row{'s' if len(rows) > 1 else ''} "
-                            f"{named}; weights must be finite numbers >= 0")
-        if not bad and total == 0:
-            problems.append(f"column {column!r} (weight_column): every weight is 0, nothing would be learned")
-    if role == "train" and getattr(config, "weighting", "auto") == "auto" and unpaired and "label" in columns:
-        counts = [0, 0]
-        for _, values in iter_rows(dataset, ["label"]):
-            counts[bool(values["label"])] += 1
-        if 0 in counts:
-            which = "desirable (label true)" if counts[1] else "undesirable (label false)"
-            problems.append(
-                f"weighting: auto needs desirable and undesirable rows, but all {sum(counts)} rows are {which}; "
-                "add rows of the other class, or set weighting: manual (or none)"
-            )
-    return problems
+    def check_data(self, dataset, split, config, role):
+        return check_kto_data(dataset, split, config, role)

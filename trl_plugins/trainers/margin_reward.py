@@ -1,33 +1,11 @@
-"""Margin-loss reward model (Touvron et al. 2023, "Llama 2: Open Foundation and Fine-Tuned Chat Models", §3.2.2).
+"""Reward model with Llama 2's margin loss (Touvron et al. 2023, §3.2.2) — a TRL ``RewardTrainer``.
 
-The algorithm: a sequence classifier with one output scores ``r(x, y)``; for a prompt x with a chosen y_c and a
-rejected y_r,
+What it adds over ``RewardTrainer``: margins from a ``margin`` column, Llama 2 rating labels (Table 27) or score
+differences (``margin_source``); the loss :func:`trl_plugins.losses.margin_reward_loss`; held-out accuracy per margin
+bucket in the metrics and the model card (``reward_report.py``); with LoRA, a merged checkpoint on save
+(``lora_merge.py``). Docs: docs/methods/margin_rm.md.
 
-    L = -log σ( r(x, y_c) - r(x, y_r) - m(r) )          [ + c · mean((r_c + r_r)²) ]   (optional reward centering)
-
-where the margin ``m(r)`` grows with how strongly the annotator preferred y_c: Llama 2 maps its four rating labels
-to margins (Table 27, "small": 1, 2/3, 1/3, 0 or "large": 3, 2, 1, 0). The loss is
-:func:`trl_plugins.losses.margin_reward_loss`. Llama 2 reports RM accuracy per rating bucket; so does this trainer.
-
-How it departs from TRL's ``RewardTrainer`` (which it subclasses; everything else — tokenization, collator, PEFT,
-quantization, logging — is TRL's):
-- ``margin_source`` chooses where margins come from: ``margin`` (a float column, TRL's only option), ``rating``
-  (Llama 2 labels mapped by ``margin_scale`` or a user ``rating_margins`` table), ``scores`` (``margin_factor`` x
-  ``chosen_score - rejected_score``, e.g. UltraFeedback ratings), ``none``, or ``auto`` (TRL: ``margin`` if present).
-- Evaluation adds the exact pairwise accuracy overall and per margin bucket (rating label, or margin value) and the
-  mean reward gap, to the trainer's metrics and to the model card; a final evaluation runs after training.
-- Bad margin data (unknown rating label, NaN margins, missing columns) stops the CLI before the model loads
-  (:func:`check_margin_data`).
-- With LoRA, the final save merges the adapters into a plain checkpoint that loads with
-  ``AutoModelForSequenceClassification`` (``merge_adapters_on_save: true``); the adapter is kept in ``adapter/``.
-- From the paper: margins come from human ratings there; the embedded demo data derives them from VADER score
-  differences (documented in ``trl_plugins/embedded/reward_pairs.py``).
-
-Run it::
-
-    trl-plugins train margin-rm --config recipes/demo/margin_rm.yaml            # CPU, embedded model and data
-    accelerate launch --config_file recipes/accelerate_configs/single_gpu.yaml -m trl_plugins \\
-        train margin-rm --config recipes/qwen2.5-1.5b-instruct/margin_rm/config_qlora.yaml
+    trl-plugins train margin-rm --config recipes/demo/margin_rm.yaml
 """
 
 from __future__ import annotations
@@ -36,7 +14,6 @@ import json
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,46 +22,22 @@ from accelerate.utils import is_peft_model
 from trl import RewardConfig, RewardTrainer
 
 from ..losses import margin_reward_loss
+from ..method import Method
+from .configs import resolve_config
+from .lora_merge import merge_adapter_checkpoint
+from .margin_checks import check_margin_data
+from .margin_ratings import ALIASES, LLAMA2_MARGINS, UNSURE, normalize_label
 from .papers import LLAMA2
+from .reward_report import card_section, pairwise_report, report_metrics
 
 logger = logging.getLogger(__name__)
 
-UNSURE = "negligibly better or unsure"
-# Llama 2, Table 27: margin per rating label.
-LLAMA2_MARGINS: dict[str, dict[str, float]] = {
-    "small": {"significantly better": 1.0, "better": 2.0 / 3.0, "slightly better": 1.0 / 3.0, UNSURE: 0.0},
-    "large": {"significantly better": 3.0, "better": 2.0, "slightly better": 1.0, UNSURE: 0.0},
-}
-_ALIASES = {"negligibly better": UNSURE, "unsure": UNSURE, "negligibly better / unsure": UNSURE}
 MARGIN_SOURCES = ("auto", "none", "margin", "rating", "scores")
-MAX_VALUE_BUCKETS = 8  # numeric margins with at most this many distinct values get one bucket per value
-
-
-def normalize_label(label: Any) -> str:
-    """``"Significantly_Better"`` -> ``"significantly better"`` (case, ``_``/``-`` and spacing do not matter)."""
-    return " ".join(str(label).lower().replace("_", " ").replace("-", " ").split())
 
 
 @dataclass
 class MarginRewardConfig(RewardConfig):
-    r"""Configuration for :class:`MarginRewardTrainer`: every :class:`trl.RewardConfig` field plus the margin knobs.
-
-    Parameters:
-        margin_source (`str`, defaults to `"auto"`): where the margin comes from — `margin` (float column),
-            `rating` (Llama 2 rating labels), `scores` (score columns), `none`, or `auto` (`margin` if the column
-            exists, else none: TRL's behaviour).
-        margin_column (`str`, defaults to `"margin"`): the float margin column (`margin_source: margin`/`auto`).
-        rating_column (`str`, defaults to `"rating"`): the rating label column (`margin_source: rating`).
-        margin_scale (`str`, defaults to `"small"`): Llama 2 Table 27 scale, `small` (1, 2/3, 1/3, 0) or `large`
-            (3, 2, 1, 0), for the labels significantly better / better / slightly better / negligibly better or unsure.
-        rating_margins (`dict[str, float]`, *optional*): your own label -> margin table (replaces `margin_scale`);
-            set it as a YAML mapping in the recipe.
-        chosen_score_column, rejected_score_column (`str`): score columns (`margin_source: scores`).
-        margin_factor (`float`, defaults to `1.0`): margin = `margin_factor` x (chosen score - rejected score).
-        merge_adapters_on_save (`bool`, defaults to `True`): with LoRA, the final save writes a merged full checkpoint
-            (loads with `AutoModelForSequenceClassification`) and keeps the adapter in `output_dir/adapter`.
-        center_rewards_coefficient (`float`, *optional*): TRL's field; c of the centering term (~0.01).
-    """
+    """Every :class:`trl.RewardConfig` field plus where margins come from (``margin_source``) and merged saving."""
 
     margin_source: str = field(
         default="auto",
@@ -140,7 +93,7 @@ class MarginRewardConfig(RewardConfig):
         if self.rating_margins is not None:
             return {normalize_label(k): float(v) for k, v in self.rating_margins.items()}
         table = dict(LLAMA2_MARGINS[self.margin_scale])
-        table.update({alias: table[UNSURE] for alias in _ALIASES})
+        table.update({alias: table[UNSURE] for alias in ALIASES})
         return table
 
     def resolved_source(self, columns) -> str:
@@ -148,178 +101,6 @@ class MarginRewardConfig(RewardConfig):
         if self.margin_source == "auto":
             return "margin" if self.margin_column in columns else "none"
         return self.margin_source
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# data checks (run by the CLI before any model is loaded)
-# ----------------------------------------------------------------------------------------------------------------
-def _rows(rows: list[int], limit: int = 5) -> str:
-    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
-    return ("row " if len(rows) == 1 else "rows ") + ", ".join(map(str, rows[:limit])) + more
-
-
-def _bad_number(value) -> bool:
-    return isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-
-
-def check_margin_data(dataset, split: str, config: MarginRewardConfig) -> list[str]:
-    """The margin source's columns exist and hold usable values; chosen differs from rejected somewhere."""
-    from ..data import check_preference_pairs, iter_rows
-
-    problems = check_preference_pairs(dataset, split, config)
-    columns = list(dataset.column_names or [])
-    source = config.resolved_source(columns)
-    found = f"(found: {', '.join(columns)})"
-    if source == "none":
-        return problems
-    if source == "margin":
-        if config.margin_column not in columns:
-            return problems + [f"margin_source is 'margin' but column {config.margin_column!r} is absent {found}"]
-        bad = [i for i, row in iter_rows(dataset, [config.margin_column]) if _bad_number(row[config.margin_column])]
-        if bad:
-            problems.append(f"column {config.margin_column!r}: NaN, missing or non-numeric margin in {_rows(bad)}")
-    elif source == "rating":
-        if config.rating_column not in columns:
-            return problems + [f"margin_source is 'rating' but column {config.rating_column!r} is absent {found}"]
-        table = config.margin_table()
-        unknown: dict[str, list[int]] = {}
-        for i, row in iter_rows(dataset, [config.rating_column]):
-            if normalize_label(row[config.rating_column]) not in table:
-                unknown.setdefault(str(row[config.rating_column]), []).append(i)
-        if unknown:
-            known = ", ".join(k for k in table if k not in _ALIASES or config.rating_margins is not None)
-            where = "rating_margins" if config.rating_margins is not None else f"margin_scale {config.margin_scale!r}"
-            named = "; ".join(f"{label!r} in {_rows(rows)}" for label, rows in unknown.items())
-            problems.append(
-                f"column {config.rating_column!r}: unknown rating label{'s' if len(unknown) > 1 else ''} {named} "
-                f"(known in {where}: {known})"
-            )
-    elif source == "scores":
-        score_columns = [config.chosen_score_column, config.rejected_score_column]
-        missing = [c for c in score_columns if c not in columns]
-        if missing:
-            return problems + [
-                f"margin_source is 'scores' but score column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(map(repr, missing))} {'are' if len(missing) > 1 else 'is'} missing {found}"
-            ]
-        for column in score_columns:
-            bad = [i for i, row in iter_rows(dataset, [column]) if _bad_number(row[column])]
-            if bad:
-                problems.append(f"column {column!r}: NaN, missing or non-numeric score in {_rows(bad)}")
-    return problems
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# evaluation: pairwise accuracy overall and per margin bucket
-# ----------------------------------------------------------------------------------------------------------------
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9.=-]+", "_", name.lower()).strip("_")
-
-
-def pairwise_report(
-    gaps: torch.Tensor, margins: torch.Tensor | None = None, labels: dict[float, str] | None = None
-) -> dict[str, Any]:
-    """Pairwise accuracy (``r_c > r_r``) and mean reward gap, overall and per margin bucket.
-
-    Buckets: one per distinct margin value when there are at most ``MAX_VALUE_BUCKETS`` of them (named by ``labels``,
-    e.g. the rating label whose margin it is, else ``margin=<value>``), otherwise the margin quartiles.
-    Returns ``{"accuracy", "reward_gap", "n", "buckets": [{"name", "n", "accuracy", "reward_gap", "margin"}]}``.
-    """
-    gaps = gaps.detach().float().reshape(-1).cpu()
-    report: dict[str, Any] = {
-        "accuracy": (gaps > 0).float().mean().item() if gaps.numel() else float("nan"),
-        "reward_gap": gaps.mean().item() if gaps.numel() else float("nan"),
-        "n": int(gaps.numel()),
-        "buckets": [],
-    }
-    if margins is None or gaps.numel() == 0:
-        return report
-    margins = margins.detach().float().reshape(-1).cpu()
-    if margins.shape != gaps.shape:
-        raise ValueError(f"one margin per pair expected: {tuple(margins.shape)} vs {tuple(gaps.shape)}")
-    rounded = torch.round(margins * 1e6) / 1e6
-    values = sorted(set(rounded.tolist()))
-    if len(values) <= MAX_VALUE_BUCKETS:
-        groups = []
-        for value in values:
-            name = (labels or {}).get(round(value, 6)) or f"margin={value:g}"
-            groups.append((name, rounded == value, value))
-    else:
-        edges = torch.quantile(margins, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])).tolist()
-        index = torch.bucketize(margins, torch.tensor(edges[1:4]), right=True)  # 0..3, lower edge inclusive
-        groups = []
-        for q in range(4):
-            closing = "]" if q == 3 else ")"
-            groups.append((f"margin in [{edges[q]:.3g}, {edges[q + 1]:.3g}{closing}", index == q, None))
-    for name, mask, value in groups:
-        n = int(mask.sum())
-        if n == 0:
-            continue
-        bucket_gaps = gaps[mask]
-        report["buckets"].append(
-            {
-                "name": name,
-                "n": n,
-                "accuracy": (bucket_gaps > 0).float().mean().item(),
-                "reward_gap": bucket_gaps.mean().item(),
-                "margin": value if value is not None else margins[mask].mean().item(),
-            }
-        )
-    return report
-
-
-def report_metrics(report: dict[str, Any], prefix: str = "eval") -> dict[str, float]:
-    """Flat metric names for a :func:`pairwise_report`: ``eval_pairwise_accuracy``, ``eval_bucket_accuracy/<name>``."""
-    metrics = {
-        f"{prefix}_pairwise_accuracy": report["accuracy"],
-        f"{prefix}_reward_gap": report["reward_gap"],
-    }
-    for bucket in report["buckets"]:
-        slug = _slug(bucket["name"])
-        metrics[f"{prefix}_bucket_accuracy/{slug}"] = bucket["accuracy"]
-        metrics[f"{prefix}_bucket_reward_gap/{slug}"] = bucket["reward_gap"]
-        metrics[f"{prefix}_bucket_size/{slug}"] = bucket["n"]
-    return metrics
-
-
-def report_markdown(report: dict[str, Any], title: str) -> str:
-    lines = [
-        f"### {title}",
-        "",
-        f"Pairwise accuracy (reward of chosen > rejected): **{report['accuracy']:.4f}** on {report['n']} pairs; "
-        f"mean reward gap {report['reward_gap']:.4f}.",
-    ]
-    if report["buckets"]:
-        lines += ["", "| margin bucket | margin | pairs | accuracy | mean reward gap |", "|---|---|---|---|---|"]
-        for b in report["buckets"]:
-            lines.append(f"| {b['name']} | {b['margin']:.4g} | {b['n']} | {b['accuracy']:.4f} | {b['reward_gap']:.4f} |")
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# saving: merge LoRA adapters into a plain sequence-classification checkpoint
-# ----------------------------------------------------------------------------------------------------------------
-def merge_adapter_checkpoint(adapter_dir: str, output_dir: str, tokenizer, dtype=None, trust_remote_code=False) -> None:
-    """Load the base model named in ``adapter_dir`` (unquantized, on the CPU), apply the adapter (LoRA and the
-    ``modules_to_save`` score head), merge, and save a plain checkpoint + tokenizer to ``output_dir``."""
-    from peft import PeftConfig, PeftModel
-    from transformers import AutoModelForSequenceClassification
-    from trl.trainer.reward_trainer import suppress_seqcls_warning
-
-    peft_config = PeftConfig.from_pretrained(adapter_dir)
-    with suppress_seqcls_warning():
-        base = AutoModelForSequenceClassification.from_pretrained(
-            peft_config.base_model_name_or_path,
-            num_labels=1,
-            dtype=dtype or torch.float32,
-            revision=peft_config.revision,
-            trust_remote_code=trust_remote_code,
-        )
-    base.config.pad_token_id = tokenizer.pad_token_id
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    merged.config.pad_token_id = tokenizer.pad_token_id
-    merged.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -340,38 +121,11 @@ class MarginRewardTrainer(RewardTrainer):
     _paper = LLAMA2
 
     def __init__(self, model, args: MarginRewardConfig | None = None, *pos, **kwargs):
-        if args is None:
-            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
-            args = MarginRewardConfig(f"{str(name).rstrip('/').split('/')[-1]}-MarginRM")
-        elif not isinstance(args, MarginRewardConfig):
-            raise TypeError(f"`args` must be a MarginRewardConfig, got {type(args).__name__}")
+        args = resolve_config(args, MarginRewardConfig, model, "MarginRM")
         self._eval_pairs: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.eval_reports: dict[str, dict[str, Any]] = {}
         self._last_eval_step: int | None = None
         super().__init__(model, args, *pos, **kwargs)
-
-    @classmethod
-    def from_run(cls, run):
-        """CLI construction: a sequence classifier with one output, pad token on its config, LoRA as SEQ_CLS."""
-        from trl.trainer.reward_trainer import suppress_seqcls_warning
-
-        tokenizer = run.load_processing_class()
-        with suppress_seqcls_warning():
-            model = run.load_model(num_labels=1)
-        model.config.pad_token_id = tokenizer.pad_token_id
-        peft_config = run.peft_config()
-        if peft_config is not None and str(peft_config.task_type) != "SEQ_CLS":
-            # SEQ_CLS makes peft train and save the new `score` head (modules_to_save) next to the LoRA weights.
-            logger.info("margin-rm: LoRA task_type %s -> SEQ_CLS (the score head is trained in full)", peft_config.task_type)
-            peft_config.task_type = "SEQ_CLS"
-        return cls(
-            model=model,
-            args=run.training_args,
-            train_dataset=run.train_dataset,
-            eval_dataset=run.eval_dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-        )
 
     # -- data: add the margin column from the configured source, then TRL's tokenization -----------------------
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -442,7 +196,7 @@ class MarginRewardTrainer(RewardTrainer):
             return None
         labels: dict[float, list[str]] = {}
         for label, value in self.args.margin_table().items():
-            if label in _ALIASES:
+            if label in ALIASES:
                 continue
             labels.setdefault(round(value, 6), []).append(label)
         return {value: " / ".join(names) for value, names in labels.items()}
@@ -497,40 +251,39 @@ class MarginRewardTrainer(RewardTrainer):
         path = os.path.join(self.args.output_dir, "README.md")
         if not os.path.isfile(path):
             return
-        args = self.args
-        source = args.margin_source
-        if source == "rating":
-            table = args.rating_margins or LLAMA2_MARGINS[args.margin_scale]
-            detail = f"rating column `{args.rating_column}` mapped to margins {json.dumps(table)}"
-        elif source == "scores":
-            detail = (f"{args.margin_factor} x (`{args.chosen_score_column}` - `{args.rejected_score_column}`)")
-        elif source in ("margin", "auto"):
-            detail = f"column `{args.margin_column}` (if present)"
-        else:
-            detail = "no margin"
-        section = [
-            "",
-            "## Margin reward model (trl-plugins `margin-rm`)",
-            "",
-            f"Loss: `-log σ(r_c - r_r - m)` (Llama 2 §3.2.2); margin source `{source}`: {detail}"
-            + (f"; reward centering c = {args.center_rewards_coefficient}" if args.center_rewards_coefficient else "")
-            + ".",
-            "",
-            "Load it as a reward model:",
-            "",
-            "```python",
-            "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-            f'model = AutoModelForSequenceClassification.from_pretrained("{model_name or args.output_dir}")',
-            f'tokenizer = AutoTokenizer.from_pretrained("{model_name or args.output_dir}")',
-            "reward = model(**tokenizer(text, return_tensors='pt')).logits[0, 0]",
-            "```",
-        ]
-        for prefix, report in self.eval_reports.items():
-            section += ["", report_markdown(report, f"Held-out evaluation (`{prefix}`, step {self.state.global_step})")]
+        text = card_section(self.args, self.eval_reports, model_name, self.state.global_step)
         with open(path, encoding="utf-8") as f:
             card = f.read()
-        text = "\n".join(section) + "\n"
         at = card.find("\n## Citations")
         card = card[:at] + text + card[at:] if at >= 0 else card + text
         with open(path, "w", encoding="utf-8") as f:
             f.write(card)
+
+
+class MarginRewardMethod(Method):
+    """margin-rm's run hooks: the margin source's columns hold usable values; built as a sequence classifier."""
+
+    def check_data(self, dataset, split, config, role):
+        return check_margin_data(dataset, split, config)
+
+    def build(self, run):
+        """A sequence classifier with one output, the pad token on its config, LoRA as SEQ_CLS."""
+        from trl.trainer.reward_trainer import suppress_seqcls_warning
+
+        tokenizer = run.load_processing_class()
+        with suppress_seqcls_warning():
+            model = run.load_model(num_labels=1)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        peft_config = run.peft_config()
+        if peft_config is not None and str(peft_config.task_type) != "SEQ_CLS":
+            # SEQ_CLS makes peft train and save the new `score` head (modules_to_save) next to the LoRA weights.
+            logger.info("margin-rm: LoRA task_type %s -> SEQ_CLS (the score head is trained in full)", peft_config.task_type)
+            peft_config.task_type = "SEQ_CLS"
+        return MarginRewardTrainer(
+            model=model,
+            args=run.training_args,
+            train_dataset=run.train_dataset,
+            eval_dataset=run.eval_dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )

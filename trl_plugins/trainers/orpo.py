@@ -1,43 +1,27 @@
-"""ORPO — Monolithic Preference Optimization without Reference Model (Hong, Lee & Thorne 2024, arXiv:2403.07691).
+"""ORPO (Hong et al. 2024): SFT plus an odds-ratio preference term, no reference model — a TRL ``DPOTrainer``.
 
-The algorithm: one loss, no reference model. For a prompt x with a chosen y_w and a rejected y_l,
+What it adds over ``DPOTrainer``: the ORPO loss (:func:`trl_plugins.losses.orpo_loss`) in ``_compute_loss``; no
+reference model is ever loaded, copied or evaluated (not even for PEFT); ``nll_on_prompt`` chooses the SFT term's
+tokens. Docs: docs/methods/orpo.md.
 
-    L = NLL(y_w | x)  -  λ · log σ( log odds(y_w|x) - log odds(y_l|x) ),   odds(y|x) = P / (1 - P),
-
-where P = exp(mean token log-prob of y). The NLL keeps the model a good generator of chosen answers (SFT), the
-odds-ratio term pushes the chosen answer's odds above the rejected one's. λ is ``beta`` (0.1 Mistral, 0.2 Llama-2,
-0.25 Phi-2 in the paper; TRL's default 0.1). The loss itself is :func:`trl_plugins.losses.orpo_loss`.
-
-How this departs from the paper's code and TRL's experimental ``ORPOTrainer``:
-- It subclasses TRL's stable ``DPOTrainer``, so it takes the same datasets (standard or conversational
-  prompt/chosen/rejected, implicit prompts, tool calls), the same config fields and the same arguments
-  (``peft_config``, ``quantization_config``, ``processing_class``, callbacks, ``report_to``, hub pushing).
-  Log-probs come from DPOTrainer's fused LM head, which never materialises the ``[batch, seq, vocab]`` logits —
-  the paper's code and TRL's experimental trainer build them in full (several GB for a 128k vocabulary).
-- No reference model is loaded, copied or evaluated, ever: not for full fine-tuning, not for PEFT (TRL's
-  DPOTrainer would load one, or copy a pre-trained adapter into a "ref" adapter).
-- ``nll_on_prompt`` chooses the SFT term over prompt+completion (``True``, the paper's code and TRL's experimental
-  trainer) or over the completion only (``False``, LLaMA-Factory and the paper's ``--disable_prompt_loss``).
-
-Run it::
-
-    trl-plugins train orpo --config recipes/demo/orpo.yaml                      # CPU, embedded model and data
-    accelerate launch --config_file recipes/accelerate_configs/single_gpu.yaml -m trl_plugins \\
-        train orpo --config recipes/qwen2.5-1.5b-instruct/orpo/config_qlora.yaml
+    trl-plugins train orpo --config recipes/demo/orpo.yaml
 """
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
 import torch
 from transformers import PretrainedConfig
-from trl import DPOConfig, DPOTrainer
+from trl import DPOTrainer
 
+from ..data import check_preference_pairs
 from ..losses import orpo_loss
-from .config_checks import refuse_unsupported
-from .fused_head import completion_token_logps, use_fused_lm_head
+from ..method import Method
+from .configs import FusedHeadDPOConfig, refuse_unsupported, resolve_config
+from .papers import ORPO
+from .token_logps import CompletionScoring
+from .token_metrics import log_means, log_token_stats
 
 # DPOConfig fields that only make sense with a reference model or a DPO loss: ORPO refuses non-default values.
 _UNSUPPORTED = {
@@ -58,33 +42,17 @@ _UNSUPPORTED = {
 
 
 @dataclass
-class ORPOConfig(DPOConfig):
-    r"""Configuration for :class:`ORPOTrainer`: every :class:`trl.DPOConfig` field, plus the ORPO knobs.
-
-    Parameters:
-        beta (`float`, defaults to `0.1`): λ, the weight of the odds-ratio term (the paper's λ, xfactlab's `alpha`).
-        nll_on_prompt (`bool`, defaults to `True`): compute the NLL term over prompt + completion (paper code, TRL)
-            or over the completion only (`False`).
-        learning_rate (`float`, defaults to `1e-6`): as TRL's experimental ORPOConfig; LoRA wants ~1e-4 to 5e-4.
-
-    DPO's reference-model and loss-type fields (`precompute_ref_log_probs`, `sync_ref_model`, `loss_type`, ...)
-    do not apply: setting them is an error.
-    """
+class ORPOConfig(FusedHeadDPOConfig):
+    """Every :class:`trl.DPOConfig` field plus the ORPO knobs; DPO's reference-model and loss-type fields are refused."""
 
     _unsupported_fields = tuple(_UNSUPPORTED)
 
-    learning_rate: float = field(default=1e-6, metadata={"help": "The initial learning rate for AdamW."})
+    learning_rate: float = field(
+        default=1e-6, metadata={"help": "The initial learning rate for AdamW (as TRL's experimental ORPOConfig; LoRA "
+                                "wants ~1e-4 to 5e-4)."})
     beta: float = field(
         default=0.1,
         metadata={"help": "λ in the ORPO paper: weight of the odds-ratio term (0.1 Mistral, 0.2 Llama-2, 0.25 Phi-2)."},
-    )
-    fused_lm_head: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Score tokens with TRL's fused LM head (never materialises the [batch, seq, vocab] logits) instead "
-            "of full logits. Default: fused where its Triton kernel runs (CUDA/XPU), full logits elsewhere (on a CPU "
-            "the fused head's fallback is about 2.5x slower than full logits)."
-        },
     )
     nll_on_prompt: bool = field(
         default=True,
@@ -114,7 +82,7 @@ class _NoReferenceModel(torch.nn.Module):
         raise RuntimeError("ORPO is reference-free: the reference model must never be called")
 
 
-class ORPOTrainer(DPOTrainer):
+class ORPOTrainer(CompletionScoring, DPOTrainer):
     """ORPO trainer: a :class:`trl.DPOTrainer` with the ORPO loss and no reference model.
 
     Constructed exactly like TRL's trainers::
@@ -126,17 +94,7 @@ class ORPOTrainer(DPOTrainer):
 
     _tag_names = ["trl", "orpo", "trl-plugins"]
     _name = "ORPO"
-    _paper = {
-        "title": "ORPO: Monolithic Preference Optimization without Reference Model",
-        "id": "2403.07691",
-        "citation": textwrap.dedent("""\
-            @article{hong2024orpo,
-                title        = {{ORPO: Monolithic Preference Optimization without Reference Model}},
-                author       = {Jiwoo Hong and Noah Lee and James Thorne},
-                year         = 2024,
-                eprint       = {arXiv:2403.07691}
-            }"""),
-    }
+    _paper = ORPO
 
     def __init__(
         self,
@@ -155,11 +113,7 @@ class ORPOTrainer(DPOTrainer):
     ):
         if ref_model is not None:
             raise ValueError("ORPO is reference-free: do not pass `ref_model`")
-        if args is None:
-            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
-            args = ORPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-ORPO")
-        elif not isinstance(args, ORPOConfig):
-            raise TypeError(f"`args` must be an ORPOConfig, got {type(args).__name__}")
+        args = resolve_config(args, ORPOConfig, model, "ORPO")
         super().__init__(
             model=model,
             ref_model=_NoReferenceModel(),
@@ -210,7 +164,8 @@ class ORPOTrainer(DPOTrainer):
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
             metrics["aux_loss"] = outputs.aux_loss.detach()
-        self._log_orpo_metrics(mode, metrics, chosen_logps, rejected_logps, outputs, completion_mask, attention_mask)
+        log_means(self, mode, {**metrics, "logps/chosen": chosen_logps, "logps/rejected": rejected_logps})
+        log_token_stats(self, mode, outputs, completion_mask[:, 1:], attention_mask, blocks=2)
 
         if return_outputs:
             with torch.no_grad():
@@ -218,30 +173,9 @@ class ORPOTrainer(DPOTrainer):
             return loss, outputs
         return loss
 
-    def _use_fused_lm_head(self) -> bool:
-        return use_fused_lm_head(self.args.fused_lm_head, self.accelerator.device)
 
-    def _per_token_logps(self, model, model_kwargs, labels):
-        return completion_token_logps(model, model_kwargs, labels, self._use_fused_lm_head())
+class ORPOMethod(Method):
+    """ORPO's run hooks: pairwise data must hold some pair whose chosen differs from its rejected."""
 
-    def _log_orpo_metrics(self, mode, metrics, chosen_logps, rejected_logps, outputs, completion_mask, attention_mask):
-        gather = self.accelerator.gather_for_metrics
-        for key, value in metrics.items():
-            self._metrics[mode][key].append(gather(value.reshape(1)).float().mean().item())
-        self._metrics[mode]["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
-        self._metrics[mode]["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
-        mask = completion_mask[:, 1:].bool()
-        seq_len = mask.size(1)
-        if outputs.entropy is not None:
-            entropy = (outputs.entropy[:, -seq_len:].detach() * mask).sum()
-            tokens = gather(mask.sum()).sum()
-            self._metrics[mode]["entropy"].append((gather(entropy).sum() / tokens.clamp(min=1)).item())
-        if outputs.is_top1 is not None:
-            chosen_mask = mask.chunk(2, dim=0)[0]
-            correct = (outputs.is_top1[:, -seq_len:].chunk(2, dim=0)[0] & chosen_mask).sum()
-            self._metrics[mode]["mean_token_accuracy"].append(
-                (gather(correct).sum() / gather(chosen_mask.sum()).sum().clamp(min=1)).item()
-            )
-        if mode == "train":
-            self._total_train_tokens += gather(attention_mask.sum()).sum().item() // self._tp_size
-        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+    def check_data(self, dataset, split, config, role):
+        return check_preference_pairs(dataset, split, config)

@@ -1,24 +1,11 @@
-"""Rejection-sampling fine-tuning (Touvron et al. 2023, Llama 2 §3.2.3, arXiv:2307.09288).
+"""Rejection-sampling fine-tuning (Llama 2, Touvron et al. 2023, §3.2.3): best of K samples per prompt, a best-ever
+pool across iterations, SFT on the pool — a sampling trainer (``SFTTrainer``); optionally best-vs-worst preference
+pairs for iterative DPO.
 
-The algorithm, per iteration: sample K completions per prompt from the current policy (``num_generations``), score
-them with a reward model (or any reward source), keep the best per prompt, and fine-tune on the kept samples. Llama 2
-keeps the best samples of earlier iterations too ("top samples from all prior iterations"), which avoids regressing
-on prompts the current policy got worse at: with ``keep_best_pool: true`` (default) a pool holds, for every prompt
-seen so far, the best sample of any iteration, and each phase fine-tunes on the whole pool. The best temperature
-rises with K (Llama 2: about 1.2-1.3 for 10-100 samples).
+What it adds over OpenRLHF's removed version: generation inside the training process, any reward source, TRL's SFT
+loop, iteration files and resume. Docs: docs/methods/rejection_sampling.md.
 
-``export_preference_pairs: true`` also writes each prompt's best vs worst sample of the iteration as a preference
-dataset (``prompt``/``chosen``/``rejected`` jsonl) for DPO, ORPO and other pairwise trainers — iterative DPO.
-
-How it departs from the paper and OpenRLHF's removed ``rejection_sampling_processor``: batched generation from the
-trained policy inside the same process (no separate vLLM job), any reward source (reward model path, registered
-function or callable, weighted), TRL's SFTTrainer loop for each phase, iteration files and resume.
-
-Run it::
-
-    trl-plugins train rejection-sampling --config recipes/demo/rejection_sampling.yaml       # CPU, VADER reward
-    accelerate launch --config_file recipes/accelerate_configs/single_gpu.yaml -m trl_plugins \\
-        train rejection-sampling --config recipes/qwen2.5-1.5b-instruct/rejection_sampling/config_qlora.yaml
+    trl-plugins train rejection-sampling --config recipes/demo/rejection_sampling.yaml
 """
 
 from __future__ import annotations
@@ -33,14 +20,7 @@ from .papers import LLAMA2
 
 @dataclass
 class RejectionSamplingConfig(SamplingConfig):
-    r"""Configuration for :class:`RejectionSamplingTrainer`: every :class:`SamplingConfig` field, plus:
-
-    Parameters:
-        keep_best_pool (`bool`, defaults to `True`): fine-tune on the best-ever sample of every prompt seen so far
-            (Llama 2), not only on this iteration's best.
-        export_preference_pairs (`bool`, defaults to `False`): write best-vs-worst pairs of each iteration as a
-            preference dataset (`iteration_K/preference_pairs.jsonl` and `preference_pairs.jsonl`, all iterations).
-    """
+    """Every :class:`SamplingConfig` field plus the best-ever pool and the preference export."""
 
     keep_best_pool: bool = field(default=True, metadata={"help": "Keep the best-ever sample per prompt across iterations."})
     export_preference_pairs: bool = field(

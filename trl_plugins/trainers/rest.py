@@ -1,78 +1,24 @@
-"""ReST — Reinforced Self-Training (Gulcehre et al. 2023, arXiv:2308.08998) and ReST-EM (Singh et al. 2023,
-arXiv:2312.06585).
+"""ReST (Gulcehre et al. 2023): Grow N samples per prompt, then Improve steps on rising reward thresholds; ReST-EM
+(Singh et al. 2023): keep correct samples (binary reward, capped per problem) and fine-tune the BASE model each
+iteration — sampling trainers (``SFTTrainer``).
 
-ReST (``rest``), per iteration ("Grow" + I "Improve" steps):
+No official code exists; trlx's ReST is the reference for the percentile schedule. Docs: docs/methods/rest.md.
 
-- Grow: sample N completions per prompt from the current policy (``num_generations``) and score them.
-- Improve step i = 1..I (``improve_steps``): keep the samples with reward >= tau_i, tau rising
-  (``improve_thresholds``; ``threshold_mode: percentile`` computes tau_i as the per-prompt quantile, as trlx's
-  ReST; ``absolute`` compares the reward itself), fine-tune the policy on them with the BC/NLL loss (the paper's
-  best), and go on to the next, higher threshold on the same grown data. Then Grow again.
-
-ReST-EM (``rest-em``), per iteration:
-
-- E-step: sample N completions per problem, score them with a binary reward (``exact_match``: 1 if the final answer
-  is right), keep the correct ones (reward >= ``correct_threshold``), at most ``max_per_prompt`` per problem.
-- M-step: fine-tune the BASE model (not the last policy) on them; the new model samples the next iteration.
-
-How they depart from the papers: no official code exists; trlx's ``accelerate_rft_trainer.py`` is the reference
-for ReST's percentile schedule (0.7 -> 0.95 over 4 steps, 32 samples per prompt). Fine-tuning is TRL's SFTTrainer loop
-(completion-only NLL, PEFT/QLoRA, accelerate). With LoRA, "from the base model" resets the adapter to its initial
-weights; with full fine-tuning the base weights are kept in CPU memory to reset to. Iteration files and resume as
-every sampling trainer (``output_dir/iteration_K/``).
-
-Run them::
-
-    trl-plugins train rest-em --config recipes/demo/rest_em.yaml          # CPU: single-digit addition, exact match
-    trl-plugins train rest --config recipes/demo/rest.yaml                # CPU: IMDB openings, VADER
-    accelerate launch --config_file recipes/accelerate_configs/single_gpu.yaml -m trl_plugins \\
-        train rest-em --config recipes/qwen2.5-1.5b-instruct/rest_em/config_qlora.yaml
+    trl-plugins train rest-em --config recipes/demo/rest_em.yaml
 """
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
 from ..sampling.selection import binary_capped, threshold
 from ..sampling.store import write_jsonl
 from ..sampling.trainer import SamplingConfig, SamplingTrainer
-
-_REST_PAPER = {
-    "title": "Reinforced Self-Training (ReST) for Language Modeling",
-    "id": "2308.08998",
-    "citation": textwrap.dedent("""\
-        @article{gulcehre2023rest,
-            title        = {{Reinforced Self-Training (ReST) for Language Modeling}},
-            author       = {Caglar Gulcehre and Tom Le Paine and Srivatsan Srinivasan and others},
-            year         = 2023,
-            eprint       = {arXiv:2308.08998}
-        }"""),
-}
-_RESTEM_PAPER = {
-    "title": "Beyond Human Data: Scaling Self-Training for Problem-Solving with Language Models",
-    "id": "2312.06585",
-    "citation": textwrap.dedent("""\
-        @article{singh2023beyond,
-            title        = {{Beyond Human Data: Scaling Self-Training for Problem-Solving with Language Models}},
-            author       = {Avi Singh and John D. Co-Reyes and Rishabh Agarwal and others},
-            year         = 2023,
-            eprint       = {arXiv:2312.06585}
-        }"""),
-}
-
+from .papers import REST, REST_EM
 
 @dataclass
 class ReSTConfig(SamplingConfig):
-    r"""Configuration for :class:`ReSTTrainer`: every :class:`SamplingConfig` / :class:`trl.SFTConfig` field, plus:
-
-    Parameters:
-        improve_steps (`int`, defaults to `4`): Improve steps (fine-tuning phases) per Grow step.
-        improve_thresholds (`list[float]`, defaults to `[0.7, 0.8, 0.9, 0.95]`): one threshold per Improve step,
-            strictly rising.
-        threshold_mode (`str`, defaults to `"percentile"`): `percentile` (per-prompt quantile, thresholds in [0, 1])
-            or `absolute` (reward >= threshold).
-    """
+    """Every :class:`SamplingConfig` field plus the Improve schedule (steps, rising thresholds, their mode)."""
 
     improve_steps: int = field(default=4, metadata={"help": "Improve steps (fine-tuning phases) per Grow step."})
     improve_thresholds: list[float] = field(
@@ -104,7 +50,7 @@ class ReSTTrainer(SamplingTrainer):
 
     _tag_names = ["trl", "sft", "trl-plugins", "rest"]
     _name = "ReST"
-    _paper = _REST_PAPER
+    _paper = REST
 
     def run_iteration(self, k, samples, rewards):
         groups = [s["row"] for s in samples]
@@ -121,14 +67,7 @@ class ReSTTrainer(SamplingTrainer):
 
 @dataclass
 class ReSTEMConfig(SamplingConfig):
-    r"""Configuration for :class:`ReSTEMTrainer`: every :class:`SamplingConfig` / :class:`trl.SFTConfig` field, plus:
-
-    Parameters:
-        max_per_prompt (`int`, defaults to `10`): cap on correct samples kept per problem (the paper's 10).
-        correct_threshold (`float`, defaults to `1.0`): a sample is correct when its reward is >= this.
-        restart_from_base (`bool`, defaults to `True`): fine-tune the base model each iteration (the paper), not the
-            last policy.
-    """
+    """Every :class:`SamplingConfig` field plus the correctness threshold, the per-problem cap and the restart rule."""
 
     max_per_prompt: int = field(default=10, metadata={"help": "Cap on correct samples kept per problem."})
     correct_threshold: float = field(default=1.0, metadata={"help": "Reward >= this counts as correct."})
@@ -150,7 +89,7 @@ class ReSTEMTrainer(SamplingTrainer):
 
     _tag_names = ["trl", "sft", "trl-plugins", "rest-em"]
     _name = "ReST-EM"
-    _paper = _RESTEM_PAPER
+    _paper = REST_EM
 
     @property
     def restart_from_base(self) -> bool:

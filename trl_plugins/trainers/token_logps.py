@@ -1,13 +1,11 @@
-"""Per-token log-probs of the completion tokens, with TRL's fused LM head or from full logits, and the rule for when
-to fuse (shared by the DPOTrainer-based trainers, ORPO and mDPO)."""
+"""Per-token log-probs of completion tokens — with TRL's fused LM head or from full logits — and the rule for when to
+fuse; shared by the DPOTrainer-based trainers (ORPO, mDPO). The measured CPU cost of each: docs/methods/orpo.md."""
 
 from __future__ import annotations
 
 
 def use_fused_lm_head(setting: bool | None, device) -> bool:
-    """``setting`` if the user chose; otherwise fused only where its Triton kernel runs (CUDA/XPU).
-
-    On a CPU the fused head's fallback is about 1.4-2.5x slower than building the full logits."""
+    """``setting`` if the user chose; otherwise fused only where its Triton kernel runs (CUDA/XPU)."""
     if setting is not None:
         return setting
     try:
@@ -38,3 +36,11 @@ def completion_token_logps(model, model_kwargs: dict, labels, fused: bool, stats
     outputs.is_top1 = (logits.detach().argmax(-1) == shift_labels) & mask if stats else None
     outputs.logits = None  # free the full logits early
     return logps, outputs
+
+
+class CompletionScoring:
+    """Mixin of the DPOTrainer-based trainers: ``_per_token_logps`` with the ``fused_lm_head`` rule of their config."""
+
+    def _per_token_logps(self, model, model_kwargs: dict, labels, stats: bool = True):
+        fused = use_fused_lm_head(self.args.fused_lm_head, self.accelerator.device)
+        return completion_token_logps(model, model_kwargs, labels, fused, stats)

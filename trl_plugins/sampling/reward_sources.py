@@ -29,7 +29,9 @@ _HUB_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
-class RewardSpec:
+class RewardEntry:
+    """One ``reward_funcs`` entry, resolved: what to load and how to weight it."""
+
     kind: str  # "function" (registered or module:function) or "model"
     target: str  # import string, or model path / hub id
     name: str  # short name used in files and logs
@@ -72,13 +74,13 @@ def _check_hub_reward_model(entry: str, key: str) -> None:
     _check_reward_model(Path(cached).parent, entry, key)
 
 
-def resolve(entries: list[str] | None, weights: list[float] | None = None, key: str = "reward_funcs",
-            check_paths: bool = True) -> list[RewardSpec]:
+def resolve(entries: list[str] | None, weights: list[float] | None = None,
+            key: str = "reward_funcs") -> list[RewardEntry]:
     """Check and resolve ``reward_funcs`` entries (imports callables, reads config.json; loads no model); ``key`` is
-    the config field named in error messages. ``check_paths=False`` (config parsing) accepts reward model paths and
-    hub ids without looking for them, like a model path in a TRL config: a recipe may name a reward model that an
-    earlier run will write; the CLI checks them before any model loads."""
-    from ..registry import get_registry, import_string
+    the config field named in error messages. Runs once per run, in the sampling method's ``check_run`` (before any
+    model loads); the trainer receives the result."""
+    from ..imports import import_string
+    from ..registry import get_registry
 
     entries = list(entries or [])
     if not entries:
@@ -91,7 +93,7 @@ def resolve(entries: list[str] | None, weights: list[float] | None = None, key: 
         path = Path(os.path.expanduser(entry))
         if path.is_dir():
             _check_reward_model(path, entry, key)
-            specs.append(RewardSpec("model", str(path), path.name or entry, weight))
+            specs.append(RewardEntry("model", str(path), path.name or entry, weight))
         elif _IMPORT_RE.match(entry):
             try:
                 function = import_string(entry, f"{key} entry {entry!r}")
@@ -99,21 +101,18 @@ def resolve(entries: list[str] | None, weights: list[float] | None = None, key: 
                 raise ConfigError(str(exc).splitlines()[0]) from exc
             if not callable(function):
                 raise ConfigError(f"{key}: {entry!r} is not callable")
-            specs.append(RewardSpec("function", entry, entry.rsplit(":", 1)[1], weight))
+            specs.append(RewardEntry("function", entry, entry.rsplit(":", 1)[1], weight))
         elif entry.startswith((".", "/", "~")):
-            if check_paths:
-                raise ConfigError(f"{key}: reward model path {entry!r} does not exist{_TRAIN_HINT}")
-            specs.append(RewardSpec("model", str(path), path.name or entry, weight))
+            raise ConfigError(f"{key}: reward model path {entry!r} does not exist{_TRAIN_HINT}")
         elif _HUB_RE.match(entry):  # a hub reward model id
-            if check_paths:
-                _check_hub_reward_model(entry, key)
-            specs.append(RewardSpec("model", entry, entry.rsplit("/", 1)[1], weight))
+            _check_hub_reward_model(entry, key)
+            specs.append(RewardEntry("model", entry, entry.rsplit("/", 1)[1], weight))
         else:
             try:
                 spec = get_registry().reward_function(entry)
             except Exception as exc:  # noqa: BLE001 - UsageError with a suggestion
                 raise ConfigError(f"{key}: {exc}") from exc
-            specs.append(RewardSpec("function", spec.function, spec.name, weight))
+            specs.append(RewardEntry("function", spec.function, spec.name, weight))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"{key}: the same reward is listed twice ({', '.join(names)})")
@@ -121,25 +120,25 @@ def resolve(entries: list[str] | None, weights: list[float] | None = None, key: 
 
 
 class FunctionReward:
-    def __init__(self, spec: RewardSpec):
-        from ..registry import import_string
+    def __init__(self, entry: RewardEntry):
+        from ..imports import import_string
 
-        self.spec = spec
-        self.function = import_string(spec.target, f"reward {spec.name!r}")
+        self.entry = entry
+        self.function = import_string(entry.target, f"reward {entry.name!r}")
 
     def __call__(self, prompts, completions, columns: dict[str, list]) -> list[float | None]:
         values = self.function(prompts=prompts, completions=completions, **columns)
         values = list(values)
         if len(values) != len(completions):
-            raise RuntimeError(f"reward {self.spec.name!r} returned {len(values)} values for {len(completions)} completions")
+            raise RuntimeError(f"reward {self.entry.name!r} returned {len(values)} values for {len(completions)} completions")
         return [None if v is None else float(v) for v in values]
 
 
 class ModelReward:
     """A sequence-classification reward model, loaded on first use and scored in batches."""
 
-    def __init__(self, spec: RewardSpec, device=None, batch_size: int = 16, max_length: int = 2048):
-        self.spec, self.device, self.batch_size, self.max_length = spec, device, batch_size, max_length
+    def __init__(self, entry: RewardEntry, device=None, batch_size: int = 16, max_length: int = 2048):
+        self.entry, self.device, self.batch_size, self.max_length = entry, device, batch_size, max_length
         self.model = self.tokenizer = None
 
     def _load(self):
@@ -148,10 +147,10 @@ class ModelReward:
 
         device = torch.device(self.device or "cpu")
         dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-        self.tokenizer = AutoTokenizer.from_pretrained(self.spec.target)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.entry.target)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = AutoModelForSequenceClassification.from_pretrained(self.spec.target, dtype=dtype)
+        model = AutoModelForSequenceClassification.from_pretrained(self.entry.target, dtype=dtype)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model = model.to(device).eval()
@@ -179,8 +178,9 @@ class ModelReward:
         return scores
 
 
-def build(specs: list[RewardSpec], device=None, batch_size: int = 16) -> list:
-    return [ModelReward(s, device, batch_size) if s.kind == "model" else FunctionReward(s) for s in specs]
+def build(entries: list[RewardEntry], device=None, batch_size: int = 16) -> list:
+    """The reward sources of resolved entries (reward models load on first use)."""
+    return [ModelReward(e, device, batch_size) if e.kind == "model" else FunctionReward(e) for e in entries]
 
 
 def score(sources, prompts, completions, rows: list[dict], progress: bool = False, chunk: int = 256):
@@ -188,17 +188,17 @@ def score(sources, prompts, completions, rows: list[dict], progress: bool = Fals
     from tqdm.auto import tqdm
 
     columns = sorted({key for row in rows for key in row})
-    components: dict[str, list[float | None]] = {s.spec.name: [] for s in sources}
+    components: dict[str, list[float | None]] = {s.entry.name: [] for s in sources}
     bar = tqdm(total=len(completions) * len(sources), desc="scoring", unit="sample", disable=not progress, leave=False)
     for start in range(0, len(completions), chunk):
         stop = start + chunk
         batch_columns = {c: [row.get(c) for row in rows[start:stop]] for c in columns}
         for source in sources:
-            components[source.spec.name] += source(prompts[start:stop], completions[start:stop], batch_columns)
+            components[source.entry.name] += source(prompts[start:stop], completions[start:stop], batch_columns)
             bar.update(len(completions[start:stop]))
     bar.close()
     totals: list[float | None] = []
     for i in range(len(completions)):
-        values = [(components[s.spec.name][i], s.spec.weight) for s in sources]
+        values = [(components[s.entry.name][i], s.entry.weight) for s in sources]
         totals.append(None if any(v is None for v, _ in values) else sum(v * w for v, w in values))
     return totals, components

@@ -1,0 +1,49 @@
+"""The run hooks of the sampling trainers (rejection-sampling, raft, rest, rest-em): the reward entries are resolved
+once, before any model loads — reward-model paths exist and are sequence classifiers, offline hub reward models are
+cached, the columns the rewards read are in the data — and handed to the trainer, with the held-out prompts."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..method import Method
+from . import reward_sources
+
+# registered reward function -> dataset column it reads
+REWARD_COLUMNS = {"exact_match": "answer"}
+
+
+class SamplingMethod(Method):
+    rewards: list[reward_sources.RewardEntry]
+    heldout_rewards: list[reward_sources.RewardEntry]
+
+    def check_run(self, run) -> None:
+        config = run.training_args
+        self.rewards = reward_sources.resolve(config.reward_funcs, config.reward_weights, "reward_funcs")
+        self.heldout_rewards = (reward_sources.resolve(config.heldout_reward_funcs, key="heldout_reward_funcs")
+                                if config.heldout_reward_funcs else [])
+        columns = list(run.train_dataset.column_names or [])
+        for key in ("reward_funcs", "heldout_reward_funcs"):
+            for entry in getattr(config, key) or []:
+                column = REWARD_COLUMNS.get(str(entry).replace("-", "_"))
+                if column and column not in columns:
+                    raise ConfigError(f"{key}: reward {entry!r} needs a column {column!r} in the training split "
+                                      f"(found: {', '.join(columns)})")
+        self.heldout = self._heldout_split(run)
+
+    @staticmethod
+    def _heldout_split(run):
+        args = run.training_args
+        if not args.heldout_prompts:
+            return None
+        split = run.script_args.dataset_test_split
+        test = run.datasets.get(split) if hasattr(run.datasets, "get") else None
+        if test is None:
+            raise ConfigError(f"heldout_prompts is {args.heldout_prompts} but the dataset has no split {split!r}")
+        if "prompt" not in test.column_names:
+            raise ConfigError(f"held-out split {split!r} has no 'prompt' column")
+        return test.select(range(min(args.heldout_prompts, len(test))))
+
+    def build(self, run):
+        return run.trainer_cls(model=run.load_model(), args=run.training_args, train_dataset=run.train_dataset,
+                               processing_class=run.load_processing_class(), peft_config=run.peft_config(),
+                               heldout_dataset=self.heldout, rewards=self.rewards, heldout_rewards=self.heldout_rewards)
