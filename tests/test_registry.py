@@ -222,3 +222,30 @@ def test_every_hook_is_documented_and_tested():
         assert f"## {hook}" in docs, f"hook {hook} has no section in docs/plugins.md"
         assert f"def {hook}(" in tests, f"hook {hook} is not exercised by a test"
     assert hooks == ["register_reward_functions", "register_trainers"]
+
+
+def test_docs_formats_table_is_the_formats_module():
+    """docs/plugins.md shows the one formats table of trl_plugins/formats.py, word for word."""
+    from pathlib import Path
+
+    from trl_plugins.formats import markdown_table
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    start = text.index("<!-- formats table")
+    table = text[text.index("\n", start) + 1 : text.index("<!-- end formats table -->")].strip()
+    assert table == markdown_table()
+
+
+def test_method_hooks_default_and_refuse_non_methods():
+    """No ``method=``: the base Method (builds like a TRL trainer); a ``method`` that is no Method subclass is one
+    PluginError naming the trainer; every built-in trainer's method is a Method subclass."""
+    from trl_plugins.method import Method
+
+    registry = Registry(strict=False)
+    registry.add_plugin(_Plugin(trainers=[GOOD, dict(GOOD, name="odd", method="json:dumps")]), "p")
+    assert registry.trainer("good").load_method() is Method
+    with pytest.raises(PluginError, match="trainer 'odd'.*not a subclass of trl_plugins.method.Method"):
+        registry.trainer("odd").load_method()
+    for spec in get_registry(reload=True).trainers.values():
+        assert issubclass(spec.load_method(), Method), spec.name
+    assert Method(GOOD).check_data(None, "train", None, "train") == []

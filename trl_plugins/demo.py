@@ -1,12 +1,13 @@
-"""The offline CPU demo: train a method on the embedded model and data, and show held-out numbers before vs after.
+"""The offline CPU demos: train a method on the embedded model and data, and show held-out numbers before vs after,
+each with its standard error and a paired 95% bootstrap interval of the change.
 
-    python -m trl_plugins.demo orpo                 # what `./run demo` runs
-    python -m trl_plugins.demo orpo --recipe recipes/demo/orpo.yaml --output_dir outputs/orpo-demo
+    python -m trl_plugins.demo orpo                 # what `./run demo` runs (about 10 minutes on 2 cores)
+    python -m trl_plugins.demo mdpo --recipe recipes/demo/mdpo.yaml --output_dir outputs/mdpo-demo
 
-For ORPO on the embedded Rotten Tomatoes pairs it prints:
-- held-out preference accuracy: fraction of test pairs where the positive review is more likely than the negative
-  one (per-token average log-prob), before vs after;
-- mean VADER sentiment (compound, -1..1) of sampled reviews for the training prompt, before vs after.
+ORPO (embedded Rotten Tomatoes pairs): preference accuracy and log-prob margin on held-out test pairs, and the VADER
+sentiment of reviews sampled for held-out prompts — paraphrases of the request that no training row carries (every
+training row has the prompt "Write a one-sentence movie review."). mDPO (embedded shapes): the held-out
+image-conditional margin and preference accuracy.
 """
 
 from __future__ import annotations
@@ -18,99 +19,131 @@ import time
 
 from .errors import TrlPluginsError
 
+# Held-out prompts of the ORPO demo: never a prompt of the training data (tests/test_demo.py checks it).
+HELDOUT_REVIEW_PROMPTS = (
+    "Give a one-line review of a film you watched recently.",
+    "In a single sentence, tell me what you thought of a movie.",
+    "Describe a movie you saw, in one sentence.",
+    "Share a short opinion of a film.",
+    "What did you think of the last movie you watched? One sentence, please.",
+    "Write a brief critic's verdict on a film.",
+    "Sum up a movie in one sentence, as a reviewer would.",
+    "Review a film in about twenty words.",
+)
 
-def _evaluate(model, tokenizer, test, prompts, n_generations, seed):
-    from .evaluation import preference_accuracy
-    from .sampling.generation import generate
-    from .builtin_rewards import vader_sentiment
 
-    pref = preference_accuracy(model, tokenizer, test, batch_size=16, max_length=128)
-    samples = generate(model, tokenizer, prompts[:n_generations], max_new_tokens=40, temperature=0.7, seed=seed)
-    scores = vader_sentiment(prompts[:n_generations], samples)
-    return {"accuracy": pref["accuracy"], "margin": pref["margin"], "vader": sum(scores) / len(scores)}, samples
-
-
-def run_orpo_demo(recipe: str, output_dir: str, n_test: int, n_generations: int) -> int:
+def _before_after(method: str, recipe: str, output_dir: str, make_evaluate):
+    """Check the run, evaluate the base model, train, evaluate the trained one: ``(run, trainer, minutes, before,
+    after)``. ``make_evaluate(run)`` returns ``model -> {metric: [one value per held-out item]}``."""
     from . import runner
     from .registry import get_registry
 
-    spec = get_registry().trainer("orpo")
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
-    run = runner.prepare_run(spec, argv)  # every input check happens here, before the model loads
-    test = run.datasets[run.script_args.dataset_test_split].select(range(n_test))
-    prompts = [test[i % len(test)]["prompt"] for i in range(n_generations)]
-
-    tokenizer = run.load_processing_class()
+    run = runner.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
+    evaluate = make_evaluate(run)
+    print("\n[1/3] evaluating the base model on the held-out items ...")
     base = run.load_model()
-    print(f"\n[1/3] evaluating the base model on {len(test)} held-out pairs and {n_generations} generations ...")
-    before, before_samples = _evaluate(base, tokenizer, test, prompts, n_generations, run.training_args.seed)
+    before = evaluate(base)
     del base
-
-    print("\n[2/3] training ORPO ...")
+    print(f"\n[2/3] training {method} ...")
     start = time.time()
     trainer = runner.train(run)
     minutes = (time.time() - start) / 60
-
     print("\n[3/3] evaluating the trained model ...")
-    after, after_samples = _evaluate(trainer.model, tokenizer, test, prompts, n_generations, run.training_args.seed)
+    after = evaluate(trainer.model)
+    return run, trainer, minutes, before, after
 
-    print(f"\nORPO demo: {run.model_args.model_name_or_path}, {trainer.state.global_step} steps in {minutes:.1f} min")
-    print(f"{'held-out metric':<46}{'before':>9}{'after':>9}{'change':>9}")
-    rows = [
-        ("preference accuracy (logp chosen > rejected)", "accuracy"),
-        ("mean logp margin chosen - rejected (nats/token)", "margin"),
-        ("mean VADER sentiment of generations (-1..1)", "vader"),
-    ]
+
+def _table(title: str, rows: list[tuple[str, str]], before: dict, after: dict) -> dict[str, tuple[float, float]]:
+    """Print before ± SE, after ± SE, change [95% paired bootstrap interval]; returns the intervals by metric."""
+    from .intervals import change_line, paired_bootstrap
+
+    print(f"\n{title}")
+    print(f"{'held-out metric':<50}{'before ± SE':>14}{'after ± SE':>16}{'change [95% interval]':>29}")
+    intervals = {}
     for label, key in rows:
-        print(f"{label:<46}{before[key]:>9.3f}{after[key]:>9.3f}{after[key] - before[key]:>+9.3f}")
+        print(change_line(label, before[key], after[key]))
+        intervals[key] = paired_bootstrap(before[key], after[key])
+    return intervals
+
+
+def _verdict(intervals: dict, names: dict[str, str], primary: str) -> int:
+    up = [names[k] for k, (low, _) in intervals.items() if low > 0]
+    unclear = [names[k] for k, (low, high) in intervals.items() if low <= 0 <= high]
+    down = [names[k] for k, (_, high) in intervals.items() if high < 0]
+    print("\nresult: rose beyond noise: " + (", ".join(up) or "none")
+          + ("; within noise: " + ", ".join(unclear) if unclear else "")
+          + ("; fell: " + ", ".join(down) if down else ""))
+    return 0 if intervals[primary][0] > 0 else 1
+
+
+def run_orpo_demo(recipe: str, output_dir: str, n_test: int, n_generations: int) -> int:
+    from .builtin_rewards import vader_sentiment
+    from .evaluation import preference_accuracy
+    from .sampling.generation import generate
+
+    prompts = [[{"role": "user", "content": HELDOUT_REVIEW_PROMPTS[i % len(HELDOUT_REVIEW_PROMPTS)]}]
+               for i in range(n_generations)]
+    samples: list[list[str]] = []  # the sampled reviews of each evaluation (before, after)
+
+    def make_evaluate(run):
+        test = run.datasets[run.script_args.dataset_test_split].select(range(n_test))
+        tokenizer = run.load_processing_class()
+        if not isinstance(test[0]["prompt"], list):
+            prompts[:] = [p[0]["content"] + "\n" for p in prompts]
+
+        def evaluate(model):
+            pref = preference_accuracy(model, tokenizer, test, batch_size=16, max_length=128)
+            texts = generate(model, tokenizer, prompts, max_new_tokens=40, temperature=0.7,
+                             seed=run.training_args.seed)
+            samples.append(texts)
+            return {"accuracy": [float(m > 0) for m in pref["margins"]], "margin": pref["margins"],
+                    "vader": vader_sentiment(prompts, texts)}
+
+        return evaluate
+
+    run, trainer, minutes, before, after = _before_after("orpo", recipe, output_dir, make_evaluate)
+    title = (f"ORPO demo: {run.model_args.model_name_or_path}, {trainer.state.global_step} steps in {minutes:.1f} min; "
+             f"{n_test} held-out pairs, {n_generations} samples for {len(HELDOUT_REVIEW_PROMPTS)} held-out prompts")
+    rows = [("preference accuracy (logp chosen > rejected)", "accuracy"),
+            ("logp margin chosen - rejected (nats/token)", "margin"),
+            ("VADER of samples for held-out prompts (-1..1)", "vader")]
+    intervals = _table(title, rows, before, after)
     print("\nsample generations (before -> after):")
-    for b, a in list(zip(before_samples, after_samples))[:3]:
+    for b, a in list(zip(samples[0], samples[-1]))[:3]:
         print(f"  - {b[:110]!r}\n    -> {a[:110]!r}")
-    improved = after["accuracy"] > before["accuracy"] and after["vader"] > before["vader"]
-    print("\nresult:", "improved on both held-out metrics" if improved else "did NOT improve on both metrics")
-    return 0 if improved else 1
+    return _verdict(intervals, {"accuracy": "accuracy", "margin": "margin", "vader": "VADER"}, primary="margin")
 
 
 def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:
     """mDPO on generated shapes: held-out image-conditional margin and preference accuracy, before vs after."""
-    from . import runner
-    from .registry import get_registry
     from .evaluation import image_conditional_margin
 
-    spec = get_registry().trainer("mdpo")
-    argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
-    run = runner.prepare_run(spec, argv)  # every input check happens here, before the model loads
-    test = run.datasets[run.script_args.dataset_test_split]
-    test = test.select(range(min(n_test, len(test))))
-    args = run.training_args
-    knobs = dict(corruption=args.corruption, crop_scale=args.crop_scale, seed=12345, max_length=args.max_length)
+    def make_evaluate(run):
+        test = run.datasets[run.script_args.dataset_test_split]
+        test = test.select(range(min(n_test, len(test))))
+        args = run.training_args
+        knobs = dict(corruption=args.corruption, crop_scale=args.crop_scale, seed=12345, max_length=args.max_length)
+        processor = run.load_processing_class()
 
-    processor = run.load_processing_class()
-    base = run.load_model()
-    print(f"\n[1/3] scoring the base model on {len(test)} held-out image questions ...")
-    before = image_conditional_margin(base, processor, test, **knobs)
-    del base
+        def evaluate(model):
+            out = image_conditional_margin(model, processor, test, **knobs)
+            return {"image_margin": out["image_margins"], "image_accuracy": [float(m > 0) for m in out["image_margins"]],
+                    "preference_margin": out["preference_margins"],
+                    "preference_accuracy": [float(m > 0) for m in out["preference_margins"]]}
 
-    print("\n[2/3] training mDPO ...")
-    start = time.time()
-    trainer = runner.train(run)
-    minutes = (time.time() - start) / 60
+        return evaluate
 
-    print("\n[3/3] scoring the trained model ...")
-    after = image_conditional_margin(trainer.model, processor, test, **knobs)
-    print(f"\nmDPO demo: {run.model_args.model_name_or_path}, {trainer.state.global_step} steps in {minutes:.1f} min")
-    print(f"{'held-out metric (summed completion log-probs)':<58}{'before':>9}{'after':>9}{'change':>9}")
-    rows = [
-        ("image-conditional margin logp(c|image) - logp(c|corrupted)", "image_margin"),
-        ("fraction with logp(c|image) > logp(c|corrupted)", "image_accuracy"),
-        ("preference margin logp(chosen) - logp(rejected)", "preference_margin"),
-        ("preference accuracy logp(chosen) > logp(rejected)", "preference_accuracy"),
-    ]
-    for label, key in rows:
-        print(f"{label:<58}{before[key]:>9.3f}{after[key]:>9.3f}{after[key] - before[key]:>+9.3f}")
-    improved = after["image_margin"] > before["image_margin"]
-    print("\nresult:", "the held-out image-conditional margin rose" if improved else "the margin did NOT rise")
-    return 0 if improved else 1
+    run, trainer, minutes, before, after = _before_after("mdpo", recipe, output_dir, make_evaluate)
+    title = (f"mDPO demo: {run.model_args.model_name_or_path}, {trainer.state.global_step} steps in {minutes:.1f} min "
+             "(summed completion log-probs)")
+    rows = [("image margin logp(c|image) - logp(c|corrupted)", "image_margin"),
+            ("fraction logp(c|image) > logp(c|corrupted)", "image_accuracy"),
+            ("preference margin logp(chosen) - logp(rejected)", "preference_margin"),
+            ("preference accuracy logp(chosen) > logp(rejected)", "preference_accuracy")]
+    intervals = _table(title, rows, before, after)
+    names = {key: key.replace("_", " ") for _, key in rows}
+    return _verdict(intervals, names, primary="image_margin")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default=None, help="recipe path (default: the method's shipped demo recipe)")
     parser.add_argument("--output_dir", default=None)
     parser.add_argument("--n_test", type=int, default=200)
-    parser.add_argument("--n_generations", type=int, default=32)
+    parser.add_argument("--n_generations", type=int, default=64)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

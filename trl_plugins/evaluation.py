@@ -73,13 +73,15 @@ def completion_logps(
 
 
 def preference_accuracy(model, tokenizer, dataset, batch_size: int = 16, max_length: int | None = None) -> dict:
-    """``accuracy``: fraction of pairs with avg logp(chosen) > avg logp(rejected); ``margin``: mean difference."""
+    """``accuracy``: fraction of pairs with avg logp(chosen) > avg logp(rejected); ``margin``: mean difference;
+    ``margins``: the difference of every pair (for standard errors and paired intervals)."""
     prompts = list(dataset["prompt"])
     chosen = completion_logps(model, tokenizer, prompts, list(dataset["chosen"]), batch_size, True, max_length)
     rejected = completion_logps(model, tokenizer, prompts, list(dataset["rejected"]), batch_size, True, max_length)
     return {
         "accuracy": (chosen > rejected).float().mean().item(),
         "margin": (chosen - rejected).mean().item(),
+        "margins": (chosen - rejected).tolist(),
         "n": len(prompts),
     }
 
@@ -121,5 +123,7 @@ def image_conditional_margin(model, processor, dataset, corruption: str = "crop"
         "image_accuracy": (margin > 0).float().mean().item(),
         "preference_margin": preference.mean().item(),
         "preference_accuracy": (preference > 0).float().mean().item(),
+        "image_margins": margin.tolist(),
+        "preference_margins": preference.tolist(),
         "n": len(margin),
     }

@@ -39,28 +39,24 @@ def register_trainers(register) -> None:
                 config="my_package.trainer:MyConfig",          # its TrainingArguments/TRL config dataclass
                 summary="One line saying what the method does.",
                 paper="https://arxiv.org/abs/XXXX.YYYYY",
-                data_format="preference",                      # a format known to trl_plugins.data (see below)
+                data_format="preference",                      # a key of trl_plugins.formats.FORMATS
                 required_columns=("prompt", "chosen", "rejected"),
                 optional_columns=(),
                 model_kind="causal-lm",                        # or "sequence-classification", "vision-language"
-                check_data="my_package.checks:check",          # optional extra dataset checks, imported lazily
+                method="my_package.trainer:MyMethod",          # optional: a trl_plugins.method.Method subclass
                 recipes="my_package:recipes",                  # optional package directory of YAML recipes
             )
 
-    ``data_format`` is one of ``preference`` (prompt/chosen/rejected), ``unpaired_preference``
-    (prompt/completion/label), ``prompt_only`` (prompt), ``prompt_completion``, ``language_modeling`` (text)
-    or ``vision_preference`` (image(s)/prompt/chosen/rejected). ``required_columns`` and ``optional_columns``
-    default to that format's columns. ``check_data(dataset, split, config) -> list[str]`` returns one line per
-    problem; it runs before any model is loaded and must not import torch at module level.
-
-    The trainer class is constructed like a TRL trainer: ``Trainer(model=..., args=config, train_dataset=...,
-    eval_dataset=..., processing_class=..., peft_config=...)``.
+    ``required_columns`` and ``optional_columns`` default to the format's columns (``trl_plugins.formats``).
+    ``method`` names the run hooks of the trainer (its data checks, run checks and how it is built; see
+    ``trl_plugins.method``); without it the trainer is built like a TRL trainer:
+    ``Trainer(model=..., args=config, train_dataset=..., eval_dataset=..., processing_class=..., peft_config=...)``.
     """
 
 
 @hookspec
 def register_reward_functions(register) -> None:
-    """Register one or more reward functions for the sampling trainers (rejection sampling, RAFT, ReST).
+    """Register one or more reward functions for the sampling trainers (rejection-sampling, raft, rest, rest-em).
 
     Call ``register`` once per function::
 

@@ -96,38 +96,13 @@ class ORPOTrainer(CompletionScoring, DPOTrainer):
     _name = "ORPO"
     _paper = ORPO
 
-    def __init__(
-        self,
-        model,
-        args: ORPOConfig | None = None,
-        data_collator=None,
-        train_dataset=None,
-        eval_dataset=None,
-        processing_class=None,
-        compute_metrics=None,
-        callbacks=None,
-        optimizers=(None, None),
-        quantization_config=None,
-        peft_config=None,
-        ref_model=None,
-    ):
+    def __init__(self, model, args: ORPOConfig | None = None, *pos, ref_model=None, **kwargs):
+        """As TRL's trainers, without ``ref_model``: ``args`` second, then DPOTrainer's arguments after its ``args``
+        (``data_collator``, ``train_dataset``, ..., ``peft_config``), by position or by name."""
         if ref_model is not None:
             raise ValueError("ORPO is reference-free: do not pass `ref_model`")
         args = resolve_config(args, ORPOConfig, model, "ORPO")
-        super().__init__(
-            model=model,
-            ref_model=_NoReferenceModel(),
-            args=args,
-            data_collator=data_collator,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            compute_metrics=compute_metrics,
-            callbacks=callbacks,
-            optimizers=optimizers,
-            quantization_config=quantization_config,
-            peft_config=peft_config,
-        )
+        super().__init__(model, _NoReferenceModel(), args, *pos, **kwargs)
         self.ref_model = None  # drop the placeholder: nothing below ever needs a reference
 
     # DPOTrainer's reference paths must never run for ORPO.
