@@ -4,6 +4,7 @@ resumes without regenerating, reward models score in batches, and bad input stop
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,10 @@ def sampling_recipe(tmp_path, tiny_model_dir, prompt_file):
         config = {"model_name_or_path": tiny_model_dir, "dataset_name": prompt_file, "output_dir": str(tmp_path / "out"),
                   "reward_funcs": ["sampling_rewards:good_words"], "num_iterations": 2, "num_generations": 4,
                   "max_new_tokens": 6, "temperature": 1.0, "generation_batch_size": 12, "per_device_train_batch_size": 4,
-                  "max_steps": 2, "max_length": 64, "learning_rate": 1e-2, "seed": 3}
+                  "max_steps": 2, "max_length": 64, "learning_rate": 1e-2, "seed": 3,
+                  # the tiny random model seldom ends a 6-token sample with EOS: let cut-off samples be selected here
+                  # (test_cut_off_samples_are_not_selected_by_default checks the default)
+                  "keep_unfinished": True}
         return write_recipe(tmp_path / name, config, extra)
 
     return make
@@ -188,6 +192,42 @@ def test_killed_run_resumes_without_regenerating(sampling_recipe, tmp_path):
     assert all(torch.allclose(final_full[n], final_resumed[n]) for n in final_full)
 
 
+@pytest.mark.parametrize("keep", [False, True], ids=["default", "keep_unfinished"])
+def test_cut_off_samples_are_not_selected_by_default(sampling_recipe, keep):
+    """A sample cut at max_new_tokens is never selected (it would teach stopping mid-sentence) unless
+    keep_unfinished; either way the summary counts it."""
+    trainer = build("raft", sampling_recipe({"num_iterations": 1, "keep_unfinished": keep}))
+    candidates = [("good good good", False), ("good movie", True), ("bad film", True), ("the plot", True)]
+
+    def samples(k):  # per prompt the best-rewarded sample is the cut-off one
+        return [{"row": r, "sample": j, "prompt": p, "completion": text, "num_tokens": 3, "finished": finished}
+                for r, p in enumerate(PROMPTS) for j, (text, finished) in enumerate(candidates)]
+
+    trainer.generate_samples = samples
+    trainer.train()
+    selected = read(Path(trainer.args.output_dir) / "iteration_1" / "selection.jsonl")
+    assert trainer.summaries[0]["unfinished"] == len(PROMPTS)
+    assert len(selected) == len(PROMPTS)
+    expected = "good good good" if keep else "good movie"
+    assert {s["completion"] for s in selected} == {expected}
+
+
+def test_best_ever_pool_keeps_earlier_prompts_and_their_best(sampling_recipe):
+    """Rejection sampling fine-tunes on the best sample ever seen for every prompt sampled so far: with 3 of 6
+    prompts per iteration the pool outgrows one iteration, and holds each prompt's best reward over iterations."""
+    trainer = build("rejection-sampling", sampling_recipe({"num_iterations": 3, "prompts_per_iteration": 3}))
+    trainer.train()
+    out = Path(trainer.args.output_dir)
+    best: dict[int, float] = {}
+    for k in (1, 2, 3):
+        for s in read(out / f"iteration_{k}" / "selection.jsonl"):
+            best[s["row"]] = max(best.get(s["row"], -math.inf), s["reward"])
+        pool = {p["row"]: p["reward"] for p in read(out / f"iteration_{k}" / "pool.jsonl")}
+        assert pool == pytest.approx(best)
+    assert len(best) > 3  # prompts of earlier iterations stayed in the pool
+    assert trainer.summaries[-1]["pool_from_earlier_iterations"] > 0
+
+
 def test_none_rewards_are_dropped_and_counted(sampling_recipe):
     trainer = build("raft", sampling_recipe({"reward_funcs": ["sampling_rewards:none_for_short"],
                                              "num_iterations": 1, "max_new_tokens": 4}))
@@ -200,16 +240,34 @@ def test_none_rewards_are_dropped_and_counted(sampling_recipe):
     assert all(s["reward"] is not None for s in selected)
 
 
-def test_reward_model_source_scores_in_batches(tmp_path):
+def _tokenizer_with_bos():
+    """The tiny word tokenizer, but adding a BOS token like Llama 3's (its pad differs from its EOS, as Qwen2.5's)."""
+    from tiny import tiny_tokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    tok = tiny_tokenizer()
+    bos = "<|im_start|>"
+    tok._tokenizer.post_processor = TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.convert_tokens_to_ids(bos))])
+    tok.bos_token = bos
+    return tok
+
+
+@pytest.mark.parametrize("bos", [False, True], ids=["pad!=eos", "adds-bos"])
+def test_reward_model_source_scores_as_reward_trainer_trained(tmp_path, bos):
+    """A reward model is scored on exactly the tokens TRL's RewardTrainer trains it on (EOS appended, the
+    tokenizer's special tokens, chat template for conversations), in batches with padding."""
+    from datasets import Dataset
     from tiny import tiny_llama_config, tiny_tokenizer
     from transformers import LlamaForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
 
     from trl_plugins.sampling.reward_sources import build as build_sources
     from trl_plugins.sampling.reward_sources import resolve, score
 
-    tok = tiny_tokenizer()
+    tok = _tokenizer_with_bos() if bos else tiny_tokenizer()
+    assert tok.pad_token_id != tok.eos_token_id
     torch.manual_seed(0)
-    rm = LlamaForSequenceClassification(tiny_llama_config(len(tok), num_labels=1))
+    rm = LlamaForSequenceClassification(tiny_llama_config(len(tok), num_labels=1)).eval()
     rm.save_pretrained(tmp_path / "rm")
     tok.save_pretrained(tmp_path / "rm")
     sources = build_sources(resolve([str(tmp_path / "rm"), "sampling_rewards:good_words"], [2.0, 1.0]),
@@ -217,13 +275,15 @@ def test_reward_model_source_scores_in_batches(tmp_path):
     prompts = ["how was the movie ?"] * 3 + [[{"role": "user", "content": "how was it ?"}]]
     completions = [" good", " a bad film", " the best movie ever", [{"role": "assistant", "content": "great"}]]
     totals, parts = score(sources, prompts, completions, [{}] * 4)
-    texts = [p + c for p, c in zip(prompts[:3], completions[:3])] + [
-        tok.apply_chat_template(prompts[3] + completions[3], tokenize=False)]
-    with torch.no_grad():
-        expected = []
-        for t in texts:  # one at a time: no padding involved
-            ids = tok(t, return_tensors="pt", add_special_tokens=False)
-            expected.append(rm(**ids).logits[0, 0].item())
+
+    # What RewardTrainer trains on: its own _prepare_dataset, one pair at a time (no padding involved).
+    expected = []
+    for prompt, completion in zip(prompts, completions):
+        data = Dataset.from_list([{"prompt": prompt, "chosen": completion, "rejected": completion}])
+        row = RewardTrainer._prepare_dataset(None, data, tok, RewardConfig(str(tmp_path / "x"), max_length=None, bf16=False, use_cpu=True),
+                                             "train")[0]
+        with torch.no_grad():
+            expected.append(rm(input_ids=torch.tensor([row["chosen_ids"]])).logits[0, 0].item())
     assert parts["rm"] == pytest.approx(expected, abs=1e-5)
     assert totals == pytest.approx([2 * e + g for e, g in zip(expected, parts["good_words"])], abs=1e-5)
 

@@ -38,7 +38,7 @@ def summarize(iteration: int, generations: list[dict], rewards: list[float | Non
     chosen = [rewards[i] for i in selected if rewards[i] is not None]
     texts = [_text(g["completion"]) for g in generations]
     row = {"iteration": iteration, "samples": len(generations), "dropped": len(rewards) - len(valid),
-           "kept": len(selected)}
+           "unfinished": sum(not g.get("finished", True) for g in generations), "kept": len(selected)}
     row.update(_stats("reward_all", valid))
     row.update(_stats("reward_selected", chosen))
     row["distinct2_all"] = distinct_n(texts)

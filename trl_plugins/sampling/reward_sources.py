@@ -155,27 +155,41 @@ class ModelReward:
             model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model = model.to(device).eval()
 
-    def _text(self, prompt, completion) -> str:
-        from .generation import is_conversational
-
-        if is_conversational(prompt):
-            return self.tokenizer.apply_chat_template(list(prompt) + list(completion), tokenize=False)
-        return prompt + completion
-
     def __call__(self, prompts, completions, columns) -> list[float | None]:
         import torch
 
         if self.model is None:
             self._load()
-        texts = [self._text(p, c) for p, c in zip(prompts, completions)]
+        ids = [reward_model_input_ids(self.tokenizer, p, c)[-self.max_length :] for p, c in zip(prompts, completions)]
+        pad = self.tokenizer.pad_token_id
         scores: list[float | None] = []
         with torch.no_grad():
-            for i in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True,
-                                     truncation=True, max_length=self.max_length, add_special_tokens=False)
-                logits = self.model(**{k: v.to(self.model.device) for k, v in enc.items()}).logits
+            for i in range(0, len(ids), self.batch_size):
+                batch = ids[i : i + self.batch_size]
+                width = max(len(row) for row in batch)
+                input_ids = torch.tensor([row + [pad] * (width - len(row)) for row in batch])
+                attention = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch])
+                logits = self.model(input_ids=input_ids.to(self.model.device),
+                                    attention_mask=attention.to(self.model.device)).logits
                 scores += [float(x) for x in logits[:, 0].float().cpu()]
         return scores
+
+
+def reward_model_input_ids(tokenizer, prompt, completion) -> list[int]:
+    """The token ids of ``prompt + completion`` exactly as TRL's ``RewardTrainer`` tokenizes a training pair, so the
+    reward is read where it was trained: conversational rows through the chat template; standard rows as text with
+    the EOS token appended (unless already there) and the tokenizer's own special tokens (e.g. a BOS).
+    Over-long inputs keep their end (where the reward is read)."""
+    from .generation import is_conversational
+
+    if is_conversational(prompt):
+        out = tokenizer.apply_chat_template(list(prompt) + list(completion), tokenize=True, return_dict=True)
+        return list(out["input_ids"])
+    text = prompt + completion
+    eos = tokenizer.eos_token
+    if eos and not text.endswith(eos):
+        text += eos
+    return list(tokenizer(text=text)["input_ids"])
 
 
 def build(entries: list[RewardEntry], device=None, batch_size: int = 16) -> list:

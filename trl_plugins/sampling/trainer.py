@@ -66,6 +66,12 @@ class SamplingConfig(SFTConfig):
         default=None, metadata={"help": "Temperature for held-out sampling (default: temperature)."}
     )
     plot_rewards: bool = field(default=True, metadata={"help": "Write rewards_by_iteration.png after each iteration."})
+    keep_unfinished: bool = field(
+        default=False,
+        metadata={"help": "Let samples cut off at max_new_tokens (no end-of-sequence token) be selected. By default "
+                  "they never are — fine-tuning on them would teach the model to stop mid-sentence — and are counted "
+                  "as `unfinished` in each iteration's summary."},
+    )
     # SFT defaults that differ from SFTConfig's
     completion_only_loss: bool | None = field(
         default=True, metadata={"help": "Loss on completion tokens only (default true for the sampling trainers)."}
@@ -254,9 +260,16 @@ class SamplingTrainer(SFTTrainer):
     def select(self, k: int, samples: list[dict], rewards: list[float | None]) -> list[int]:
         raise NotImplementedError
 
+    def selectable(self, samples: list[dict], rewards: list[float | None]) -> list[float | None]:
+        """The rewards as the selection rules see them: ``None`` (never selected) for samples cut off at
+        ``max_new_tokens`` unless ``keep_unfinished``."""
+        if self.args.keep_unfinished:
+            return list(rewards)
+        return [r if s.get("finished", True) else None for s, r in zip(samples, rewards)]
+
     def run_iteration(self, k: int, samples: list[dict], rewards: list[float | None]) -> dict:
         """Select and fine-tune; returns ``{"selected": indices, ...extra summary fields}``."""
-        chosen = self.select(k, samples, rewards)
+        chosen = self.select(k, samples, self.selectable(samples, rewards))
         selected = [dict(samples[i], index=i, reward=rewards[i]) for i in chosen]
         write_jsonl(self.store.path(k, "selection.jsonl"), selected)
         out = self.sft_phase(selected, f"iteration_{k}", seed=self.args.seed + 1000 * k)
@@ -355,12 +368,12 @@ class SamplingTrainer(SFTTrainer):
             before = ", ".join(f"{key.split('/')[-1]} {f(self.heldout_baseline_scores.get(key)).strip()}"
                                for key in monitors)
             before = f"{f(self.heldout_baseline).strip()}" + (f"; {before}" if before else "")
-            self.accelerator.print(f"{'iter':>4} {'reward':>7} {'select':>7} {'kept':>6} {'drop':>5} {'dist-2':>7} "
+            self.accelerator.print(f"{'iter':>4} {'reward':>7} {'select':>7} {'kept':>6} {'drop':>5} {'cut':>5} {'dist-2':>7} "
                                    f"{'tokens':>7} {'heldout':>7}"
                                    + "".join(f" {key.split('/')[-1][:12]:>12}" for key in monitors)
                                    + f"   (held-out before training: {before})")
             self._printed_header = True
         self.accelerator.print(f"{s['iteration']:>4} {f(s['reward_all_mean'])} {f(s['reward_selected_mean'])} "
-                               f"{s['kept']:>6} {s['dropped']:>5} {f(s['distinct2_all'])} "
+                               f"{s['kept']:>6} {s['dropped']:>5} {s['unfinished']:>5} {f(s['distinct2_all'])} "
                                f"{f(s['mean_tokens_all'])} {f(s['heldout_reward_mean'])}"
                                + "".join(f"      {f(s.get(key))}" for key in monitors))

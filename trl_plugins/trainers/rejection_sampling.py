@@ -47,7 +47,8 @@ class RejectionSamplingTrainer(SamplingTrainer):
         self.pool = {row["row"]: row for row in read_jsonl(self.store.path(k, "pool.jsonl"))}
 
     def run_iteration(self, k, samples, rewards):
-        chosen = self.select(k, samples, rewards)
+        usable = self.selectable(samples, rewards)
+        chosen = self.select(k, samples, usable)
         best = [dict(samples[i], index=i, reward=rewards[i], iteration=k) for i in chosen]
         write_jsonl(self.store.path(k, "selection.jsonl"), best)
         if not self.args.keep_best_pool:
@@ -62,7 +63,7 @@ class RejectionSamplingTrainer(SamplingTrainer):
         write_jsonl(self.store.path(k, "pool.jsonl"), pool)
         extra = {}
         if self.args.export_preference_pairs:
-            extra["preference_pairs"] = self._export_pairs(k, samples, rewards)
+            extra["preference_pairs"] = self._export_pairs(k, samples, usable)
         out = self.sft_phase(pool, f"iteration_{k}", seed=self.args.seed + 1000 * k)
         return {
             "selected": chosen,

@@ -53,10 +53,10 @@ class ReSTTrainer(SamplingTrainer):
     _paper = REST
 
     def run_iteration(self, k, samples, rewards):
-        groups = [s["row"] for s in samples]
+        groups, usable = [s["row"] for s in samples], self.selectable(samples, rewards)
         kept, losses, chosen = [], [], []
         for step, tau in enumerate(self.args.improve_thresholds, 1):
-            chosen = threshold(groups, rewards, tau, self.args.threshold_mode)
+            chosen = threshold(groups, usable, tau, self.args.threshold_mode)
             selected = [dict(samples[i], index=i, reward=rewards[i]) for i in chosen]
             write_jsonl(self.store.path(k, f"selection_step{step}.jsonl"), selected)
             out = self.sft_phase(selected, f"iteration_{k}_improve_{step}", seed=self.args.seed + 1000 * k + step)
