@@ -170,14 +170,14 @@ def test_trainer_full_finetune_updates_language_model_not_vision(tmp_path):
     assert logs[-1]["loss"] < first["loss"]
 
 
-def _perturbed_pair(seed=0):
+def _perturbed_pair(seed=0, scale=0.05):
     """A policy that differs from its reference (so the DPO loss is not log 2), as two identical copies."""
     model, processor = tiny_vlm()
     reference = copy.deepcopy(model)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+            p.add_(torch.randn(p.shape, generator=g) * scale)
     return model, reference, processor
 
 
@@ -210,6 +210,34 @@ def test_trainer_loss_equals_dpo_trainer_when_extra_weights_are_zero(tmp_path):
         torch.testing.assert_close(grad, grads(theirs.model)[name], rtol=1e-4, atol=1e-6)
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins"):
         assert ours._metrics["train"][key][-1] == pytest.approx(theirs._metrics["train"][key][-1], abs=1e-5)
+
+
+def test_trainer_three_terms_match_mdpo_loss_when_policy_differs_from_reference(tmp_path):
+    """All three terms at full weight with policy != reference: the trainer's loss and each term equal
+    ``mdpo_loss`` on sequence log-probs computed here independently from the same collated batch."""
+    from trl_plugins.trainers.mdpo import MDPOTrainer
+
+    policy, reference, processor = _perturbed_pair(seed=1, scale=0.5)
+    dataset = _dataset(4)
+    trainer = MDPOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(reference), args=_args(tmp_path),
+                          train_dataset=dataset, processing_class=processor)
+    batch = trainer._prepare_inputs(trainer.data_collator([dict(dataset[i]) for i in range(4)]))
+    loss = trainer.compute_loss(trainer.model, batch)
+
+    def sequence_logps(model):
+        inputs = {k: v for k, v in batch.items() if k != "completion_mask"}
+        logits = model(**inputs, use_cache=False).logits[:, :-1].float()
+        targets = batch["input_ids"][:, 1:]
+        token_logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+        return (token_logps * batch["completion_mask"][:, 1:]).sum(1).chunk(3)
+
+    with torch.no_grad():
+        expected, terms = mdpo_loss(*sequence_logps(policy.eval()), *sequence_logps(reference.eval()), beta=0.1)
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-5)
+    logged = trainer._metrics["train"]
+    for key in ("loss/dpo", "loss/conditional", "loss/anchor"):
+        assert logged[key][-1] == pytest.approx(terms[key].item(), abs=1e-5)
+        assert abs(terms[key].item() - math.log(2)) > 1e-3, key  # policy != reference: no term sits at log 2
 
 
 def test_trainer_lora_keeps_vision_frozen_and_uses_adapter_free_reference(tmp_path):
