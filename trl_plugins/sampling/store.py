@@ -10,16 +10,19 @@
       sampling_summary.jsonl          one summary row per finished iteration
       rewards_by_iteration.png        reward distributions by iteration (all samples and the selected ones)
 
-Every file is written to a temporary name and renamed, so a killed run leaves whole files only. A restarted run
-skips finished iterations, loads the policy weights of the last one and, inside an unfinished iteration, reuses
-generations and rewards already on disk instead of sampling again.
+Who writes: the main process only, and every other process waits until the file is there — one rule, kept in one
+place: every write goes through a :class:`RunStore` method built on :meth:`RunStore.on_main` (the trainers never
+open a file for writing; ``tests/test_distributed.py`` checks that). Every file is written to a temporary name and
+renamed, so a killed run leaves whole files only. A restarted run (with any number of processes: the files do not
+depend on it) skips finished iterations, loads the policy weights of the last one and, inside an unfinished
+iteration, reuses generations and rewards already on disk instead of sampling again.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -45,11 +48,68 @@ def write_json(path: Path, data: dict) -> None:
 
 
 class RunStore:
-    """Paths and state of one sampling run in ``output_dir``."""
+    """Paths and state of one sampling run in ``output_dir``; ``processes`` is the run's ``accelerate`` object
+    (``is_main_process``, ``wait_for_everyone``), ``None`` for a single process."""
 
-    def __init__(self, output_dir: str | os.PathLike):
+    def __init__(self, output_dir: str | os.PathLike, processes=None):
         self.root = Path(output_dir)
+        self.processes = processes
 
+    # -- the one write rule ---------------------------------------------------------------------------------------
+    def on_main(self, write: Callable[[], object]) -> None:
+        """Run ``write`` on the main process only; every process waits until it is done."""
+        if self.processes is None or self.processes.is_main_process:
+            write()
+        if self.processes is not None:
+            self.processes.wait_for_everyone()
+
+    def write_rows(self, k: int | None, name: str, rows: Sequence[dict]) -> None:
+        """``iteration_K/name`` (``k=None``: ``output_dir/name``) as JSON lines."""
+        path = self.root / name if k is None else self.path(k, name)
+        self.on_main(lambda: write_jsonl(path, rows))
+
+    def write_record(self, name: str, data: dict) -> None:
+        """``output_dir/name`` as one JSON object."""
+        self.on_main(lambda: write_json(self.root / name, data))
+
+    def write_summary(self, k: int, summary: dict) -> None:
+        """``iteration_K/summary.json`` (the iteration is finished) and the run's ``sampling_summary.jsonl``."""
+
+        def write():
+            write_json(self.path(k, "summary.json"), summary)
+            write_jsonl(self.root / "sampling_summary.jsonl", self.summaries())
+
+        self.on_main(write)
+
+    def save_policy(self, k: int, tensors: Callable[[], dict]) -> None:
+        """The trainable weights after iteration ``k`` (``tensors()`` is called on the main process only)."""
+
+        def write():
+            from safetensors.torch import save_file
+
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_dir / "policy.safetensors.tmp"
+            save_file({n: t.contiguous() for n, t in tensors().items()}, str(tmp))
+            tmp.replace(self.state_dir / "policy.safetensors")
+            write_json(self.state_dir / "state.json", {"iteration": k})
+
+        self.on_main(write)
+
+    def clear(self) -> None:
+        """Remove the sampling files of an earlier run in the same ``output_dir``."""
+
+        def remove():
+            import shutil
+
+            for path in list(self.root.glob("iteration_*")) + [self.root / "sampling_state"]:
+                shutil.rmtree(path, ignore_errors=True)
+            for name in ("sampling_summary.jsonl", "rewards_by_iteration.png", "heldout_baseline.json",
+                         "preference_pairs.jsonl"):
+                (self.root / name).unlink(missing_ok=True)
+
+        self.on_main(remove)
+
+    # -- reading --------------------------------------------------------------------------------------------------
     def iteration_dir(self, k: int) -> Path:
         return self.root / f"iteration_{k}"
 
@@ -58,6 +118,9 @@ class RunStore:
 
     def has(self, k: int, name: str) -> bool:
         return self.path(k, name).is_file()
+
+    def rows(self, k: int, name: str) -> list[dict]:
+        return read_jsonl(self.path(k, name))
 
     def finished(self, k: int) -> bool:
         return self.has(k, "summary.json")
@@ -69,15 +132,6 @@ class RunStore:
             k += 1
         return done
 
-    def clear(self) -> None:
-        import shutil
-
-        for path in list(self.root.glob("iteration_*")) + [self.root / "sampling_state"]:
-            shutil.rmtree(path, ignore_errors=True)
-        for name in ("sampling_summary.jsonl", "rewards_by_iteration.png", "heldout_baseline.json"):
-            (self.root / name).unlink(missing_ok=True)
-
-    # -- policy weights ------------------------------------------------------------------------------------------
     @property
     def state_dir(self) -> Path:
         return self.root / "sampling_state"
@@ -86,10 +140,5 @@ class RunStore:
         state = self.state_dir / "state.json"
         return json.loads(state.read_text())["iteration"] if state.is_file() else 0
 
-    # -- summaries -----------------------------------------------------------------------------------------------
     def summaries(self) -> list[dict]:
         return [json.loads(self.path(k, "summary.json").read_text()) for k in self.finished_iterations()]
-
-    def write_summary(self, k: int, summary: dict) -> None:
-        write_json(self.path(k, "summary.json"), summary)
-        write_jsonl(self.root / "sampling_summary.jsonl", self.summaries())

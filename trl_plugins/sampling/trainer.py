@@ -20,7 +20,7 @@ from trl import SFTConfig, SFTTrainer
 from . import reward_sources
 from .generation import SamplingParams, is_conversational, make_backend
 from .report import plot_rewards, summarize
-from .store import RunStore, read_jsonl, write_json, write_jsonl
+from .store import RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,9 @@ class SamplingTrainer(SFTTrainer):
         device, batch_size = self.accelerator.device, args.reward_batch_size
         self.reward_sources = reward_sources.build(rewards, device, batch_size)
         self.heldout_sources = reward_sources.build(heldout_rewards or [], device, batch_size)
-        self.backend = make_backend(args.generation_backend, self.model, self.processing_class, self.accelerator)
-        self.store = RunStore(args.output_dir)
+        # local sampling: the trainer shares the prompts out over the processes and gathers (see _sharded)
+        self.backend = make_backend(args.generation_backend, self.model, self.processing_class)
+        self.store = RunStore(args.output_dir, self.accelerator)
         self.summaries: list[dict] = []
         self.heldout_baseline: float | None = None
         self.heldout_baseline_scores: dict[str, float | None] = {}
@@ -156,11 +157,33 @@ class SamplingTrainer(SFTTrainer):
             return list(range(n))
         return sorted(random.Random(self.args.seed * 1_000_003 + k).sample(range(n), m))
 
+    def _sharded(self, items: list, work) -> list:
+        """``work(items)`` with the items shared out over the processes (process ``r`` of ``N`` takes items ``r``,
+        ``r + N``, ...) and the results gathered back into input order, identical on every process."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return list(work(items))
+        from accelerate.utils import gather_object
+
+        mine = list(range(acc.process_index, len(items), acc.num_processes))
+        local = list(work([items[i] for i in mine]))
+        results: list = [None] * len(items)
+        for i, value in gather_object(list(zip(mine, local))):
+            results[i] = value
+        return results
+
+    def _generate(self, prompts: list, k: int, params, seed: int, progress: bool = False) -> list:
+        """K generations per prompt, the prompts shared out over the processes (each seeded on its own)."""
+        seed = seed + 10_007 * self.accelerator.process_index
+        return self._sharded(prompts, lambda mine: self.backend.generate(mine, k, params, seed=seed,
+                                                                          progress=progress))
+
     def generate_samples(self, k: int) -> list[dict]:
+        """Iteration ``k``'s samples: ``num_generations`` per prompt of :meth:`iteration_rows`, in row order."""
         rows = self.iteration_rows(k)
         prompts = [self._prompt_rows[r]["prompt"] for r in rows]
-        out = self.backend.generate(prompts, self.args.num_generations, self.args.sampling_params(),
-                                    seed=self.args.seed + k, progress=self._progress)
+        out = self._generate(prompts, self.args.num_generations, self.args.sampling_params(), self.args.seed + k,
+                             self._progress)
         samples = []
         for r, prompt, gens in zip(rows, prompts, out):
             for j, g in enumerate(gens):
@@ -169,11 +192,21 @@ class SamplingTrainer(SFTTrainer):
                                 "num_tokens": g.num_tokens, "finished": g.finished})
         return samples
 
+    def _score(self, sources, prompts, completions, extra, progress=False) -> list[dict]:
+        """Per sample ``{"reward": weighted total, "reward/<name>": value, ...}``, shared out over the processes."""
+
+        def work(indices):
+            totals, parts = reward_sources.score(sources, [prompts[i] for i in indices],
+                                                 [completions[i] for i in indices], [extra[i] for i in indices],
+                                                 progress=progress)
+            return [{"reward": t, **{f"reward/{name}": parts[name][j] for name in parts}} for j, t in enumerate(totals)]
+
+        return self._sharded(list(range(len(prompts))), work)
+
     def score_samples(self, samples: list[dict]) -> list[dict]:
         extra = [{c: v for c, v in self._prompt_rows[s["row"]].items() if c != "prompt"} for s in samples]
-        totals, parts = reward_sources.score(self.reward_sources, [s["prompt"] for s in samples],
-                                         [s["completion"] for s in samples], extra, progress=self._progress)
-        return [{"reward": t, **{f"reward/{name}": parts[name][i] for name in parts}} for i, t in enumerate(totals)]
+        return self._score(self.reward_sources, [s["prompt"] for s in samples], [s["completion"] for s in samples],
+                           extra, progress=self._progress)
 
     def heldout_scores(self) -> dict[str, float | None]:
         """Mean rewards of fresh samples on the held-out prompts: ``heldout_reward_mean`` (the training reward, as
@@ -182,25 +215,27 @@ class SamplingTrainer(SFTTrainer):
             return {}
         rows = self.heldout_dataset.to_list()
         prompts = [r["prompt"] for r in rows]
-        out = self.backend.generate(prompts, self.args.heldout_num_generations, self.args.sampling_params(True),
-                                    seed=self.args.seed + 7_919)
+        out = self._generate(prompts, self.args.heldout_num_generations, self.args.sampling_params(True),
+                             self.args.seed + 7_919)
         flat_prompts, completions, extra = [], [], []
         for row, prompt, gens in zip(rows, prompts, out):
             for g in gens:
                 flat_prompts.append(prompt)
                 completions.append([{"role": "assistant", "content": g.text}] if is_conversational(prompt) else g.text)
                 extra.append({c: v for c, v in row.items() if c != "prompt"})
-        totals, parts = reward_sources.score(self.reward_sources, flat_prompts, completions, extra)
+        scored = self._score(self.reward_sources, flat_prompts, completions, extra)
         if self.heldout_sources:
-            parts.update(reward_sources.score(self.heldout_sources, flat_prompts, completions, extra)[1])
+            for row, more in zip(scored, self._score(self.heldout_sources, flat_prompts, completions, extra)):
+                row.update({key: v for key, v in more.items() if key != "reward"})
 
-        def mean(values):
-            valid = [v for v in values if v is not None]
+        def mean(key):
+            valid = [row[key] for row in scored if row.get(key) is not None]
             return sum(valid) / len(valid) if valid else None
 
-        scores = {"heldout_reward_mean": mean(totals)}
-        if len(parts) > 1:
-            scores.update({f"heldout/{name}": mean(values) for name, values in parts.items()})
+        scores = {"heldout_reward_mean": mean("reward")}
+        names = [key for key in (scored[0] if scored else {}) if key.startswith("reward/")]
+        if len(names) > 1:
+            scores.update({f"heldout/{key.removeprefix('reward/')}": mean(key) for key in names})
         return scores
 
     # -- weights -----------------------------------------------------------------------------------------------------
@@ -221,15 +256,7 @@ class SamplingTrainer(SFTTrainer):
                 param.copy_(state[name].to(param.device, param.dtype))
 
     def save_policy(self, k: int) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        from safetensors.torch import save_file
-
-        self.store.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.store.state_dir / "policy.safetensors.tmp"
-        save_file({n: t.contiguous() for n, t in self.trainable_snapshot().items()}, str(tmp))
-        tmp.replace(self.store.state_dir / "policy.safetensors")
-        write_json(self.store.state_dir / "state.json", {"iteration": k})
+        self.store.save_policy(k, self.trainable_snapshot)
 
     def load_policy(self) -> None:
         from safetensors.torch import load_file
@@ -271,7 +298,7 @@ class SamplingTrainer(SFTTrainer):
         """Select and fine-tune; returns ``{"selected": indices, ...extra summary fields}``."""
         chosen = self.select(k, samples, self.selectable(samples, rewards))
         selected = [dict(samples[i], index=i, reward=rewards[i]) for i in chosen]
-        write_jsonl(self.store.path(k, "selection.jsonl"), selected)
+        self.store.write_rows(k, "selection.jsonl", selected)
         out = self.sft_phase(selected, f"iteration_{k}", seed=self.args.seed + 1000 * k)
         return {"selected": chosen, "train_loss": out.training_loss if out else None}
 
@@ -282,10 +309,9 @@ class SamplingTrainer(SFTTrainer):
     def _load_or_make(self, k: int, name: str, make) -> list[dict]:
         """Iteration ``k``'s file ``name`` if a killed run already wrote it, else ``make()`` written to it."""
         if self.store.has(k, name):
-            return read_jsonl(self.store.path(k, name))
+            return self.store.rows(k, name)
         rows = make()
-        if self.accelerator.is_main_process:
-            write_jsonl(self.store.path(k, name), rows)
+        self.store.write_rows(k, name, rows)
         return rows
 
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
@@ -304,9 +330,7 @@ class SamplingTrainer(SFTTrainer):
         store = self.store
         self._base_weights = self.trainable_snapshot() if self.restart_from_base else None
         if not resume:
-            if self.accelerator.is_main_process:
-                store.clear()
-            self.accelerator.wait_for_everyone()
+            store.clear()
             return []
         done = store.finished_iterations()
         if done:
@@ -330,8 +354,7 @@ class SamplingTrainer(SFTTrainer):
             self.heldout_baseline_scores = json.loads(path.read_text())
         else:
             self.heldout_baseline_scores = self.heldout_scores()
-            if self.accelerator.is_main_process:
-                write_json(path, self.heldout_baseline_scores)
+            self.store.write_record(path.name, self.heldout_baseline_scores)
         self.heldout_baseline = self.heldout_baseline_scores.get("heldout_reward_mean")
 
     def _iteration(self, k: int) -> None:
@@ -350,10 +373,9 @@ class SamplingTrainer(SFTTrainer):
                         if key.startswith("heldout/")})
         summary["global_step"] = self.state.global_step
         summary["selected_indices"] = result["selected"]
-        if self.accelerator.is_main_process:
-            self.store.write_summary(k, summary)
-            if self.args.plot_rewards:
-                plot_rewards(self.store, self.heldout_baseline)
+        self.store.write_summary(k, summary)
+        if self.args.plot_rewards:
+            self.store.on_main(lambda: plot_rewards(self.store, self.heldout_baseline))
         self.summaries.append(summary)
         self.log({f"sampling/{key}": v for key, v in summary.items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None})

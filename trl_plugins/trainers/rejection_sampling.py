@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..sampling.selection import best_of_n, best_worst_pairs
-from ..sampling.store import read_jsonl, write_jsonl
 from ..sampling.trainer import SamplingConfig, SamplingTrainer
 from .papers import LLAMA2
 
@@ -44,13 +43,13 @@ class RejectionSamplingTrainer(SamplingTrainer):
         return best_of_n([s["row"] for s in samples], rewards)
 
     def restore(self, k):
-        self.pool = {row["row"]: row for row in read_jsonl(self.store.path(k, "pool.jsonl"))}
+        self.pool = {row["row"]: row for row in self.store.rows(k, "pool.jsonl")}
 
     def run_iteration(self, k, samples, rewards):
         usable = self.selectable(samples, rewards)
         chosen = self.select(k, samples, usable)
         best = [dict(samples[i], index=i, reward=rewards[i], iteration=k) for i in chosen]
-        write_jsonl(self.store.path(k, "selection.jsonl"), best)
+        self.store.write_rows(k, "selection.jsonl", best)
         if not self.args.keep_best_pool:
             self.pool = {}
         replaced = 0
@@ -60,7 +59,7 @@ class RejectionSamplingTrainer(SamplingTrainer):
                 replaced += old is not None
                 self.pool[row["row"]] = row
         pool = [self.pool[r] for r in sorted(self.pool)]
-        write_jsonl(self.store.path(k, "pool.jsonl"), pool)
+        self.store.write_rows(k, "pool.jsonl", pool)
         extra = {}
         if self.args.export_preference_pairs:
             extra["preference_pairs"] = self._export_pairs(k, samples, usable)
@@ -81,11 +80,8 @@ class RejectionSamplingTrainer(SamplingTrainer):
              "chosen_reward": rewards[b], "rejected_reward": rewards[w], "iteration": k}
             for b, w in best_worst_pairs([s["row"] for s in samples], rewards)
         ]
-        if self.accelerator.is_main_process:
-            write_jsonl(self.store.path(k, "preference_pairs.jsonl"), pairs)
-            every = []
-            for j in range(1, k + 1):
-                if self.store.has(j, "preference_pairs.jsonl"):
-                    every += read_jsonl(self.store.path(j, "preference_pairs.jsonl"))
-            write_jsonl(self.store.root / "preference_pairs.jsonl", every)
+        self.store.write_rows(k, "preference_pairs.jsonl", pairs)
+        every = [pair for j in range(1, k + 1) if self.store.has(j, "preference_pairs.jsonl")
+                 for pair in self.store.rows(j, "preference_pairs.jsonl")]
+        self.store.write_rows(None, "preference_pairs.jsonl", every)
         return len(pairs)

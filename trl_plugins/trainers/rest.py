@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..sampling.selection import binary_capped, threshold
-from ..sampling.store import write_jsonl
 from ..sampling.trainer import SamplingConfig, SamplingTrainer
 from .papers import REST, REST_EM
 
@@ -58,7 +57,7 @@ class ReSTTrainer(SamplingTrainer):
         for step, tau in enumerate(self.args.improve_thresholds, 1):
             chosen = threshold(groups, usable, tau, self.args.threshold_mode)
             selected = [dict(samples[i], index=i, reward=rewards[i]) for i in chosen]
-            write_jsonl(self.store.path(k, f"selection_step{step}.jsonl"), selected)
+            self.store.write_rows(k, f"selection_step{step}.jsonl", selected)
             out = self.sft_phase(selected, f"iteration_{k}_improve_{step}", seed=self.args.seed + 1000 * k + step)
             kept.append(len(chosen))
             losses.append(out.training_loss if out else None)
