@@ -96,8 +96,11 @@ def build_trainer(run: RunContext):
 
 def train(run: RunContext):
     """Build the trainer, train, save the model and its card; returns the trainer."""
+    from accelerate import PartialState
+
     args = run.training_args
-    print(f"trl-plugins: {run.spec.name} — {run.data_summary.line().removeprefix('ok: ')} -> {args.output_dir}")
+    if PartialState().is_main_process:
+        print(f"trl-plugins: {run.spec.name} — {run.data_summary.line().removeprefix('ok: ')} -> {args.output_dir}")
     trainer = build_trainer(run)
     trainer.train(resume_from_checkpoint=resume_value(args))
     trainer.save_model(args.output_dir)

@@ -372,6 +372,7 @@ class SamplingTrainer(SFTTrainer):
         summary.update({f"{key}_baseline": v for key, v in self.heldout_baseline_scores.items()
                         if key.startswith("heldout/")})
         summary["global_step"] = self.state.global_step
+        summary["processes"] = self.accelerator.num_processes
         summary["selected_indices"] = result["selected"]
         self.store.write_summary(k, summary)
         if self.args.plot_rewards:

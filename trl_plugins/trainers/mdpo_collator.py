@@ -22,8 +22,9 @@ class DataCollatorForMDPO(DataCollatorForVisionPreference):
     """TRL's vision preference collator with a third block: rows are ``[chosen | rejected | chosen-corrupted]``, each
     of ``B`` rows; the third block repeats the chosen text with every image corrupted by :func:`corrupt_image`.
 
-    Corruptions are drawn from ``numpy.random.default_rng([seed, worker_id, batch_index])``: a run with the same
-    seed and data order sees the same corrupted images, and dataloader workers never repeat each other's."""
+    Corruptions are drawn from ``numpy.random.default_rng([seed, worker_id + 1000 * process_index, batch_index])``:
+    a run with the same seed, data order and number of processes sees the same corrupted images, and neither
+    dataloader workers nor processes repeat each other's."""
 
     corruption: str = "crop"
     crop_scale: tuple[float, float] = (0.01, 0.2)
@@ -37,7 +38,8 @@ class DataCollatorForMDPO(DataCollatorForVisionPreference):
         if self.pad_to_multiple_of is not None:
             raise NotImplementedError("pad_to_multiple_of is not supported for vision-language data")
         worker = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, worker.id if worker else 0, self._calls])
+        process = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        rng = np.random.default_rng([self.seed, (worker.id if worker else 0) + 1000 * process, self._calls])
         self._calls += 1
         examples = [dict(example) for example in examples]
         for example in examples:

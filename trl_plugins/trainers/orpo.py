@@ -105,6 +105,16 @@ class ORPOTrainer(CompletionScoring, DPOTrainer):
         super().__init__(model, _NoReferenceModel(), args, *pos, **kwargs)
         self.ref_model = None  # drop the placeholder: nothing below ever needs a reference
 
+    def _nll_token_count(self, nll_tokens):
+        """The NLL term's denominator: this batch's tokens, or under N processes the tokens of all N device batches
+        divided by N — so that averaging the N devices' gradients and losses gives the token mean of the whole
+        global batch, exactly what one process computes on it (not the mean of per-device token means)."""
+        tokens = nll_tokens.sum()
+        processes = self.accelerator.num_processes
+        if processes > 1:
+            tokens = self.accelerator.gather(tokens.detach().reshape(1)).sum() / processes
+        return tokens.clamp(min=1)
+
     # DPOTrainer's reference paths must never run for ORPO.
     def compute_ref_log_probs(self, model, inputs):
         raise RuntimeError("ORPO is reference-free: reference log-probs are never computed")
@@ -133,7 +143,7 @@ class ORPOTrainer(CompletionScoring, DPOTrainer):
         completion_logps = (per_token_logps * shift_completion).sum(1) / shift_completion.sum(1).clamp(min=1)
         chosen_logps, rejected_logps = completion_logps.chunk(2, dim=0)
         nll_tokens = scored[:batch_size, 1:].to(per_token_logps.dtype)
-        chosen_nll = -(per_token_logps[:batch_size] * nll_tokens).sum() / nll_tokens.sum().clamp(min=1)
+        chosen_nll = -(per_token_logps[:batch_size] * nll_tokens).sum() / self._nll_token_count(nll_tokens)
 
         loss, metrics = orpo_loss(chosen_logps, rejected_logps, chosen_nll, self.beta)
         if self.aux_loss_enabled:
