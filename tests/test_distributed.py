@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,89 @@ def test_only_the_store_writes_sampling_files():
     sources += [REPO / "trl_plugins" / "trainers" / f"{name}.py" for name in ("raft", "rest", "rejection_sampling")]
     for path in sources:
         assert not writers.search(path.read_text()), f"{path.name} writes a file outside RunStore"
+
+
+# -- launches and recipes ---------------------------------------------------------------------------------------------
+CONFIGS = REPO / "recipes" / "accelerate_configs"
+
+
+@pytest.fixture
+def pretend_gpu(monkeypatch):
+    import transformers.training_args as training_args
+
+    monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)
+
+
+@pytest.mark.parametrize("name, launch", [("cpu", "single"), ("single_gpu", "single"), ("multi_cpu", "ddp"),
+                                          ("multi_gpu", "ddp"), ("zero2", "zero2"), ("zero3", "zero3"),
+                                          ("fsdp", "fsdp")])
+def test_shipped_accelerate_configs_load_and_say_their_launch(name, launch):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from trl_plugins.distributed import launch_from_config
+
+    config = load_config_from_file(str(CONFIGS / f"{name}.yaml"))  # accelerate's own strict loader
+    assert config.num_processes == (1 if launch == "single" else 2)
+    assert launch_from_config(CONFIGS / f"{name}.yaml") == launch
+
+
+def _parsed(trainer: str, recipe: str, *argv: str):
+    from trl_plugins.recipe import StrictParser, resolve_recipe
+    from trl_plugins.registry import get_registry
+
+    spec = get_registry().trainer(trainer)
+    (_, training_args, model_args, _), _ = StrictParser(spec.load()[1]).parse(list(argv), resolve_recipe(spec, recipe))
+    return model_args, training_args
+
+
+@pytest.mark.parametrize(
+    "trainer, recipe, argv, launch, message",
+    [
+        ("orpo", "qwen2.5-1.5b-instruct/orpo/config_qlora", [], "ddp", None),
+        ("orpo", "qwen2.5-1.5b-instruct/orpo/config_qlora", [], "zero2", None),
+        ("orpo", "qwen2.5-1.5b-instruct/orpo/config_qlora", [], "fsdp", "bnb_4bit_quant_storage equal to the model dtype"),
+        ("orpo", "qwen2.5-1.5b-instruct/orpo/config_qlora", ["--bnb_4bit_quant_storage", "bfloat16"], "fsdp", None),
+        ("kto-weighted", "qwen2.5-1.5b-instruct/kto_weighted/config_qlora", [], "zero3", "bnb_4bit_quant_storage"),
+        ("kto-weighted", "qwen2.5-1.5b-instruct/kto_weighted/config_qlora", ["--bnb_4bit_quant_storage", "bfloat16"],
+         "zero3", None),
+        ("margin-rm", "qwen2.5-1.5b-instruct/margin_rm/config_qlora", ["--load_in_4bit", "false", "--load_in_8bit",
+                                                                        "true"], "fsdp", "8-bit weights cannot"),
+        ("raft", "qwen2.5-1.5b-instruct/raft/config_qlora", ["--bnb_4bit_quant_storage", "bfloat16"], "fsdp",
+         "launch with multi_gpu (DDP) or zero2"),
+        ("raft", "qwen2.5-1.5b-instruct/raft/config_qlora", [], "ddp", None),
+    ],
+)
+def test_launch_and_recipe_combinations(trainer, recipe, argv, launch, message, pretend_gpu, monkeypatch):
+    """What docs/distributed.md promises: QLoRA under FSDP/ZeRO-3 needs the quantized weights stored as the model
+    dtype; 8-bit weights do not shard; sampling trainers run under DDP or ZeRO-2 only."""
+    import importlib.util
+
+    from trl_plugins.distributed import check_launch
+    from trl_plugins.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "deepspeed" else real(n, *a))
+    model_args, training_args = _parsed(trainer, recipe, *argv)
+    if message is None:
+        check_launch(trainer, model_args, training_args, launch)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(message)) as info:
+            check_launch(trainer, model_args, training_args, launch)
+        assert "\n" not in str(info.value)
+
+
+def test_sharded_launch_without_deepspeed_or_with_bad_qlora_stops_before_the_model(run_cli, tiny_recipe,
+                                                                                      no_model_loading, monkeypatch):
+    """Under `accelerate launch` the processes read the launch from the environment and stop in one line."""
+    import importlib.util
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    code, _, err = run_cli("check-data", "orpo", "--config", tiny_recipe({"load_in_4bit": True, "dtype": "float32"}))
+    assert code == 2 and err.count("error:") == 1 and "bnb_4bit_quant_storage" in err, err
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))
+    code, _, err = run_cli("check-data", "orpo", "--config", tiny_recipe())
+    assert code == 2 and "pip install 'trl-plugins[deepspeed]'" in err, err

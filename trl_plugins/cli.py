@@ -159,14 +159,28 @@ def _relaunch_under_accelerate(name: str, rest: list[str]) -> int:
     """``--accelerate_config X`` -> ``accelerate launch --config_file X -m trl_plugins train NAME ...``."""
     index = rest.index("--accelerate_config")
     if index + 1 >= len(rest):
-        raise UsageError("--accelerate_config needs a name (single_gpu, multi_gpu, zero2, zero3, fsdp, cpu) or a path")
+        raise UsageError("--accelerate_config needs a name (single_gpu, multi_gpu, multi_cpu, zero2, zero3, fsdp, cpu) or a path")
     config_file = _resolve_accelerate_config(rest[index + 1])
     script_args = ["train", name] + rest[:index] + rest[index + 2 :]
+    _check_before_launch(name, script_args[2:], config_file)
     from accelerate.commands.launch import launch_command, launch_command_parser
 
     launch_args = launch_command_parser().parse_args(["--config_file", config_file, "-m", "trl_plugins", *script_args])
     launch_command(launch_args)
     return 0
+
+
+def _check_before_launch(name: str, argv: list[str], config_file: str) -> None:
+    """The recipe against the launch, once, before accelerate starts the processes (they check again)."""
+    from .distributed import check_installed, check_launch, launch_from_config
+    from .recipe import StrictParser, resolve_recipe, split_config_flag
+
+    check_installed(launch_from_config(config_file))
+    spec = get_registry().trainer(name)
+    recipe_value, rest = split_config_flag(argv)
+    recipe = resolve_recipe(spec, recipe_value) if recipe_value else None
+    (_, training_args, model_args, _), _ = StrictParser(spec.load()[1]).parse(rest, recipe)
+    check_launch(spec.name, model_args, training_args, launch_from_config(config_file), str(recipe or "command line"))
 
 
 def cmd_run(command: str, name: str | None, rest: list[str]) -> int:

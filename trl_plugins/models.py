@@ -150,10 +150,13 @@ def _auto_class(kind: str):
 
 
 def kbit_device_map() -> dict | None:
-    """Quantized weights go whole onto this process's accelerator (one GPU per process); CPU needs no map."""
+    """Quantized weights go whole onto this process's accelerator (one GPU per process); CPU needs no map, and
+    neither does FSDP or ZeRO-3, which place (shard) the weights themselves."""
     import torch
 
-    if torch.cuda.is_available():
+    from .distributed import shards_weights
+
+    if torch.cuda.is_available() and not shards_weights():
         from accelerate import PartialState
 
         return {"": PartialState().local_process_index}

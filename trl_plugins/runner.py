@@ -67,6 +67,7 @@ class RunContext:
 def prepare_run(spec: TrainerSpec, argv: list[str], check_output: bool = True) -> RunContext:
     """Parse and check everything that can be checked without a model; raises one-line errors."""
     from .data import check_datasets, load_datasets
+    from .distributed import check_installed, check_launch, launch_from_env
     from .errors import ConfigError
     from .models import check_model_source
 
@@ -74,11 +75,13 @@ def prepare_run(spec: TrainerSpec, argv: list[str], check_output: bool = True) -
     recipe = resolve_recipe(spec, recipe_value) if recipe_value else None
     trainer_cls, config_cls = spec.load()
     method = spec.load_method()(spec)
+    check_installed(launch_from_env())
     parser = StrictParser(config_cls, prog=f"trl-plugins train {spec.name}")
     (script_args, training_args, model_args, dataset_args), _ = parser.parse(rest, recipe)
     if not model_args.model_name_or_path:
         raise ConfigError(f"{recipe or 'command line'}: set model_name_or_path (e.g. embedded:smollm2-135m-instruct)")
     check_model_source(model_args.model_name_or_path)
+    check_launch(spec.name, model_args, training_args, launch_from_env(), str(recipe or "command line"))
     if check_output:
         check_output_dir(script_args, training_args, resume_value(training_args))
     run = RunContext(spec=spec, trainer_cls=trainer_cls, config_cls=config_cls, method=method,
