@@ -5,6 +5,7 @@ estimate, and a run with no row left stops with one line."""
 from __future__ import annotations
 
 import copy
+import json
 import random
 
 import pytest
@@ -66,18 +67,29 @@ def _count(mask) -> int:
 
 
 # -- ORPO: DPOTrainer's preparation (drops prompts filling max_length) and its collator (truncates) ---------------
+def with_tools(rows: list[dict], tokenizer) -> list[dict]:
+    """Rows with a ``tools`` column (JSON text, some ``[]``) and a template that renders one token per tool."""
+    tokenizer.chat_template = ("{% if tools is not none %}<|im_start|>system {% for t in tools %}tool {% endfor %}"
+                               "<|im_end|> {% endif %}" + tokenizer.chat_template)
+    tool = {"type": "function", "function": {"name": "lookup", "description": "the plot", "parameters": {}}}
+    return [{**row, "tools": json.dumps([tool] * (i % 3))} for i, row in enumerate(rows)]
+
+
 @pytest.mark.parametrize("conversational,mode,tokenizer_kind,implicit", [
     (False, "keep_start", "plain", False),
     (True, "keep_start", "plain", False),
     (False, "keep_end", "plain", False),
     (False, "keep_start", "bos", False),
     (False, "keep_start", "plain", True),
+    (True, "keep_start", "tools", False),
 ])
 def test_orpo_matches_dpo_preparation_and_collator(tmp_path, conversational, mode, tokenizer_kind, implicit):
     from trl_plugins.trainers.orpo import ORPOConfig, ORPOTrainer
 
     tokenizer = bos_tokenizer() if tokenizer_kind == "bos" else tiny_tokenizer()
     rows = varied_rows(40, conversational, implicit=implicit)
+    if tokenizer_kind == "tools":
+        rows = with_tools(rows, tokenizer)
     args = ORPOConfig(**trainer_args(tmp_path, max_length=LIMIT, truncation_mode=mode))
     trainer = ORPOTrainer(model=tiny_causal_lm(tokenizer), args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer)
@@ -325,7 +337,7 @@ def test_third_party_trainer_gets_a_generic_report():
     line = length_report("someone-elses", config, Dataset.from_list(rows), tiny_tokenizer()).line()
     assert "are longer than max_length=48; what someone-elses does to them: unknown, see the trainer" in line
     no_limit = length_report("someone-elses", object(), Dataset.from_list(rows), tiny_tokenizer()).line()
-    assert "max_length is not set" in no_limit and "tokens p50/p95/max: prompt" in no_limit
+    assert "the config has no max_length (longest" in no_limit and "tokens p50/p95/max: prompt" in no_limit
 
 
 def test_rule_for_prefers_the_method_hook_and_builtin_rules():
