@@ -357,12 +357,30 @@ def test_rule_for_prefers_the_method_hook_and_builtin_rules():
                                   "rest-em"}
 
 
-def test_check_lengths_on_a_prepared_run(tmp_path, tiny_model_dir):
-    """The entry point the runner calls: a real RunContext (data checked, no model loaded)."""
+def test_streamed_split_is_measured_on_its_first_rows_as_an_estimate():
+    from datasets import IterableDataset
+
+    rows = varied_rows(30, seed=6)
+    streamed = IterableDataset.from_generator(lambda: iter(rows))
+    config = type("C", (), {"max_length": LIMIT})()
+    report = length_report("margin-rm", config, streamed, tiny_tokenizer(), max_rows=10)
+    exact = length_report("margin-rm", config, Dataset.from_list(rows[:10]), tiny_tokenizer())
+    assert report.lengths.sequences["chosen"].tolist() == exact.lengths.sequences["chosen"].tolist()
+    assert report.line().startswith("margin-rm: first 10 standard pairs of a streamed split (an estimate);")
+
+
+def test_check_lengths_on_a_prepared_run(tmp_path, tiny_model_dir, monkeypatch):
+    """The entry point the runner calls: a real RunContext (data checked), tokenizer only: no weights load."""
     from conftest import write_jsonl, write_recipe
+    from transformers import PreTrainedModel
 
     from trl_plugins import runner
     from trl_plugins.registry import get_registry
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the length check loaded a model")
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", no_weights)
 
     def run_for(rows):
         data = write_jsonl(tmp_path / "pairs.jsonl", rows)

@@ -169,7 +169,7 @@ def _rows_of(dataset, columns: list[str], limit: int, seed: int) -> tuple[list[d
         for i, row in enumerate(dataset):
             if i >= limit:
                 return rows, list(range(limit)), None
-            rows.append({c: row.get(c) for c in columns})
+            rows.append({c: row[c] for c in columns or ROW_COLUMNS if c in row})
         return rows, list(range(len(rows))), len(rows)
     total = len(dataset)
     indices = sorted(random.Random(seed).sample(range(total), limit)) if total > limit else list(range(total))
