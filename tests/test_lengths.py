@@ -14,7 +14,7 @@ from conftest import trainer_args
 from datasets import Dataset
 from tiny import tiny_causal_lm, tiny_llama_config, tiny_tokenizer
 
-from trl_plugins.errors import DataError
+from trl_plugins.errors import ConfigError, DataError
 from trl_plugins.lengths import (BUILTIN_RULES, LengthRule, check_lengths, generic_rule, length_report, rule_for)
 
 FILL = "the movie was very good and the story was fun but the plot was dull".split()
@@ -261,6 +261,32 @@ def test_sampling_phase_matches_sft_preparation(tmp_path, conversational):
     assert f"{_count(report.dropped)} prompts alone fill max_length and will be dropped" in line
 
 
+@pytest.mark.parametrize("strategy", ["bfd", "bfd_split"])
+def test_sampling_phase_with_packing_matches_sft_packing(tmp_path, strategy):
+    """Packing: bfd truncates each over-long sequence (keep_start) and drops nothing; bfd_split loses no token."""
+    from trl import SFTTrainer
+
+    from trl_plugins.trainers.raft import RAFTConfig, RAFTTrainer
+
+    tokenizer, new = tiny_tokenizer(), 12
+    prompts = [words(n, i) for i, n in enumerate([3, 20, 40, 50, 60, 5])]
+    args = RAFTConfig(**args_without_beta(tmp_path, max_length=LIMIT, max_new_tokens=new, packing=True,
+                                          packing_strategy=strategy, reward_funcs=["sampling_rewards:good_words"]))
+    dataset = Dataset.from_list([{"prompt": p} for p in prompts])
+    trainer = RAFTTrainer(model=tiny_causal_lm(tokenizer), args=args, train_dataset=dataset, processing_class=tokenizer)
+    report = length_report("raft", args, dataset, tokenizer)
+    rows = Dataset.from_list([{"prompt": p, "completion": " " + words(new, 5)} for p in prompts])
+    packed = SFTTrainer._prepare_dataset(trainer, rows, tokenizer, args, True, None, "phase")
+    full = report.lengths.sequences["completion"]
+    kept_tokens = sum(len(x) for x in packed["input_ids"])
+    assert _count(report.dropped) == 0 and _count(report.over) > 0
+    if report.rule.action == "truncate":
+        assert strategy == "bfd" and report.rule.side == "keep_start"
+        assert kept_tokens == sum(min(int(n), LIMIT) for n in full)
+    else:
+        assert strategy == "bfd_split" and report.rule.action == "split" and kept_tokens == int(full.sum())
+
+
 # -- mDPO: the vision collator (image tokens expanded by the processor, keep_start, nothing dropped) ---------------
 @pytest.mark.parametrize("conversational", [False, True])
 def test_mdpo_matches_vision_collator(conversational):
@@ -353,6 +379,9 @@ def test_rule_for_prefers_the_method_hook_and_builtin_rules():
     assert rule_for("margin-rm", config).action == "drop"
     assert rule_for("raft", config).max_new_tokens == 32
     assert rule_for("unknown-trainer", config) == generic_rule(config)
+    config.truncation_mode = "keep_end"
+    with pytest.raises(ConfigError, match="keep_end"):
+        rule_for("mdpo", config)  # TRL refuses it for images when the trainer is built
     assert set(BUILTIN_RULES) == {"orpo", "mdpo", "kto-weighted", "margin-rm", "rejection-sampling", "raft", "rest",
                                   "rest-em"}
 
