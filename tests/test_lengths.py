@@ -10,12 +10,12 @@ import random
 
 import pytest
 import torch
-from conftest import trainer_args
+from conftest import trainer_args, write_jsonl, write_recipe
 from datasets import Dataset
 from tiny import tiny_causal_lm, tiny_llama_config, tiny_tokenizer
 
 from trl_plugins.errors import ConfigError, DataError
-from trl_plugins.lengths import (BUILTIN_RULES, LengthRule, check_lengths, generic_rule, length_report, rule_for)
+from trl_plugins.lengths import LengthRule, check_lengths, generic_rule, length_report, rule_for
 
 FILL = "the movie was very good and the story was fun but the plot was dull".split()
 LIMIT = 48
@@ -374,7 +374,7 @@ def test_rule_for_prefers_the_method_hook_and_builtin_rules():
             return LengthRule("max_length", config.max_length, "drop", layout="reward", unit="pairs")
 
     assert rule_for("orpo", config, Method()).action == "drop"
-    assert rule_for("orpo", config, object()) == BUILTIN_RULES["orpo"](config)
+    assert rule_for("orpo", config, object()) == generic_rule(config)  # a method without the hook
     assert rule_for("orpo", config).drop_prompt_fills and rule_for("orpo", config).side == "keep_start"
     assert rule_for("margin-rm", config).action == "drop"
     assert rule_for("raft", config).max_new_tokens == 32
@@ -382,8 +382,12 @@ def test_rule_for_prefers_the_method_hook_and_builtin_rules():
     config.truncation_mode = "keep_end"
     with pytest.raises(ConfigError, match="keep_end"):
         rule_for("mdpo", config)  # TRL refuses it for images when the trainer is built
-    assert set(BUILTIN_RULES) == {"orpo", "mdpo", "kto-weighted", "margin-rm", "rejection-sampling", "raft", "rest",
-                                  "rest-em"}
+    from trl_plugins.registry import get_registry
+
+    config.truncation_mode = "keep_start"
+    for name in ("orpo", "mdpo", "kto-weighted", "margin-rm", "rejection-sampling", "raft", "rest", "rest-em"):
+        assert rule_for(name, config).action != "unknown", name  # every built-in method states its rule
+    assert get_registry().trainer("orpo").load_method()(None).length_rule(config) == rule_for("orpo", config)
 
 
 def test_streamed_split_is_measured_on_its_first_rows_as_an_estimate():
@@ -421,3 +425,24 @@ def test_check_lengths_on_a_prepared_run(tmp_path, tiny_model_dir, monkeypatch):
     assert line.startswith("margin-rm: 16 standard pairs; tokens p50/p95/max: prompt ") and "\n" not in line
     with pytest.raises(DataError, match="no pair would remain"):
         check_lengths(run_for(varied_rows(16, prompt_sizes=(60,))))
+
+
+# -- wired into the CLI --------------------------------------------------------------------------------------------
+def test_margin_rm_with_no_pair_left_exits_2_before_the_model_loads(tmp_path, tiny_model_dir, run_cli, monkeypatch):
+    from transformers import PreTrainedModel
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
+    data = write_jsonl(tmp_path / "long.jsonl", varied_rows(12, prompt_sizes=(60,)))
+    recipe = write_recipe(tmp_path / "r.yaml", {"model_name_or_path": tiny_model_dir, "dataset_name": data,
+                                                "output_dir": str(tmp_path / "out"), "max_length": 48})
+    code, out, err = run_cli("train", "margin-rm", "--config", recipe)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "margin-rm: all 12 pairs are longer than max_length=48" in err
+
+
+def test_check_data_prints_the_length_line(tmp_path, tiny_model_dir, run_cli):
+    data = write_jsonl(tmp_path / "pairs.jsonl", varied_rows(16, seed=5))
+    recipe = write_recipe(tmp_path / "r.yaml", {"model_name_or_path": tiny_model_dir, "dataset_name": data,
+                                                "output_dir": str(tmp_path / "out"), "max_length": 48})
+    code, out, err = run_cli("check-data", "orpo", "--config", recipe)
+    assert code == 0 and "orpo: 16 standard pairs; tokens p50/p95/max: prompt" in out

@@ -199,6 +199,7 @@ def cmd_run(command: str, name: str | None, rest: list[str]) -> int:
     run = runner.prepare_run(spec, rest, check_output=(command == "train"))
     if command == "check-data":
         print(run.data_summary.line())
+        print(run.length_line)
         return 0
     runner.train(run)
     return 0

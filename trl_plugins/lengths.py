@@ -7,8 +7,8 @@ and of each completion, how many rows exceed the limit and what THIS trainer doe
 or dropped). It raises :class:`~trl_plugins.errors.DataError` when no row would remain. Exact up to
 :data:`MAX_EXACT_ROWS` rows; above that a seeded sample, labelled an estimate.
 
-What a trainer does is a :class:`LengthRule` built from its config: :data:`BUILTIN_RULES`, or a method's
-``length_rule(config)`` hook (see :func:`rule_for`). Each built-in rule is checked against TRL 1.16's own dataset
+What a trainer does is a :class:`LengthRule` built from its config by its method's ``length_rule(config)`` hook
+(``trl_plugins/method.py``; the built-in methods use the rule builders here). Each built-in rule is checked against TRL 1.16's own dataset
 preparation and collators in ``tests/test_lengths.py``.
 """
 
@@ -133,27 +133,20 @@ def generic_rule(config) -> LengthRule:
     return LengthRule("max_length", _limit(config), "unknown", columns=())
 
 
-BUILTIN_RULES: dict[str, Callable[[Any], LengthRule]] = {
-    "orpo": dpo_rule,
-    "mdpo": mdpo_rule,
-    "kto-weighted": kto_rule,
-    "margin-rm": reward_rule,
-    "rejection-sampling": sampling_rule,
-    "raft": sampling_rule,
-    "rest": sampling_rule,
-    "rest-em": sampling_rule,
-}
-
-
 def rule_for(name: str, config, method=None) -> LengthRule:
-    """The length rule of trainer ``name``: ``method.length_rule(config)`` when the method defines one (and it does
-    not return ``None``), else the built-in rule, else :func:`generic_rule`."""
+    """The length rule of trainer ``name``: its method's ``length_rule(config)`` (``method``, or the registered
+    method of ``name``); a method without one, or an unregistered name, gets :func:`generic_rule`."""
+    if method is None:
+        from .registry import get_registry
+
+        try:
+            spec = get_registry().trainer(name)
+        except Exception:  # noqa: BLE001 - an unknown name: the generic rule
+            return generic_rule(config)
+        method = spec.load_method()(spec)
     hook = getattr(method, "length_rule", None)
-    if callable(hook):
-        rule = hook(config)
-        if rule is not None:
-            return rule
-    return BUILTIN_RULES.get(name, generic_rule)(config)
+    rule = hook(config) if callable(hook) else None
+    return rule if rule is not None else generic_rule(config)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -385,4 +378,4 @@ def check_lengths(run) -> str:
     return report.line()
 
 
-__all__ = ["BUILTIN_RULES", "LengthReport", "LengthRule", "Lengths", "check_lengths", "length_report", "rule_for"]
+__all__ = ["LengthReport", "LengthRule", "Lengths", "check_lengths", "length_report", "rule_for"]

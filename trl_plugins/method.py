@@ -8,6 +8,8 @@ instance per run and calls, in this order (all but ``build`` before any model lo
 2. :meth:`Method.check_run` once, with the whole run (model config files, reward sources, ...);
 3. :meth:`Method.build`, which loads the model(s) and returns the trainer.
 
+:meth:`Method.length_rule` tells the length check (``lengths.py``) what the trainer does to over-long rows.
+
 Guide for plugin authors: docs/plugins.md ("The method class").
 """
 
@@ -34,6 +36,13 @@ class Method:
     def check_run(self, run: RunContext) -> None:
         """Checks that need the whole run (e.g. the model's config files, never its weights); raise a one-line
         :class:`trl_plugins.errors.TrlPluginsError`. What it resolves can be kept on ``self`` for :meth:`build`."""
+
+    def length_rule(self, config):
+        """What the trainer does to rows longer than its limit (a :class:`trl_plugins.lengths.LengthRule`); the
+        default reports token lengths against ``max_length`` with the action unknown."""
+        from .lengths import generic_rule
+
+        return generic_rule(config)
 
     def build(self, run: RunContext) -> Any:
         """Load the model and processor and return the trainer; by default exactly as TRL's trainers are built."""

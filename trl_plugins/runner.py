@@ -1,9 +1,10 @@
 """The ``train`` and ``check-data`` flow shared by every trainer.
 
-1. parse the recipe strictly (``recipe.py``); 2. cheap model-source and output-directory checks; 3. load the dataset
-and check every split against the trainer's format (``data.py``) and its method's ``check_data``; 4. the method's
-``check_run`` — all before any model is loaded; then 5. the method's ``build`` loads the model and returns the
-trainer, which trains, saves and writes its model card (and pushes to the hub when asked).
+1. parse the recipe strictly (``recipe.py``) and check it against the launch (``distributed.py``); 2. cheap
+model-source and output-directory checks; 3. load the dataset and check every split against the trainer's format
+(``data.py``) and its method's ``check_data``; 4. the method's ``check_run``; 5. token lengths against the trainer's
+limit (``lengths.py``, tokenizer only) — all before any model is loaded; then 6. the method's ``build`` loads the
+model and returns the trainer, which trains, saves and writes its model card (and pushes to the hub when asked).
 
 The method hooks are the contract in ``method.py`` (docs/plugins.md).
 """
@@ -37,6 +38,7 @@ class RunContext:
     recipe: Path | None
     datasets: Any = None  # datasets.DatasetDict (or IterableDatasetDict) of every split
     data_summary: Any = None  # data.DataSummary: the line `check-data` prints
+    length_line: str | None = None  # lengths.check_lengths: token lengths vs the trainer's limit, and what it does
 
     @property
     def train_dataset(self):
@@ -69,6 +71,7 @@ def prepare_run(spec: TrainerSpec, argv: list[str], check_output: bool = True) -
     from .data import check_datasets, load_datasets
     from .distributed import check_installed, check_launch, launch_from_env
     from .errors import ConfigError
+    from .lengths import check_lengths
     from .models import check_model_source
 
     recipe_value, rest = split_config_flag(argv)
@@ -90,6 +93,7 @@ def prepare_run(spec: TrainerSpec, argv: list[str], check_output: bool = True) -
     run.datasets = load_datasets(script_args, dataset_args)
     run.data_summary = check_datasets(spec, run.datasets, script_args, training_args, method)
     method.check_run(run)
+    run.length_line = check_lengths(run)  # tokenizer only; DataError (exit 2) when no training row would remain
     return run
 
 
@@ -104,6 +108,7 @@ def train(run: RunContext):
     args = run.training_args
     if PartialState().is_main_process:
         print(f"trl-plugins: {run.spec.name} — {run.data_summary.line().removeprefix('ok: ')} -> {args.output_dir}")
+        print(f"trl-plugins: {run.length_line}")
     trainer = build_trainer(run)
     trainer.train(resume_from_checkpoint=resume_value(args))
     trainer.save_model(args.output_dir)

@@ -5,6 +5,7 @@ cached, the columns the rewards read are in the data — and handed to the train
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..lengths import sampling_rule
 from ..method import Method
 from . import reward_sources
 
@@ -15,6 +16,9 @@ REWARD_COLUMNS = {"exact_match": "answer"}
 class SamplingMethod(Method):
     rewards: list[reward_sources.RewardEntry]
     heldout_rewards: list[reward_sources.RewardEntry]
+
+    def length_rule(self, config):
+        return sampling_rule(config)
 
     def check_run(self, run) -> None:
         config = run.training_args

@@ -22,6 +22,7 @@ from trl import KTOConfig, KTOTrainer
 from trl.trainer.kto_trainer import disable_gradient_checkpointing, is_peft_model, use_adapter
 
 from ..losses import KTO_TARGET_RATIO_RANGE, kto_weight_ratio, kto_weighted_loss, kto_weights
+from ..lengths import kto_rule
 from ..method import Method
 from .configs import resolve_config
 from .kto_batches import EXAMPLE_WEIGHT_KEY, ExampleWeightsCollator, mixed_batch_order
@@ -277,6 +278,10 @@ class KTOWeightedTrainer(KTOTrainer):
 
 class KTOWeightedMethod(Method):
     """kto-weighted's run hooks: unpaired or paired rows, usable example weights, both classes for ``auto``."""
+
+
+    def length_rule(self, config):
+        return kto_rule(config)
 
     def check_data(self, dataset, split, config, role):
         return check_kto_data(dataset, split, config, role)

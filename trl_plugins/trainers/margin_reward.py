@@ -22,6 +22,7 @@ from accelerate.utils import is_peft_model
 from trl import RewardConfig, RewardTrainer
 
 from ..losses import margin_reward_loss
+from ..lengths import reward_rule
 from ..method import Method
 from .configs import resolve_config
 from .lora_merge import merge_adapter_checkpoint
@@ -262,6 +263,10 @@ class MarginRewardTrainer(RewardTrainer):
 
 class MarginRewardMethod(Method):
     """margin-rm's run hooks: the margin source's columns hold usable values; built as a sequence classifier."""
+
+
+    def length_rule(self, config):
+        return reward_rule(config)
 
     def check_data(self, dataset, split, config, role):
         return check_margin_data(dataset, split, config)

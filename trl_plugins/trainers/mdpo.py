@@ -21,6 +21,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
 from ..losses import mdpo_loss
+from ..lengths import mdpo_rule
 from ..method import Method
 from ..vision import CORRUPTIONS, VISION_MODULES, check_vision_data, check_vision_model
 from .configs import FusedHeadDPOConfig, refuse_unsupported, resolve_config
@@ -190,6 +191,10 @@ class MDPOTrainer(CompletionScoring, DPOTrainer):
 class MDPOMethod(Method):
     """mDPO's run hooks: every row has readable images; the model is vision-language and standard prompts carry its
     image placeholder once per image (read from its config and processor files, never its weights)."""
+
+
+    def length_rule(self, config):
+        return mdpo_rule(config)
 
     def check_data(self, dataset, split, config, role):
         return check_vision_data(dataset, split, config)

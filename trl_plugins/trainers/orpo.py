@@ -17,6 +17,7 @@ from trl import DPOTrainer
 
 from ..data import check_preference_pairs
 from ..losses import orpo_loss
+from ..lengths import dpo_rule
 from ..method import Method
 from .configs import FusedHeadDPOConfig, refuse_unsupported, resolve_config
 from .papers import ORPO
@@ -161,6 +162,10 @@ class ORPOTrainer(CompletionScoring, DPOTrainer):
 
 class ORPOMethod(Method):
     """ORPO's run hooks: pairwise data must hold some pair whose chosen differs from its rejected."""
+
+
+    def length_rule(self, config):
+        return dpo_rule(config)
 
     def check_data(self, dataset, split, config, role):
         return check_preference_pairs(dataset, split, config)
