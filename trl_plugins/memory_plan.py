@@ -109,7 +109,8 @@ class RunSettings:
     prompt_length: int = 256
     reward_batch_size: int = 16
     reward_models: list[dict] = field(default_factory=list)  # config.json dicts of sequence-classification RMs
-    reward_model_resident_in_generation: bool = True  # later iterations (or held-out scoring) keep the RM loaded
+    num_iterations: int = 1
+    heldout: bool = False  # held-out prompts are generated and scored before iteration 1 and after every iteration
 
 
 # -- architectures --------------------------------------------------------------------------------------------------
@@ -464,20 +465,23 @@ def _phases(config: dict, settings: RunSettings, profile: MemoryProfile) -> tupl
                                  {"reward_model": reward} if reward else {})
         length = settings.prompt_length + settings.max_new_tokens
         kv_token = 2 * model.layers * model.kv_width * act
-        gen_static = {k: v for k, v in static.items() if k != "optimizer_states"}
-        later = dict(gen_static)
-        if reward and settings.reward_model_resident_in_generation:
+        # a reward model loads at the first scoring and stays; the last phase's optimizer stays until the next phase
+        first = {k: v for k, v in static.items() if k != "optimizer_states"}
+        if reward and settings.heldout:  # held-out samples are scored before iteration 1 generates
+            first["reward_model"] = reward
+        later = dict(first, optimizer_states=optimizer)
+        if reward:
             later["reward_model"] = reward
-        later["optimizer_states"] = optimizer  # the previous phase's optimizer is kept until the next phase starts
         batch = settings.generation_batch_size
         decode = {"generation_kv_cache": batch * length * kv_token,
                   "generation_working": batch * length * kv_token / model.layers + batch * model.vocab * 14}
         prefill = {"generation_kv_cache": batch * settings.prompt_length * kv_token,
                    "generation_working": _no_grad_forward_bytes(model, batch * settings.prompt_length, "none")
                    + batch * model.vocab * 14}
-        for name, state in (("generation (first iteration)", gen_static), ("generation (later iterations)", later)):
-            use = decode if sum(decode.values()) >= sum(prefill.values()) else prefill
-            phases[name] = dict(state, **use)
+        use = decode if sum(decode.values()) >= sum(prefill.values()) else prefill
+        phases["generation (first iteration)"] = dict(first, **use)
+        if settings.num_iterations > 1 or settings.heldout:
+            phases["generation (later iterations, held-out)"] = dict(later, **use)
         if reward:
             scoring_tokens = settings.reward_batch_size * length
             rm = Decoder.from_config(settings.reward_models[0])

@@ -197,7 +197,8 @@ def settings_from_args(training_args, model_args, flags: dict, reward_models: li
         prompt_length=int(prompt_length),
         reward_batch_size=getattr(training_args, "reward_batch_size", 16),
         reward_models=reward_models,
-        reward_model_resident_in_generation=iterations > 1 or bool(getattr(training_args, "heldout_prompts", 0)),
+        num_iterations=int(iterations),
+        heldout=bool(getattr(training_args, "heldout_prompts", 0)),
     )
 
 
