@@ -269,6 +269,11 @@ def run_plan(name: str, argv: list[str]) -> int:
     """The ``plan`` command's body; one-line errors are raised (UsageError/ConfigError, exit 2)."""
     if not name or name.startswith("-"):
         raise UsageError("usage: trl-plugins plan NAME --config RECIPE.yaml [--key value ...] [--gpu 24GB] [--json]")
+    if "-h" in argv or "--help" in argv:
+        print(f"usage: trl-plugins plan {name} --config RECIPE.yaml [--key value ...] [--gpu 24GB] [--json] "
+              "[--prompt_length N] [--image_tokens N]\n\nThe recipe keys are those of `trl-plugins train "
+              f"{name} --help`; the plan-only flags:\n" + __doc__.split("Plan-only flags: ", 1)[1].strip())
+        return 0
     as_json = "--json" in argv
     result, run = plan_run(name, argv)
     if as_json:
