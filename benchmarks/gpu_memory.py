@@ -161,8 +161,9 @@ def build_checkpoint(config: dict, target: Path, device: str, classifier: bool =
     if kind in VISION_TOKENS:
         for token, key in VISION_TOKENS[kind].items():
             specials[token] = getattr(hf_config, key, None) or QWEN_VL_IDS.get(key)
-        if kind == "idefics3":
-            specials.update({t: vocab - 1 - i for i, t in enumerate(IDEFICS3_EXTRA)})
+        if kind == "idefics3":  # the processor's own tokens, on free ids at the top of the vocabulary
+            free = (i for i in range(vocab - 1, 0, -1) if i not in specials.values())
+            specials.update({token: next(free) for token in IDEFICS3_EXTRA})
     tokenizer = word_tokenizer(specials)
     for key in ("pad_token_id", "eos_token_id", "bos_token_id"):
         value = {"pad_token_id": 0, "eos_token_id": 2, "bos_token_id": None}[key]

@@ -223,7 +223,8 @@ class VisionTower:
             merge = int(_get(vision, "spatial_merge_size", default=2))
             tokens = image_tokens or 37 * 27
             out = int(_get(vision, "out_hidden_size", default=text.hidden))
-            projector = (("merger.mlp.0", hidden * merge**2, hidden * merge**2), ("merger.mlp.2", hidden * merge**2, out))
+            merged = hidden * merge**2
+            projector = (("merger.mlp.0", merged, merged), ("merger.mlp.2", merged, out))
             return cls(kind, hidden, layers, intermediate, 3, tokens * merge**2, tokens, projector,
                        patch * patch * 3 * 2 * hidden + layers * 2 * hidden)
         if kind in ("idefics3", "smolvlm"):  # 384 px tiles of (grid / scale^2) tokens; a 4:3 image: 4x3 tiles + 1
@@ -240,7 +241,10 @@ class VisionTower:
 
     def linears(self) -> list[tuple[str, int, int]]:
         h, i = self.hidden, self.intermediate
-        mlp = [("fc1", h, i), ("fc2", i, h)] if self.mlp_linears == 2 else [("gate", h, i), ("up", h, i), ("down", i, h)]
+        if self.mlp_linears == 2:
+            mlp = [("fc1", h, i), ("fc2", i, h)]
+        else:
+            mlp = [("gate", h, i), ("up", h, i), ("down", i, h)]
         return [("q", h, h), ("k", h, h), ("v", h, h), ("o", h, h)] + mlp
 
 
@@ -538,9 +542,13 @@ def plan(config: dict, settings: RunSettings, profile: MemoryProfile, gpu_gib: f
             fits=result["peak_gib"] <= limit,
             share_of_gpu=round(result["peak_gib"] / gpu_gib, 3),
             largest_batch=_largest(config, settings, profile, "per_device_batch", limit, 1, 1024),
-            largest_max_length=_largest(config, settings, profile, "max_length", limit, 16, model.max_positions),
         )
+        if not profile.generation:  # sampled rows are prompt + max_new_tokens long whatever max_length allows
+            result["largest_max_length"] = _largest(config, settings, profile, "max_length", limit, 16,
+                                                    model.max_positions)
         if profile.generation:
             result["largest_generation_batch_size"] = _largest(config, settings, profile, "generation_batch_size",
                                                                limit, 1, 4096)
+            result["largest_max_new_tokens"] = _largest(config, settings, profile, "max_new_tokens", limit, 1,
+                                                        model.max_positions)
     return result

@@ -103,7 +103,8 @@ def load_model_config(name: str, what: str = "model_name_or_path") -> dict:
         try:
             return _read(Path(hf_hub_download(name, "config.json")), what)
         except Exception as exc:  # noqa: BLE001 - any hub failure is a one-line input problem here
-            raise ConfigError(f"{what}: cannot get config.json of {name!r} from the hub ({type(exc).__name__})") from exc
+            reason = type(exc).__name__
+            raise ConfigError(f"{what}: cannot get config.json of {name!r} from the hub ({reason})") from exc
     raise ConfigError(f"{what}: no config.json for {name!r} offline (not a local folder, not in the Hugging Face "
                       "cache, not shipped in trl_plugins/memory_configs); unset HF_HUB_OFFLINE or give a local path")
 
@@ -257,10 +258,13 @@ def describe(result: dict, run: dict) -> str:
         verdict = "fits" if result["fits"] else "does NOT fit"
         lines.append(f"  {verdict} a {result['gpu_gib']:g} GiB GPU: {result['share_of_gpu']:.0%} of the card "
                      f"(a plan fits at <= {FIT_FRACTION:.0%}, leaving room for the CUDA context and fragmentation)")
-        lines.append(f"  largest per-device batch that fits: {result['largest_batch']} (max_length {s.max_length}); "
-                     f"largest max_length: {result['largest_max_length']} (batch {s.per_device_batch})"
-                     + (f"; largest generation_batch_size: {result['largest_generation_batch_size']}"
-                        if "largest_generation_batch_size" in result else ""))
+        fit = f"  largest per-device batch that fits: {result['largest_batch']} (max_length {s.max_length})"
+        if "largest_max_length" in result:
+            fit += f"; largest max_length: {result['largest_max_length']} (batch {s.per_device_batch})"
+        if "largest_generation_batch_size" in result:
+            fit += (f"; largest generation_batch_size: {result['largest_generation_batch_size']}, largest "
+                    f"max_new_tokens: {result['largest_max_new_tokens']}")
+        lines.append(fit)
     lines += [f"  note: {note}" for note in result["notes"]]
     return "\n".join(lines)
 
