@@ -289,10 +289,12 @@ def _optimizer_bytes(tensors: list[int], param_bytes: float, optimizer: str) -> 
 
 
 def _layer_kind(settings: RunSettings) -> str:
-    """Which LAYER_BYTES row: TRL casts adapters to bf16 on a 4-bit base; peft keeps them fp32 on a 16-bit one."""
+    """Which LAYER_BYTES row: adapters in the activations' dtype (TRL casts them to bf16 on a k-bit base; an fp32
+    model) or fp32 adapters on a 16-bit base (peft's autocast_adapter_dtype)."""
     if not settings.use_peft:
         return "full"
-    kind = "lora-bf16" if settings.load_in_4bit or settings.load_in_8bit else "lora-fp32"
+    same_dtype = settings.load_in_4bit or settings.load_in_8bit or DTYPE_BYTES.get(settings.dtype, 2) == 4
+    kind = "lora-bf16" if same_dtype else "lora-fp32"  # fp32 models: the bf16 layout, doubled by the caller
     return kind if settings.lora_dropout > 0 else kind + "-nodropout"
 
 
