@@ -8,10 +8,11 @@ Every preset: LoRA on all linear layers (``all-linear``), dropout 0.05, gradient
 AdamW and an effective batch of 16 (per-device batch x gradient accumulation). ``qlora-*`` adds 4-bit NF4 weights
 with double quantization and bf16 compute. Rank grows with the memory tier (alpha = 2 x rank).
 
-Sizing rule of thumb (weights + LoRA states + activations at max_length 1024, gradient checkpointing):
-``qlora-8gb`` fits a 7-8B model on 8 GB; ``lora-*`` keeps 16-bit weights and fits models up to ~1.5B (8 GB) or
-~3B (24 GB). Pair-based methods (ORPO, DPO-style) put two sequences per example on the GPU: halve ``max_length``
-or the batch if you run out of memory.
+Sizing, planned by ``trl-plugins plan`` (docs/memory.md) for ORPO (two sequences per example) at max_length 1024 with
+each preset's own batch: ``qlora-8/12/16/24gb`` hold a 7-8B model at 5.2-6.6 / 6.5-8.0 / 9.1-10.5 / 14.3-15.8 GiB
+(54-83% of the tier); ``lora-*`` keep 16-bit weights: a 3B model plans at 6.9 / 7.9 / 10.2 / 14.5 GiB, a 7B model
+fits no tier. Smaller models leave room, so the shipped recipes raise the batch or max_length over the preset's and
+state their planned peak in their header; ``trl-plugins plan NAME --config X --gpu 24GB`` sizes any other run.
 """
 
 from __future__ import annotations
