@@ -225,3 +225,10 @@ def test_accelerate_config_relaunch_with_a_shipped_config(tiny_recipe, tmp_path)
     assert (tmp_path / "out" / "model.safetensors").is_file()
     bad = subprocess.run(cmd[:-1] + ["nonesuch"], capture_output=True, text=True, env=_env(), timeout=600)
     assert bad.returncode == 2 and "nonesuch" in _one_error_line(bad.stderr)
+
+
+def test_plan_command_is_wired(run_cli):
+    code, out, _ = run_cli("plan", "orpo", "--config", "qwen2.5-1.5b-instruct/orpo/config_qlora", "--gpu", "12GB")
+    assert code == 0 and "GiB" in out
+    code, _, err = run_cli("plan", "orpo", "--config", "qwen2.5-1.5b-instruct/orpo/config_qlora", "--gpu", "24 gigs")
+    assert code == 2 and len(err.strip().splitlines()) == 1

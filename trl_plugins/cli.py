@@ -4,6 +4,7 @@
     trl-plugins info NAME [--json] [--all]     config fields, dataset format, shipped recipes
     trl-plugins train NAME --config RECIPE.yaml [--key value ...] [--accelerate_config single_gpu|PATH]
     trl-plugins check-data NAME --config RECIPE.yaml [--key value ...]
+    trl-plugins plan NAME --config RECIPE.yaml [--key value ...] [--gpu 24GB] [--json]   peak GPU memory, no weights
 
 Exit codes: 0 success, 2 usage/config/data errors (one line each, no traceback), 1 unexpected failure.
 ``list`` and ``info``'s registry lookups never import torch; ``train`` works in-process under
@@ -39,7 +40,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
     p.add_argument("--all", action="store_true", help="include every TrainingArguments field")
-    for name, text in (("train", "train with a recipe"), ("check-data", "check a recipe's dataset, load no model")):
+    for name, text in (("train", "train with a recipe"), ("check-data", "check a recipe's dataset, load no model"),
+                       ("plan", "estimate a run's peak GPU memory from config.json (loads no model)")):
         p = sub.add_parser(name, help=text, add_help=False)
         p.add_argument("name", nargs="?")
     return parser
@@ -229,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("train", "check-data"):
             return cmd_run(args.command, args.name, rest)
+        if args.command == "plan":
+            from .plan_command import run_plan
+
+            return run_plan(args.name, rest)
         if rest:
             raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
         return {"list": cmd_list, "info": cmd_info}[args.command](args)

@@ -45,8 +45,8 @@ NO_GRAD_BYTES = (8, 6)  # a no-grad forward holds ~8h + 6i bytes per token of th
 
 @dataclass(frozen=True)
 class MemoryProfile:
-    """What a method puts on the GPU per example, for :func:`plan`. A plugin declares it as ``memory_profile`` on its
-    trainer (or registration) class; undeclared trainers get the default: one sequence, full logits."""
+    """What a method puts on the GPU per example, for :func:`plan`: the ``memory_profile`` of its
+    :class:`trl_plugins.method.Method` (undeclared: the default, one sequence with full logits)."""
 
     sequences_per_example: int = 1  # rows per example in the forward that is backpropagated (ORPO 2, mDPO 3)
     reference_forward: bool = False  # a no-grad reference forward over the same rows (adapter off under LoRA)
@@ -62,25 +62,18 @@ class MemoryProfile:
             raise ValueError(f"lm_head must be fused, logits or none, got {self.lm_head!r}")
 
 
-_SAMPLING = MemoryProfile(lm_head="fused", generation=True)  # SFTTrainer (TRL 1.16) always uses the fused head
-BUILTIN_PROFILES: dict[str, MemoryProfile] = {
-    "orpo": MemoryProfile(sequences_per_example=2, lm_head="fused"),
-    "kto-weighted": MemoryProfile(reference_forward=True, kl_batch=True, lm_head="fused"),
-    "margin-rm": MemoryProfile(sequences_per_example=2, lm_head="none"),
-    "mdpo": MemoryProfile(sequences_per_example=3, reference_forward=True, lm_head="fused", images=True),
-    "rejection-sampling": _SAMPLING,
-    "raft": _SAMPLING,
-    "rest": _SAMPLING,
-    "rest-em": _SAMPLING,
-}
-
-
 def profile_for(name: str, method=None) -> MemoryProfile:
-    """The method's declared ``memory_profile``, else the built-in table, else one sequence with full logits."""
+    """The ``memory_profile`` of the method (``method``, or the registered method of trainer ``name``); a method that
+    declares none, or an unregistered name, gets the default: one sequence with full logits."""
+    if method is None:
+        from .registry import get_registry
+
+        try:
+            method = get_registry().trainer(name).load_method()
+        except Exception:  # noqa: BLE001 - an unknown name: the default profile
+            return MemoryProfile()
     declared = getattr(method, "memory_profile", None)
-    if isinstance(declared, MemoryProfile):
-        return declared
-    return BUILTIN_PROFILES.get(name, MemoryProfile())
+    return declared if isinstance(declared, MemoryProfile) else MemoryProfile()
 
 
 @dataclass

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .memory_plan import MemoryProfile
+
 if TYPE_CHECKING:
     from .registry import TrainerSpec
     from .runner import RunContext
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 class Method:
     """Base of every method's run hooks; subclass it and override what your trainer needs."""
+
+    memory_profile = MemoryProfile()  # what one example puts on the GPU, for `trl-plugins plan` (memory_plan.py)
 
     def __init__(self, spec: TrainerSpec):
         self.spec = spec

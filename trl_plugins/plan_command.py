@@ -151,20 +151,17 @@ def _value(option) -> str:
 def reward_model_configs(training_args, policy_config: dict) -> tuple[list[dict], list[str]]:
     """config.json of each reward model in ``reward_funcs`` (functions need no GPU memory). A model whose config.json
     cannot be read offline is counted as the policy's architecture (a margin-rm output of the same base)."""
-    from .sampling.rewards import resolve
+    from .sampling.reward_sources import names_a_model
 
     configs, notes = [], []
-    entries = getattr(training_args, "reward_funcs", None) or []
-    if not entries:
-        return configs, notes
-    for spec in resolve(entries, getattr(training_args, "reward_weights", None), check_paths=False):
-        if spec.kind != "model":
+    for entry in getattr(training_args, "reward_funcs", None) or []:
+        if not names_a_model(entry):
             continue
         try:
-            configs.append(normalize_config(load_model_config(spec.target, "reward_funcs")))
+            configs.append(normalize_config(load_model_config(entry, "reward_funcs")))
         except ConfigError:
             configs.append(policy_config)
-            notes.append(f"reward model {spec.target!r}: no config.json offline; counted as the policy's architecture "
+            notes.append(f"reward model {entry!r}: no config.json offline; counted as the policy's architecture "
                          "in bf16")
     return configs, notes
 
@@ -214,7 +211,7 @@ def plan_run(name: str, argv: list[str]) -> tuple[dict, dict]:
     spec = get_registry().trainer(name)
     recipe_value, rest = split_config_flag(rest)
     recipe = resolve_recipe(spec, recipe_value) if recipe_value else None
-    trainer_cls, config_cls = spec.load()
+    _, config_cls = spec.load()
     with _as_on_a_gpu():
         parser = StrictParser(config_cls, prog=f"trl-plugins plan {spec.name}")
         (_, training_args, model_args, _), _ = parser.parse(rest, recipe)
@@ -225,7 +222,7 @@ def plan_run(name: str, argv: list[str]) -> tuple[dict, dict]:
         max_positions = Decoder.from_config(config).max_positions
     except ValueError as exc:
         raise ConfigError(f"{model_args.model_name_or_path}: {exc}; cannot plan this architecture") from exc
-    profile = profile_for(spec.name, trainer_cls)
+    profile = profile_for(spec.name, spec.load_method())
     reward_models, notes = reward_model_configs(training_args, config) if profile.generation else ([], [])
     settings = settings_from_args(training_args, model_args, flags, reward_models, max_positions)
     result = plan(config, settings, profile, gpu)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..lengths import sampling_rule
+from ..memory_plan import MemoryProfile
 from ..method import Method
 from . import reward_sources
 
@@ -16,6 +17,8 @@ REWARD_COLUMNS = {"exact_match": "answer"}
 class SamplingMethod(Method):
     rewards: list[reward_sources.RewardEntry]
     heldout_rewards: list[reward_sources.RewardEntry]
+
+    memory_profile = MemoryProfile(lm_head="fused", generation=True)  # SFTTrainer (TRL 1.16) always fuses the head
 
     def length_rule(self, config):
         return sampling_rule(config)

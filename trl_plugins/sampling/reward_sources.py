@@ -74,6 +74,14 @@ def _check_hub_reward_model(entry: str, key: str) -> None:
     _check_reward_model(Path(cached).parent, entry, key)
 
 
+def names_a_model(entry: str) -> bool:
+    """Whether a ``reward_funcs`` entry names a reward model (a folder path or a hub id) rather than a function, by
+    its form alone: nothing is imported or looked up (``trl-plugins plan`` counts reward models this way)."""
+    if Path(os.path.expanduser(entry)).is_dir() or entry.startswith((".", "/", "~")):
+        return True
+    return not _IMPORT_RE.match(entry) and bool(_HUB_RE.match(entry))
+
+
 def resolve(entries: list[str] | None, weights: list[float] | None = None,
             key: str = "reward_funcs") -> list[RewardEntry]:
     """Check and resolve ``reward_funcs`` entries (imports callables, reads config.json; loads no model); ``key`` is

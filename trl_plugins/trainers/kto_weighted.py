@@ -23,6 +23,7 @@ from trl.trainer.kto_trainer import disable_gradient_checkpointing, is_peft_mode
 
 from ..losses import KTO_TARGET_RATIO_RANGE, kto_weight_ratio, kto_weighted_loss, kto_weights
 from ..lengths import kto_rule
+from ..memory_plan import MemoryProfile
 from ..method import Method
 from .configs import resolve_config
 from .kto_batches import EXAMPLE_WEIGHT_KEY, ExampleWeightsCollator, mixed_batch_order
@@ -279,6 +280,8 @@ class KTOWeightedTrainer(KTOTrainer):
 class KTOWeightedMethod(Method):
     """kto-weighted's run hooks: unpaired or paired rows, usable example weights, both classes for ``auto``."""
 
+
+    memory_profile = MemoryProfile(reference_forward=True, kl_batch=True, lm_head="fused")
 
     def length_rule(self, config):
         return kto_rule(config)

@@ -23,6 +23,7 @@ from trl import RewardConfig, RewardTrainer
 
 from ..losses import margin_reward_loss
 from ..lengths import reward_rule
+from ..memory_plan import MemoryProfile
 from ..method import Method
 from .configs import resolve_config
 from .lora_merge import merge_adapter_checkpoint
@@ -264,6 +265,8 @@ class MarginRewardTrainer(RewardTrainer):
 class MarginRewardMethod(Method):
     """margin-rm's run hooks: the margin source's columns hold usable values; built as a sequence classifier."""
 
+
+    memory_profile = MemoryProfile(sequences_per_example=2, lm_head="none")
 
     def length_rule(self, config):
         return reward_rule(config)

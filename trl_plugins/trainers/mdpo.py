@@ -22,6 +22,7 @@ from trl.trainer.utils import use_adapter
 
 from ..losses import mdpo_loss
 from ..lengths import mdpo_rule
+from ..memory_plan import MemoryProfile
 from ..method import Method
 from ..vision import CORRUPTIONS, VISION_MODULES, check_vision_data, check_vision_model
 from .configs import FusedHeadDPOConfig, refuse_unsupported, resolve_config
@@ -192,6 +193,8 @@ class MDPOMethod(Method):
     """mDPO's run hooks: every row has readable images; the model is vision-language and standard prompts carry its
     image placeholder once per image (read from its config and processor files, never its weights)."""
 
+
+    memory_profile = MemoryProfile(sequences_per_example=3, reference_forward=True, lm_head="fused", images=True)
 
     def length_rule(self, config):
         return mdpo_rule(config)

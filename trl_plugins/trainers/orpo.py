@@ -18,6 +18,7 @@ from trl import DPOTrainer
 from ..data import check_preference_pairs
 from ..losses import orpo_loss
 from ..lengths import dpo_rule
+from ..memory_plan import MemoryProfile
 from ..method import Method
 from .configs import FusedHeadDPOConfig, refuse_unsupported, resolve_config
 from .papers import ORPO
@@ -163,6 +164,8 @@ class ORPOTrainer(CompletionScoring, DPOTrainer):
 class ORPOMethod(Method):
     """ORPO's run hooks: pairwise data must hold some pair whose chosen differs from its rejected."""
 
+
+    memory_profile = MemoryProfile(sequences_per_example=2, lm_head="fused")
 
     def length_rule(self, config):
         return dpo_rule(config)
