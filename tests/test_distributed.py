@@ -85,12 +85,17 @@ def runs(tmp_path_factory):
     path.write_text(json.dumps(two))
     launch = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                                "--standalone", str(TESTS / "multiprocess_driver.py"), str(path)],
-                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
     from multiprocess_driver import run_job
 
-    for job in one:  # the 1-process references, while the 2-process run works on the other core
-        run_job(job)
-    log, _ = launch.communicate(timeout=600)
+    try:
+        for job in one:  # the 1-process references, while the 2-process run works on the other core
+            run_job(job)
+        log, _ = launch.communicate(timeout=600)
+    finally:
+        if launch.poll() is None:  # never leave a hung process group behind
+            os.killpg(launch.pid, 9)
     assert launch.returncode == 0, log[-6000:]
     return {n: {job["name"]: json.loads(Path(job["result"]).read_text()) for job in jobs}
             for n, jobs in ((1, one), (2, two))}
@@ -228,7 +233,7 @@ def test_raft_two_processes_killed_in_iteration_2_resumes_to_the_same_selections
     on_disk = (killed / "iteration_2" / "generations.jsonl").read_bytes()
 
     resumed = subprocess.run(torchrun + ["--resume_from_checkpoint", "true"], env=_env(), capture_output=True,
-                             text=True, timeout=600)
+                             text=True, timeout=600, start_new_session=True)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert (killed / "iteration_2" / "generations.jsonl").read_bytes() == on_disk
     for k in (1, 2, 3):
