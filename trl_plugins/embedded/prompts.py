@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from .reviews import load_reviews, clean_review
+from .reviews import labelled_reviews, text_key, unique
 
 
 OPENINGS_INSTRUCTION = "Continue this movie review in one or two sentences:"
@@ -28,16 +28,16 @@ def imdb_openings(
     conversational: bool = True,
     instruction: str = OPENINGS_INSTRUCTION,
 ):
-    """Prompts = ``instruction`` + the first ``n_words`` words of IMDB reviews (quoted), shuffled with ``seed``."""
+    """Prompts = ``instruction`` + the first ``n_words`` words of IMDB reviews (quoted), shuffled with ``seed``. Each
+    opening occurs once (many reviews start alike), so no held-out opening is also a training prompt."""
     from datasets import Dataset, DatasetDict
 
     openings = []
-    for text, label, source in load_reviews():
-        if source != "imdb":
-            continue
-        words = clean_review(text).split()
+    for text, label in labelled_reviews("imdb"):
+        words = text.split()
         if len(words) >= n_words + 4:
             openings.append((" ".join(words[:n_words]), label))
+    openings = unique(openings, key=lambda row: text_key(row[0]))
     random.Random(seed).shuffle(openings)
     rows = [
         {"prompt": _prompt(f'{instruction} "{opening}', conversational) if conversational else f"{opening}",
