@@ -44,7 +44,8 @@ TEMPLATES = {
     ],
     "+-": [
         "{name} has {a} {thing}, gets {b} more and then gives away {c}. How many {thing} does {name} have now?",
-        "There are {a} {thing} in a box. {name} puts in {b} more and takes out {c}. How many {thing} are in the box now?",
+        "There are {a} {thing} in a box. {name} puts in {b} more and takes out {c}. "
+        "How many {thing} are in the box now?",
         "What is {a} plus {b} minus {c}?",
     ],
     "-+": [
