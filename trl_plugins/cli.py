@@ -19,6 +19,7 @@ import sys
 import traceback
 import warnings
 
+from . import quiet
 from .errors import TrlPluginsError, UsageError
 from .registry import PluginLoadWarning, get_registry
 
@@ -219,6 +220,7 @@ _default_showwarning = warnings.showwarning
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet.install()  # before any library import: drops messages a user cannot act on (trl_plugins/quiet.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
     # TRL's configs default `gradient_checkpointing=True`, which transformers 5 flags on every run; not actionable.

@@ -21,7 +21,7 @@ EMBEDDED_DATASETS = {
     "imdb-kto": "trl_plugins.embedded.kto:imdb_kto",
     "imdb-rm-pairs": "trl_plugins.embedded.reward_pairs:imdb_rm_pairs",
     "imdb-openings": "trl_plugins.embedded.prompts:imdb_openings",
-    "arithmetic": "trl_plugins.embedded.prompts:arithmetic",
+    "arithmetic": "trl_plugins.embedded.arithmetic:arithmetic",
 }
 
 
@@ -37,8 +37,14 @@ def parse_options(options: str | None) -> dict:
         if not sep:
             raise ConfigError(f"dataset_config: expected key=value pairs separated by commas, got {item.strip()!r}")
         value = value.strip()
-        # YAML 1.1 reads "1:4" as the base-60 integer 64: keep ratios like that as text
-        result[key.strip()] = value if _RATIO.fullmatch(value) else yaml.safe_load(value)
+        # YAML 1.1 reads "1:4" as the base-60 integer 64, "-" as a list and "*" as a broken alias: keep such as text
+        try:
+            loaded = value if _RATIO.fullmatch(value) else yaml.safe_load(value)
+        except yaml.YAMLError:
+            loaded = value
+        if isinstance(loaded, (list, dict)) and not value.startswith(("[", "{")):
+            loaded = value
+        result[key.strip()] = loaded
     return result
 
 

@@ -3,6 +3,9 @@ read directly; the module is never imported).
 
 ``imdb-preference`` / ``rt-preference``: prompt "Write a ... movie review.", chosen = a positive review,
 rejected = a negative review (random pairs, seeded), with a held-out ``test`` split.
+
+The CSV holds about a hundred repeated reviews. :func:`reviews` drops repeats (same :func:`text_key`, across labels)
+before any dataset here is shuffled and split, so no held-out review also occurs in training.
 """
 
 from __future__ import annotations
@@ -60,13 +63,37 @@ def clean_review(text: str, max_words: int | None = None) -> str:
     return out if len(words) <= max_words else " ".join(words[:max_words])
 
 
-def reviews(source: str, label: int | None = None, max_words: int | None = None) -> list[str]:
+_NOT_WORD = re.compile(r"[^\w\s]")
+
+
+def text_key(text: str) -> str:
+    """What counts as the same text: lower case, punctuation dropped, whitespace collapsed."""
+    return " ".join(_NOT_WORD.sub(" ", text.lower()).split())
+
+
+def unique(items, key=text_key) -> list:
+    """``items`` without repeats (the first of each ``key``), order kept."""
+    seen, out = set(), []
+    for item in items:
+        k = key(item)
+        if k not in seen:
+            seen.add(k)
+            out.append(item)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def labelled_reviews(source: str, max_words: int | None = None) -> tuple[tuple[str, int], ...]:
+    """``(text, label)`` of ``source`` (``imdb``, ``rt``, ``both``) in CSV order, cleaned and cut to ``max_words``, each
+    text once: a repeat is dropped whatever its label (the first in the CSV is kept)."""
     sources = {"imdb": ("imdb",), "rt": ("rotten_tomatoes",), "both": ("imdb", "rotten_tomatoes")}[source]
-    return [
-        clean_review(text, max_words)
-        for text, lab, src in load_reviews()
-        if src in sources and (label is None or lab == label)
-    ]
+    rows = ((clean_review(text, max_words), lab) for text, lab, src in load_reviews() if src in sources)
+    return tuple(unique(rows, key=lambda row: text_key(row[0])))
+
+
+def reviews(source: str, label: int | None = None, max_words: int | None = None) -> list[str]:
+    """The texts of :func:`labelled_reviews` with ``label`` (all if None): positive and negative share no text."""
+    return [text for text, lab in labelled_reviews(source, max_words) if label is None or lab == label]
 
 
 def _message(role: str, content: str) -> list[dict]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 
-from .reviews import _message, clean_review, reviews
+from .reviews import _message, clean_review, labelled_reviews, reviews, text_key, unique
 
 # (lower bound on d, label), checked in order
 VADER_RATING_THRESHOLDS = (
@@ -70,15 +70,15 @@ def imdb_rm_pairs(
     if style == "continuations":
         from .prompts import OPENINGS_INSTRUCTION
 
-        def split(texts):  # (opening, continuation of about max_words words)
-            out = []
-            for text in texts:
-                words = text.split()
-                if len(words) >= n_words + 4:
-                    out.append((" ".join(words[:n_words]), clean_review(" ".join(words[n_words:]), max_words)))
-            return out
-
-        positives, negatives = split(reviews("imdb", 1)), split(reviews("imdb", 0))
+        # (label, opening, continuation of about max_words words), each (opening, continuation) once across labels
+        cut = []
+        for text, label in labelled_reviews("imdb"):
+            words = text.split()
+            if len(words) >= n_words + 4:
+                cut.append((label, " ".join(words[:n_words]), clean_review(" ".join(words[n_words:]), max_words)))
+        cut = unique(cut, key=lambda row: text_key(f"{row[1]} {row[2]}"))
+        positives = [(opening, rest) for label, opening, rest in cut if label == 1]
+        negatives = [(opening, rest) for label, opening, rest in cut if label == 0]
     else:
         positives = [(None, text) for text in reviews("imdb", 1, max_words)]
         negatives = [(None, text) for text in reviews("imdb", 0, max_words)]
