@@ -19,13 +19,13 @@ def _key(text) -> str:
 @pytest.fixture
 def no_vader(monkeypatch):
     """imdb-rm-pairs scores every pair with VADER (slow on 12k pairs); the overlap does not depend on the scores."""
-    from trl_plugins import reward_functions
+    from trl_plugins import builtin_rewards
 
     class Flat:
         def polarity_scores(self, text):
             return {"compound": 0.0}
 
-    monkeypatch.setattr(reward_functions, "_vader", lambda: Flat())
+    monkeypatch.setattr(builtin_rewards, "_vader", lambda: Flat())
 
 
 # (dataset, options, columns whose texts are reviews or parts of them). Whole training splits: n_train left open.

@@ -97,7 +97,9 @@ def _config_fields(config_cls, everything: bool) -> list[dict]:
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         )
-        ftype = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        # a union (`str | None`) by its full text: its __name__ would say only "str" / "UnionType"
+        ftype = f.type if isinstance(f.type, str) else str(f.type) if getattr(f.type, "__args__", None) else getattr(
+            f.type, "__name__", str(f.type))
         out.append({"name": f.name, "type": str(ftype), "default": default, "help": f.metadata.get("help", "")})
     return out
 
