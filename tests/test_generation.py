@@ -113,9 +113,9 @@ def test_fast_sampling_is_seeded():
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p,penalty", [(1.0, 0, 1.0, None), (0.7, 6, 1.0, None),
-                                                            (1.3, 0, 0.8, 1.5)])
+                                                            (1.0, 0, 0.9, 3.0)])
 def test_fast_sampler_matches_the_distribution(temperature, top_k, top_p, penalty):
-    """First token: frequencies of 4000 samples vs the processed softmax; second token: conditioned on the first."""
+    """First token: frequencies of 8000 samples vs the processed softmax; second token: conditioned on the first."""
     from transformers.generation.logits_process import (
         RepetitionPenaltyLogitsProcessor,
         TemperatureLogitsWarper,
@@ -126,19 +126,9 @@ def test_fast_sampler_matches_the_distribution(temperature, top_k, top_p, penalt
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, seed=4).eval()
     with torch.no_grad():
-        model.lm_head.weight *= 6.0  # a peaked distribution: a few likely tokens, so frequencies are measurable
-    if penalty:
-        model.generation_config.repetition_penalty = penalty
-    ids = tok("the movie was good the")["input_ids"]
-    k = 4000
-    params = SamplingParams(max_new_tokens=2, temperature=temperature, top_k=top_k, top_p=top_p, batch_size=k)
-    decoder = fast_generation.FastDecoder(model, {tok.eos_token_id}, tok.pad_token_id, params,
-                                          torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        out = decoder.run([ids], k)
-    samples = [out[(0, j)][0] for j in range(k)]
+        model.lm_head.weight *= 15.0  # a peaked distribution: a few likely tokens, so frequencies are measurable
 
-    def expected(history):
+    def expected(history, penalty=penalty):
         with torch.no_grad():
             scores = model(torch.tensor([history])).logits[:, -1].float()
         if penalty:
@@ -148,9 +138,26 @@ def test_fast_sampler_matches_the_distribution(temperature, top_k, top_p, penalt
             scores = warper(torch.tensor([history]), scores)
         return torch.softmax(scores, -1)[0]
 
+    k = 8000
+    tolerance = 4.5 * (0.25 / k) ** 0.5 + 1e-3  # > 4 standard deviations of any frequency of k samples
+    params = SamplingParams(max_new_tokens=2, temperature=temperature, top_k=top_k, top_p=top_p, batch_size=k)
+    ids = tok("the movie was")["input_ids"]
+    if penalty:  # the prompt word whose repetition penalty changes the next-token distribution most
+        model.generation_config.repetition_penalty = penalty
+        candidates = [ids + [tok.convert_tokens_to_ids(w)] for w in WORDS]
+        effect = [(expected(c) - expected(c, None)).abs().max() for c in candidates]
+        best = max(range(len(candidates)), key=lambda i: effect[i])
+        assert effect[best] > 2.5 * tolerance  # a sampler without the penalty fails this test
+        ids = candidates[best]
+    decoder = fast_generation.FastDecoder(model, {tok.eos_token_id}, tok.pad_token_id, params,
+                                          torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = decoder.run([ids], k)
+    samples = [out[(0, j)][0] for j in range(k)]
+
     def check(samples, probs):
         counts = torch.bincount(torch.tensor(samples), minlength=probs.numel()).float()
-        tolerance = 4.5 * (0.25 / len(samples)) ** 0.5 + 1e-3  # > 4 standard deviations of any frequency
+        tolerance = 4.5 * (0.25 / len(samples)) ** 0.5 + 1e-3
         assert (counts / len(samples) - probs).abs().max() < tolerance
         assert counts[probs == 0].sum() == 0  # filtered tokens are never drawn
 
