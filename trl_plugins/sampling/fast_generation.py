@@ -232,7 +232,9 @@ class FastDecoder:
                 self.slots[hole] = self.slots[mover]
         del self.slots[keep:]
         w.rows = keep
-        if keep and w.end > w.start:
+        if not keep:
+            w.start = w.end
+        elif w.end > w.start:
             used = self.mask[:keep, w.start : w.end].any(0)
             w.start += int(used.int().argmax()) if bool(used.any()) else w.end - w.start
 

@@ -58,7 +58,7 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = 0
     batch_size: int = 64  # sequences (prompts x K) decoded together
-    # speed knobs (docs/methods/sampling_engine.md, "Generation"); none changes what is sampled beyond float rounding
+    # speed knobs (docs/methods/sampling_engine.md, "Generation"): same distributions, up to float rounding
     fast_decode: bool = True  # own decode loop: one prefill per prompt, finished rows leave, no decoding of padding
     refill: bool = True  # fast_decode: freed rows take waiting prompts (False: one batch at a time, rows only leave)
     merge_adapters: bool = True  # LoRA on a 16-bit base: merged in place for the phase, restored exactly after
@@ -136,6 +136,7 @@ class TransformersBackend:
         self.accelerator = accelerator
         self.generate_calls = 0  # generation batches so far: ceil(prompts / (batch_size // K)) per call (tests count)
         self.last_stats: dict = {}
+        self._fallback_reason: str | None = None
 
     def generate(self, prompts, num_return_sequences, params, seed, progress=False):
         acc = self.accelerator
@@ -162,7 +163,9 @@ class TransformersBackend:
             return "generate"
         reason = unsupported(self.model)
         if reason is not None:
-            logger.warning("fast decoding is off for this model (%s): using model.generate", reason)
+            if reason != self._fallback_reason:
+                logger.warning("fast decoding is off for this model (%s): using model.generate", reason)
+                self._fallback_reason = reason
             return "generate"
         return "fast"
 
