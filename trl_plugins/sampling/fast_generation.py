@@ -157,8 +157,12 @@ class FastDecoder:
             scores = proc(history, scores)
         if self.params.temperature == 0:
             return scores.argmax(-1)
-        probs = torch.softmax(scores, dim=-1)
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        # inverse-CDF draw: one uniform per row (torch.multinomial draws one exponential per vocabulary entry, which
+        # costs as much as a decode step's attention on a CPU); searchsorted(right=True) never lands on a token of
+        # probability 0, and the uniform stays below the total so it never runs off the end
+        cdf = torch.softmax(scores, dim=-1).cumsum(-1)
+        u = torch.rand(cdf.shape[0], 1, generator=self.generator, device=cdf.device, dtype=cdf.dtype)
+        return torch.searchsorted(cdf, torch.minimum(u * cdf[:, -1:], cdf[:, -1:] * (1 - 1e-6)), right=True).squeeze(1)
 
     # -- cache layout ------------------------------------------------------------------------------------------------
     def _allocate(self, prefill_cache, rows: int, columns: int) -> None:
