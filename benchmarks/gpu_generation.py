@@ -67,7 +67,7 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atte
 
 
 def recipe_settings(name: str, tiny: bool) -> dict:
-    """Generation and LoRA settings of a shipped recipe, read from the recipe file and its peft preset."""
+    """Generation settings of a shipped recipe and the recipe keys of its peft preset."""
     import yaml
 
     from trl_plugins.peft_presets import preset_values
@@ -75,21 +75,26 @@ def recipe_settings(name: str, tiny: bool) -> dict:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "recipes", name + ".yaml")) as f:
         recipe = yaml.safe_load(f)
-    preset = preset_values(recipe["peft_preset"])
     settings = {key: recipe[key] for key in ("num_generations", "max_new_tokens", "temperature", "top_p",
-                                             "generation_batch_size")}
-    settings.update(lora_r=preset["lora_r"], lora_alpha=preset["lora_alpha"], preset=recipe["peft_preset"],
-                    double_quant=preset["use_bnb_nested_quant"], quant_type=preset["bnb_4bit_quant_type"])
+                                             "generation_batch_size", "peft_preset", "attn_implementation")}
+    settings["model_keys"] = preset_values(recipe["peft_preset"])
     if tiny:
-        settings.update(max_new_tokens=16, generation_batch_size=16, num_generations=4, lora_r=8, lora_alpha=16)
+        settings.update(max_new_tokens=16, generation_batch_size=16, num_generations=4)
+        settings["model_keys"].update(lora_r=8, lora_alpha=16)
     return settings
 
 
 def build(arch: str, settings: dict, device: str, tiny: bool, workdir: str):
-    """A random-weight checkpoint of ``arch`` saved in ``workdir`` and loaded 4-bit + LoRA like the recipe does."""
+    """A random-weight checkpoint of ``arch`` saved in ``workdir``, loaded as the recipe loads it (trl-plugins'
+    ``load_model`` with TRL's ``ModelConfig`` from the preset: 4-bit NF4, LoRA via TRL's ``get_peft_config``)."""
+    import dataclasses
+
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig, GenerationConfig
+    from peft import get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from trl import ModelConfig, get_peft_config
+
+    from trl_plugins.models import load_model
 
     spec = ARCHITECTURES[arch]
     values = dict(spec["config"])
@@ -100,23 +105,20 @@ def build(arch: str, settings: dict, device: str, tiny: bool, workdir: str):
         values.pop("rope_scaling", None)
         generation.update(bos_token_id=None, eos_token_id=2, pad_token_id=0)
     config = AutoConfig.for_model(model_type, **values)
-    compute = torch.bfloat16
     torch.manual_seed(0)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=compute)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     path = os.path.join(workdir, arch)
     model.save_pretrained(path)
     GenerationConfig(**generation).save_pretrained(path)
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=settings["quant_type"],
-                               bnb_4bit_use_double_quant=settings["double_quant"], bnb_4bit_compute_dtype=compute,
-                               bnb_4bit_quant_storage=compute)
-    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=compute,
-                                                 device_map={"": device}, attn_implementation="sdpa")
-    model = get_peft_model(model, LoraConfig(r=settings["lora_r"], lora_alpha=settings["lora_alpha"],
-                                             lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    keys = {k: v for k, v in settings["model_keys"].items() if k in fields}
+    model_args = ModelConfig(model_name_or_path=path, attn_implementation=settings["attn_implementation"], **keys)
+    model = load_model(model_args, **({"device_map": {"": "cpu"}} if device == "cpu" else {}))
+    model = get_peft_model(model, get_peft_config(model_args))
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
@@ -228,7 +230,8 @@ def main():
                              f"{t['peak'] / 2**30:.2f}", ""))
         rows.append(("merged copy (MiB, allocated during 'fast')", "", f"{merged_copy_bytes(model) / 2**20:.1f}", ""))
         print_table(
-            f"{arch} ({'tiny ' if args.tiny else ''}{settings['preset']}, LoRA r{settings['lora_r']}) on {gpu}: "
+            f"{arch} ({'tiny ' if args.tiny else ''}{settings['peft_preset']}, LoRA r{settings['model_keys']['lora_r']}) "
+            f"on {gpu}: "
             f"{len(prompts)} prompts x K={k}, max_new_tokens {settings['max_new_tokens']}, batch {batch}, "
             f"{args.rounds} round(s), mean_tokens {args.mean_tokens or 'off'}; setup {setup:.0f} s",
             rows, header=("metric", "generate (today)", "this path", "ratio vs generate"))

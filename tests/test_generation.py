@@ -219,6 +219,8 @@ def test_lora_on_4bit_base_merged_copy_equals_unmerged(tmp_path):
     fast_unmerged, plain = run(model, tok, prompts, batch_size=4)
     merged, backend = run(model, tok, prompts, batch_size=4, merge_quantized=True)
     assert plain.last_stats["merge"] == "none" and backend.last_stats["merge"] == "copy"
+    assert backend.path(SamplingParams(compile=True)) == "fast"  # transformers does not compile bnb models
+    assert TransformersBackend(tiny_causal_lm(tok), tok).path(SamplingParams(compile=True)) == "compile"
     assert fast_unmerged == unmerged
     # bitsandbytes' CPU kernel computes in bf16, the merged copy in float32: equal up to bf16 rounding
     assert sum(a == b for a, b in zip(merged, unmerged)) >= 10

@@ -10,7 +10,7 @@ Docs: docs/methods/sampling_engine.md (section "Generation"). Used by :class:`.g
 - **4-/8-bit base** (``merge_quantized``): quantized weights cannot take a delta exactly, so each LoRA linear is swapped
   for a new 16-bit ``nn.Linear`` holding ``dequantize(W) + delta`` (compute dtype) for the phase, and the original
   modules are put back afterwards, untouched. Extra device memory: :func:`merged_copy_bytes` (2 bytes per adapted
-  weight in bf16, e.g. about 13 GB for Llama-3.1-8B, 2.6 GB for Qwen2.5-1.5B); freed when the phase ends.
+  weight in bf16, e.g. about 14 GB for Llama-3.1-8B, 2.6 GB for Qwen2.5-1.5B); freed when the phase ends.
 - Anything else (no LoRA, DoRA on a quantized base, adapters disabled or already merged, sharded parameters): the
   model is left as it is and generation runs the adapter unmerged.
 """

@@ -136,7 +136,7 @@ class TransformersBackend:
         self.accelerator = accelerator
         self.generate_calls = 0  # generation batches so far: ceil(prompts / (batch_size // K)) per call (tests count)
         self.last_stats: dict = {}
-        self._fallback_reason: str | None = None
+        self._warned: set[str] = set()
 
     def generate(self, prompts, num_return_sequences, params, seed, progress=False):
         acc = self.accelerator
@@ -158,16 +158,23 @@ class TransformersBackend:
         from .fast_generation import unsupported
 
         if params.compile:
-            return "compile"
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            quantizer = getattr(base, "hf_quantizer", None)
+            if quantizer is None or quantizer.is_compileable:
+                return "compile"
+            self._warn("generation_compile is ignored: transformers does not compile this quantized model")
         if not params.fast_decode:
             return "generate"
         reason = unsupported(self.model)
         if reason is not None:
-            if reason != self._fallback_reason:
-                logger.warning("fast decoding is off for this model (%s): using model.generate", reason)
-                self._fallback_reason = reason
+            self._warn(f"fast decoding is off for this model ({reason}): using model.generate")
             return "generate"
         return "fast"
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            logger.warning(message)
+            self._warned.add(message)
 
     def _generate(self, prompts, k, params, seed, progress):
         from tqdm.auto import tqdm
