@@ -230,7 +230,8 @@ def main():
                              f"{t['peak'] / 2**30:.2f}", ""))
         rows.append(("merged copy (MiB, allocated during 'fast')", "", f"{merged_copy_bytes(model) / 2**20:.1f}", ""))
         print_table(
-            f"{arch} ({'tiny ' if args.tiny else ''}{settings['peft_preset']}, LoRA r{settings['model_keys']['lora_r']}) "
+            f"{arch} ({'tiny ' if args.tiny else ''}{settings['peft_preset']}, "
+            f"LoRA r{settings['model_keys']['lora_r']}) "
             f"on {gpu}: "
             f"{len(prompts)} prompts x K={k}, max_new_tokens {settings['max_new_tokens']}, batch {batch}, "
             f"{args.rounds} round(s), mean_tokens {args.mean_tokens or 'off'}; setup {setup:.0f} s",

@@ -13,7 +13,8 @@ temperature 0.85, max_new_tokens). Runs:
 
 Generated tokens count up to and including the first end-of-sequence token. The order flips every round
 (``common.alternate_rounds``); ratios use the summed tokens and seconds of all rounds. A greedy pass (K=1) checks that
-the fast path returns the same completions as ``generate``. Targets: fast >= 1.5 x generate; engine >= 4 x LMFlow's loop.
+the fast path returns the same completions as ``generate``. Targets: fast >= 1.5 x generate; engine >= 4 x LMFlow's
+loop.
 
     python benchmarks/sampling_engine.py [--prompts 16] [--k 4] [--max_new_tokens 40] [--rounds 2] [--lmflow]
         [--threads N] [--profile]
@@ -64,7 +65,7 @@ def main():
     parser.add_argument("--variants", action="store_true",
                         help="also time fast without refill / without merging, and generate with merging")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    parser.add_argument("--profile", action="store_true", help="print a torch profile of one fast and one generate call")
+    parser.add_argument("--profile", action="store_true", help="torch profile of one fast and one generate call")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 

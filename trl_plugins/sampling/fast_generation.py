@@ -185,7 +185,7 @@ class FastDecoder:
         return self.mask.shape[1]
 
     def _reserve(self, before: int, after: int) -> None:
-        """Make room for ``before`` columns left of ``end`` and ``after`` from ``end`` on, moving the window if needed."""
+        """Room for ``before`` columns left of ``end`` and ``after`` from ``end`` on; moves the window if needed."""
         w = self.window
         if w.end - before >= 0 and w.end + after <= self._columns():
             self._lower_start(w.end - before)

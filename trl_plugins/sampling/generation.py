@@ -276,7 +276,8 @@ class TransformersBackend:
             for e in eos:
                 is_eos |= new == e
             has_eos = is_eos.any(1)
-            ends = torch.where(has_eos, is_eos.int().argmax(1) + 1, torch.full_like(has_eos, new.shape[1], dtype=torch.long))
+            full = torch.full_like(has_eos, new.shape[1], dtype=torch.long)
+            ends = torch.where(has_eos, is_eos.int().argmax(1) + 1, full)
             for row, i in enumerate(idx):
                 for j in range(k):
                     r = row * k + j
