@@ -1,49 +1,93 @@
-"""The sampling engine's generation vs a prompt-by-prompt ``generate`` loop (LMFlow RAFT's pattern), side by side.
+"""The sampling engine's generation, side by side: the fast path vs today's ``model.generate`` path vs per-prompt loops.
 
-Same model (SmolLM2-135M-Instruct by default), same prompts (IMDB openings, chat template), same sampling settings
-(K completions per prompt, temperature, top_p, max_new_tokens). Two loops: LMFlow's RAFT pattern (every prompt
-repeated K times, one ``model.generate`` call per query, i.e. per sample) and a kinder per-prompt loop (one call per
-prompt with ``num_return_sequences=K``); the engine batches prompts x K per call with left padding. Generated tokens count up to and including the first end-of-sequence token. Rounds alternate;
-the ratio uses the summed tokens and time of all rounds. Target: engine >= 4 x the loop's tokens/s.
+Same LoRA policy (SmolLM2-135M-Instruct + a LoRA r16 adapter on all linear layers with non-zero B, so the adapter
+changes the outputs), same prompts (IMDB openings, chat template), same sampling settings (K completions per prompt,
+temperature 0.85, max_new_tokens). Runs:
 
-    python benchmarks/sampling_engine.py [--prompts 16] [--k 4] [--max_new_tokens 32] [--rounds 2]
+- ``fast``: the engine's defaults (one prefill per prompt, finished sequences leave the batch and rows are refilled,
+  LoRA merged for the phase): ``TransformersBackend`` with ``SamplingParams()`` defaults;
+- ``generate``: the engine before the fast path: ``fast_decode=False, merge_adapters=False`` (``model.generate`` per
+  length-sorted batch with ``num_return_sequences=K``, LoRA unmerged);
+- ``per_prompt``: one ``generate`` call per prompt with ``num_return_sequences=K``; ``--lmflow`` adds LMFlow RAFT's
+  loop (one call per sample).
+
+Generated tokens count up to and including the first end-of-sequence token. The order flips every round
+(``common.alternate_rounds``); ratios use the summed tokens and seconds of all rounds. A greedy pass (K=1) checks that
+the fast path returns the same completions as ``generate``. Targets: fast >= 1.5 x generate; engine >= 4 x LMFlow's
+loop.
+
+    python benchmarks/sampling_engine.py [--prompts 16] [--k 4] [--max_new_tokens 40] [--rounds 2] [--lmflow]
+        [--threads N] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
-from common import print_table
+from common import alternate_rounds, print_table
+
+
+def lora_policy(model_name: str, rank: int, dtype=None, seed: int = 0):
+    """The model with a LoRA adapter on all linear layers whose B is non-zero (small normal), in eval mode."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trl_plugins.models import resolve_model_path
+
+    path = resolve_model_path(model_name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear",
+                                             lora_dropout=0.05))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.002)
+    return model.eval(), tokenizer
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--max_new_tokens", type=int, default=32)
-    parser.add_argument("--batch_size", type=int, default=64, help="engine: sequences per generate call")
+    parser.add_argument("--max_new_tokens", type=int, default=40)
+    parser.add_argument("--batch_size", type=int, default=64, help="engine: sequences decoded together")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--lora_r", type=int, default=16)
     parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
+    parser.add_argument("--lmflow", action="store_true", help="add LMFlow RAFT's loop (one generate call per sample)")
+    parser.add_argument("--no_per_prompt", action="store_true", help="skip the per-prompt loop")
+    parser.add_argument("--variants", action="store_true",
+                        help="also time fast without refill / without merging, and generate with merging")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--profile", action="store_true", help="torch profile of one fast and one generate call")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trl_plugins.embedded import load_embedded_dataset
-    from trl_plugins.models import resolve_model_path
     from trl_plugins.sampling.generation import SamplingParams, TransformersBackend, prompt_text
 
-    path = resolve_model_path(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tokenizer = lora_policy(args.model, args.lora_r)
     prompts = load_embedded_dataset("imdb-openings", f"n_test={args.prompts}")["test"]["prompt"]
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.85, top_p=1.0,
-                            batch_size=args.batch_size)
+    common = dict(max_new_tokens=args.max_new_tokens, temperature=0.85, top_p=1.0, batch_size=args.batch_size)
+    engines = {"fast": SamplingParams(**common),
+               "generate": SamplingParams(**common, fast_decode=False, merge_adapters=False)}
+    if args.variants:
+        engines.update({"fast_no_refill": SamplingParams(**common, refill=False),
+                        "fast_unmerged": SamplingParams(**common, merge_adapters=False),
+                        "generate_merged": SamplingParams(**common, fast_decode=False)})
+    backend = TransformersBackend(model, tokenizer)
     eos = tokenizer.eos_token_id
-    engine = TransformersBackend(model, tokenizer)
+    stats: dict[str, list[dict]] = {name: [] for name in engines}
 
     def loop(seed, per_call):  # LMFlow's RAFT: one query at a time (per_call=1); kinder: K per call
         tokens = 0
@@ -60,28 +104,75 @@ def main():
                         tokens += int(hits[0]) + 1 if len(hits) else row.shape[0]
         return tokens
 
-    def batched(seed):
-        return sum(g.num_tokens for gens in engine.generate(prompts, args.k, params, seed) for g in gens)
+    runs = {name: None for name in engines}
+    if not args.no_per_prompt:
+        runs["per_prompt"] = lambda s: loop(s, args.k)
+    if args.lmflow:
+        runs["lmflow"] = lambda s: loop(s, 1)
+    totals = {name: [0, 0.0] for name in runs}
+    round_no = [0]
 
-    totals = {"loop": [0, 0.0], "per_prompt": [0, 0.0], "engine": [0, 0.0]}
-    runs = (("loop", lambda s: loop(s, 1)), ("per_prompt", lambda s: loop(s, args.k)), ("engine", batched))
-    for r in range(args.rounds):
-        for name, fn in runs:
-            start = time.perf_counter()
-            tokens = fn(r)
-            totals[name][0] += tokens
-            totals[name][1] += time.perf_counter() - start
+    def run_one(name):
+        start = time.perf_counter()
+        if name in engines:
+            backend.generate(prompts, args.k, engines[name], seed=round_no[0] // len(runs))
+            stats[name].append(backend.last_stats)
+            tokens = backend.last_stats["generated_tokens"]
+        else:
+            tokens = runs[name](round_no[0] // len(runs))
+        totals[name][0] += tokens
+        totals[name][1] += time.perf_counter() - start
+        round_no[0] += 1
+        return []
+
+    load_before = os.getloadavg()
+    alternate_rounds(list(runs), args.rounds, run_one)
+    load_after = os.getloadavg()
+
+    # greedy check: same completions from both paths
+    greedy = {name: backend.generate(prompts, 1, SamplingParams(**{**common, "temperature": 0.0},
+                                                                  **({"fast_decode": False, "merge_adapters": False}
+                                                                     if name == "generate" else {})), seed=0)
+              for name in ("fast", "generate")}
+    same = sum(a[0].text == b[0].text for a, b in zip(greedy["fast"], greedy["generate"]))
+
     rate = {name: tokens / seconds for name, (tokens, seconds) in totals.items()}
+    slots = {name: sum(s["decoded_slots"] for s in stats[name]) for name in engines}
+    rows = [("tokens/s, fast vs generate (today's engine)", f"{rate['generate']:.1f}", f"{rate['fast']:.1f}",
+             f"{rate['fast'] / rate['generate']:.2f}  (target >= 1.5)")]
+    for name in engines:
+        if name not in ("fast", "generate"):
+            rows.append((f"tokens/s, {name} vs generate", f"{rate['generate']:.1f}", f"{rate[name]:.1f}",
+                         f"{rate[name] / rate['generate']:.2f}"))
+    if "per_prompt" in rate:
+        rows.append(("tokens/s, fast vs per-prompt loop (K/call)", f"{rate['per_prompt']:.1f}", f"{rate['fast']:.1f}",
+                     f"{rate['fast'] / rate['per_prompt']:.2f}"))
+        rows.append(("tokens/s, generate vs per-prompt loop", f"{rate['per_prompt']:.1f}", f"{rate['generate']:.1f}",
+                     f"{rate['generate'] / rate['per_prompt']:.2f}"))
+    if "lmflow" in rate:
+        rows.append(("tokens/s, fast vs LMFlow loop (1 seq/call)", f"{rate['lmflow']:.1f}", f"{rate['fast']:.1f}",
+                     f"{rate['fast'] / rate['lmflow']:.2f}  (target >= 4)"))
+    rows += [
+        ("tokens generated (generate / fast)", str(totals["generate"][0]), str(totals["fast"][0]), ""),
+        ("decoded slots (generate / fast)", str(slots["generate"]), str(slots["fast"]),
+         f"{slots['fast'] / slots['generate']:.2f}"),
+        ("seconds (generate / fast)", f"{totals['generate'][1]:.1f}", f"{totals['fast'][1]:.1f}", ""),
+        ("greedy completions identical (K=1)", "", f"{same}/{len(prompts)}", ""),
+    ]
     print_table(
-        f"generation ('TRL' column = the loop) on {args.model}: {args.prompts} prompts x K={args.k}, max_new_tokens {args.max_new_tokens}, "
-        f"{args.rounds} rounds (CPU, {torch.get_num_threads()} threads)",
-        [("tokens/s vs LMFlow loop (1 seq/call)", f"{rate['loop']:.1f}", f"{rate['engine']:.1f}",
-          f"{rate['engine'] / rate['loop']:.2f}  (target >= 4)"),
-         ("tokens/s vs per-prompt loop (K/call)", f"{rate['per_prompt']:.1f}", f"{rate['engine']:.1f}",
-          f"{rate['engine'] / rate['per_prompt']:.2f}"),
-         ("tokens generated (LMFlow loop / engine)", str(totals["loop"][0]), str(totals["engine"][0]), ""),
-         ("seconds (LMFlow loop / engine)", f"{totals['loop'][1]:.1f}", f"{totals['engine'][1]:.1f}", "")],
-    )
+        f"generation on {args.model} + LoRA r{args.lora_r} (all-linear, B != 0): {args.prompts} prompts x K={args.k}, "
+        f"max_new_tokens {args.max_new_tokens}, batch {args.batch_size}, {args.rounds} rounds, CPU "
+        f"{torch.get_num_threads()} threads, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after",
+        rows, header=("metric", "baseline", "fast / ours", "ratio"))
+
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for name in ("fast", "generate"):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                backend.generate(prompts, args.k, engines[name], seed=0)
+            print(f"\nprofile: {name} ({backend.last_stats['seconds']:.1f} s)")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,22 @@
 """Batched sampling from the current policy: the one generation mechanism of trl-plugins.
 
-:class:`TransformersBackend` samples ``K`` completions per prompt with ``model.generate`` — prompts sorted by length
-and batched with left padding, the KV cache on, ``num_return_sequences=K`` so each prompt is encoded once, chat
-templates applied to conversational prompts. It works on plain models, LoRA/QLoRA ``PeftModel`` s (the adapter is
-active) and models wrapped by accelerate (pass the unwrapped module). Under several processes each one samples its
-share of the prompts and the results are gathered, so every process sees the same table.
+:class:`TransformersBackend` samples ``K`` completions per prompt; docs: docs/methods/sampling_engine.md ("Generation").
+Two decode paths share its interface:
+
+- **fast** (default, :mod:`.fast_generation`): each prompt prefilled once for its K sequences, finished sequences
+  leave the batch at once and their rows are refilled with waiting prompts, KV cache written in place;
+- **generate**: ``model.generate`` on length-sorted, left-padded batches with ``num_return_sequences=K`` (models the
+  fast loop does not cover, ``fast_decode=False``, or ``compile=True``: static cache + ``torch.compile``).
+
+For a LoRA ``PeftModel`` the adapters are merged for the phase and the weights restored bit for bit afterwards
+(:mod:`.adapter_merge`). It works on plain models, LoRA/QLoRA ``PeftModel`` s and models wrapped by accelerate (pass
+the unwrapped module). Under several processes each one samples its share of the prompts and the results are
+gathered, so every process sees the same table. ``backend.last_stats`` holds the last call's numbers (tokens,
+decoded slots, seconds, tokens/s).
 
 A backend is anything with ``generate(prompts, num_return_sequences, params, seed) -> list[list[Generation]]``
-(outer list: one entry per prompt, in input order). A vLLM backend can implement that and be selected with
-``generation_backend``; none ships here because none is tested here.
+(outer list: one entry per prompt, in input order) and a ``last_stats`` dict. A vLLM backend can implement that and be
+selected with ``generation_backend``; none ships here because none is tested here.
 
 :func:`generate` is the one-completion-per-prompt convenience used by the demos and evaluation.
 """
@@ -16,11 +24,18 @@ A backend is anything with ``generate(prompts, num_return_sequences, params, see
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+
+from .adapter_merge import merged_for_generation
+
+logger = logging.getLogger(__name__)
 
 
 def is_conversational(value) -> bool:
@@ -42,7 +57,13 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    batch_size: int = 64  # sequences (prompts x K) per generate call
+    batch_size: int = 64  # sequences (prompts x K) decoded together
+    # speed knobs (docs/methods/sampling_engine.md, "Generation"): same distributions, up to float rounding
+    fast_decode: bool = True  # own decode loop: one prefill per prompt, finished rows leave, no decoding of padding
+    refill: bool = True  # fast_decode: freed rows take waiting prompts (False: one batch at a time, rows only leave)
+    merge_adapters: bool = True  # LoRA on a 16-bit base: merged in place for the phase, restored exactly after
+    merge_quantized: bool = False  # LoRA on a 4/8-bit base: a merged 16-bit copy of the adapted layers (memory!)
+    compile: bool = False  # model.generate with a static cache + torch.compile (replaces fast_decode)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -64,6 +85,7 @@ class Generation:
 
 class GenerationBackend(Protocol):
     name: str
+    last_stats: dict  # the last generate call: see TransformersBackend.last_stats
 
     def generate(
         self, prompts: Sequence, num_return_sequences: int, params: SamplingParams, seed: int, progress: bool = False
@@ -98,7 +120,13 @@ def _generation_mode(model, tokenizer):
 
 
 class TransformersBackend:
-    """``model.generate``-based batched sampling (see the module docstring)."""
+    """Batched sampling with transformers models (see the module docstring).
+
+    ``last_stats`` after each call: ``sequences``, ``generated_tokens`` (up to and including the first end-of-sequence
+    token), ``decoded_slots`` (sequence-steps the model computed, padding after an end-of-sequence token included),
+    ``seconds``, ``tokens_per_s``, ``path`` (``fast``/``generate``/``compile``) and ``merge`` (``inplace``/``copy``/
+    ``none``). Under several processes the numbers are this process's.
+    """
 
     name = "transformers"
 
@@ -106,7 +134,9 @@ class TransformersBackend:
         self.model = model
         self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
         self.accelerator = accelerator
-        self.generate_calls = 0  # number of model.generate calls so far (tests count these)
+        self.generate_calls = 0  # generation batches so far: ceil(prompts / (batch_size // K)) per call (tests count)
+        self.last_stats: dict = {}
+        self._warned: set[str] = set()
 
     def generate(self, prompts, num_return_sequences, params, seed, progress=False):
         acc = self.accelerator
@@ -123,6 +153,29 @@ class TransformersBackend:
             return results
         return self._generate(list(prompts), num_return_sequences, params, seed, progress)
 
+    def path(self, params) -> str:
+        """The decode path ``params`` select for this model: ``fast``, ``generate`` or ``compile``."""
+        from .fast_generation import unsupported
+
+        if params.compile:
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            quantizer = getattr(base, "hf_quantizer", None)
+            if quantizer is None or quantizer.is_compileable:
+                return "compile"
+            self._warn("generation_compile is ignored: transformers does not compile this quantized model")
+        if not params.fast_decode:
+            return "generate"
+        reason = unsupported(self.model)
+        if reason is not None:
+            self._warn(f"fast decoding is off for this model ({reason}): using model.generate")
+            return "generate"
+        return "fast"
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            logger.warning(message)
+            self._warned.add(message)
+
     def _generate(self, prompts, k, params, seed, progress):
         from tqdm.auto import tqdm
 
@@ -131,10 +184,64 @@ class TransformersBackend:
         tok, model = self.tokenizer, self.model
         texts = [prompt_text(tok, p) for p in prompts]
         special = not (prompts and is_conversational(prompts[0]))  # chat templates carry their own BOS
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths together: less padding
-        per_call = max(1, params.batch_size // k)
         eos = _eos_ids(model, tok)
         pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos), 0)
+        path = self.path(params)
+        self.generate_calls += math.ceil(len(prompts) / max(1, params.batch_size // k))
+        bar = tqdm(total=len(prompts) * k, desc="generating", unit="seq", disable=not progress, leave=False)
+        start = time.perf_counter()
+        with _generation_mode(model, tok), merged_for_generation(model, params.merge_adapters,
+                                                                 params.merge_quantized) as merge:
+            if path == "fast":
+                rows, slots = self._fast(texts, special, k, params, seed, eos, pad, bar, start)
+            else:
+                rows, slots = self._generate_batches(texts, special, k, params, seed, eos, pad, bar, start, path)
+        seconds = time.perf_counter() - start
+        bar.close()
+        decoded = tok.batch_decode([tokens for tokens, _ in rows], skip_special_tokens=True)
+        results = []
+        for i in range(len(prompts)):
+            gens = []
+            for j in range(k):
+                tokens, finished = rows[i * k + j]
+                text = decoded[i * k + j]
+                gens.append(Generation(text=text if special else text.strip(), num_tokens=len(tokens),
+                                       finished=finished))
+            results.append(gens)
+        generated = sum(len(tokens) for tokens, _ in rows)
+        self.last_stats = {"sequences": len(rows), "generated_tokens": generated, "decoded_slots": slots,
+                           "seconds": seconds, "tokens_per_s": generated / seconds if seconds > 0 else 0.0,
+                           "path": path, "merge": merge}
+        return results
+
+    @staticmethod
+    def _tick(bar, start, tokens):
+        bar.update(1)
+        bar.set_postfix_str(f"{tokens / max(time.perf_counter() - start, 1e-9):.1f} tok/s", refresh=False)
+
+    def _fast(self, texts, special, k, params, seed, eos, pad, bar, start):
+        """The fast loop; returns ``rows`` (tokens cut after the first EOS, finished) in (prompt, j) order, slots."""
+        from .fast_generation import FastDecoder
+
+        device = next(self.model.parameters()).device
+        ids = self.tokenizer(texts, add_special_tokens=special)["input_ids"]
+        generator = torch.Generator(device=device).manual_seed(seed * 100_003)
+        decoder = FastDecoder(self.model, eos, pad, params, generator, refill=params.refill)
+        done = [0]
+
+        def on_finish(n):
+            done[0] += n
+            self._tick(bar, start, done[0])
+
+        out = decoder.run(ids, k, on_finish)
+        rows = [out[(i, j)] for i in range(len(texts)) for j in range(k)]
+        return rows, decoder.stats.decoded_slots
+
+    def _generate_batches(self, texts, special, k, params, seed, eos, pad, bar, start, path):
+        """Today's path: ``model.generate`` per batch of length-sorted prompts (``compile``: static cache)."""
+        tok, model = self.tokenizer, self.model
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths together: less padding
+        per_call = max(1, params.batch_size // k)
         device = next(model.parameters()).device
         sampling = params.temperature > 0
         kwargs = dict(
@@ -149,35 +256,35 @@ class TransformersBackend:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        results: list[list[Generation] | None] = [None] * len(prompts)
-        bar = tqdm(total=len(prompts) * k, desc="generating", unit="seq", disable=not progress, leave=False)
-        with _generation_mode(model, tok):
-            for batch_index, start in enumerate(range(0, len(order), per_call)):
-                idx = order[start : start + per_call]
-                enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=special)
-                enc = {key: value.to(device) for key, value in enc.items()}
-                torch.manual_seed(seed * 100_003 + batch_index)  # each batch seeded on its own: reproducible
-                out = model.generate(**enc, **kwargs)
-                self.generate_calls += 1
-                new = out[:, enc["input_ids"].shape[1] :].cpu()
-                is_eos = torch.zeros_like(new, dtype=torch.bool)
-                for e in eos:
-                    is_eos |= new == e
-                has_eos = is_eos.any(1)
-                first = torch.where(has_eos, is_eos.int().argmax(1) + 1, torch.full_like(has_eos, new.shape[1], dtype=torch.long))
-                decoded = tok.batch_decode(new, skip_special_tokens=True)
-                for row, i in enumerate(idx):
-                    results[i] = [
-                        Generation(
-                            text=decoded[row * k + j].strip() if not special else decoded[row * k + j],
-                            num_tokens=int(first[row * k + j]),
-                            finished=bool(has_eos[row * k + j]),
-                        )
-                        for j in range(k)
-                    ]
-                bar.update(len(idx) * k)
-        bar.close()
-        return results  # type: ignore[return-value]
+        if path == "compile":
+            from transformers.generation.configuration_utils import CompileConfig
+
+            compile_config = CompileConfig()
+            compile_config._compile_all_devices = True  # transformers compiles on CUDA only unless told
+            kwargs.update(cache_implementation="static", compile_config=compile_config)
+        rows: list = [None] * (len(texts) * k)
+        slots = tokens_done = 0
+        for batch_index, first in enumerate(range(0, len(order), per_call)):
+            idx = order[first : first + per_call]
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=special)
+            enc = {key: value.to(device) for key, value in enc.items()}
+            torch.manual_seed(seed * 100_003 + batch_index)  # each batch seeded on its own: reproducible
+            out = model.generate(**enc, **kwargs)
+            new = out[:, enc["input_ids"].shape[1] :].cpu()
+            slots += new.numel()
+            is_eos = torch.zeros_like(new, dtype=torch.bool)
+            for e in eos:
+                is_eos |= new == e
+            has_eos = is_eos.any(1)
+            full = torch.full_like(has_eos, new.shape[1], dtype=torch.long)
+            ends = torch.where(has_eos, is_eos.int().argmax(1) + 1, full)
+            for row, i in enumerate(idx):
+                for j in range(k):
+                    r = row * k + j
+                    rows[i * k + j] = (new[r, : int(ends[r])].tolist(), bool(has_eos[r]))
+                    tokens_done += int(ends[r])
+                    self._tick(bar, start, tokens_done)
+        return rows, slots
 
 
 def make_backend(name: str, model, tokenizer, accelerator=None) -> GenerationBackend:
