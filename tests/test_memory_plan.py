@@ -85,6 +85,20 @@ def test_generation_kv_cache_by_hand():
     assert result["breakdown"]["generation_kv_cache"] == pytest.approx(5.172, abs=0.001)
 
 
+def test_merged_generation_copy_by_hand():
+    """generation_merge_quantized: 2 bytes per adapted weight of every layer (Llama-3.1-8B, all-linear: q, o 4096^2;
+    k, v 4096 x 1024; gate, up, down 4096 x 14336; 32 layers), on top of the generation phase."""
+    import dataclasses
+
+    settings = RunSettings(per_device_batch=8, lora_r=64, generation_batch_size=64, max_new_tokens=512,
+                           prompt_length=150, **QLORA)
+    merged = plan(LLAMA_8B, dataclasses.replace(settings, merged_generation_copy=True), profile_for("raft"))
+    per_layer = 2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336
+    assert merged["breakdown"]["generation_merged_copy"] == pytest.approx(2 * 32 * per_layer / GIB, abs=1e-3)
+    plain = plan(LLAMA_8B, settings, profile_for("raft"))
+    assert merged["peak_gib"] == pytest.approx(plain["peak_gib"] + 2 * 32 * per_layer / GIB, abs=0.01)
+
+
 def test_checkpointed_activations_by_hand():
     """Gradient checkpointing keeps each layer's input: layers x rows x length x hidden x 2 bytes (bf16)."""
     result = plan(QWEN_1_5B, RunSettings(per_device_batch=2, max_length=1024, lora_r=16, **QLORA),

@@ -83,6 +83,8 @@ def test_trainer_changes_parameters_and_writes_iteration_files(name, extra, sele
         for key in ("reward_all_mean", "reward_all_median", "reward_all_max", "reward_selected_mean",
                     "distinct2_all", "mean_tokens_all"):
             assert summary[key] is not None
+        assert summary["generation_tokens"] == sum(g["num_tokens"] for g in gens)  # the speed record of the phase
+        assert summary["generation_seconds"] > 0 and summary["generation_tokens_per_s"] > 0
     assert len(read(out / "sampling_summary.jsonl")) == 2
     assert (out / "rewards_by_iteration.png").stat().st_size > 1000
     summary = json.loads((out / "iteration_2" / "summary.json").read_text())

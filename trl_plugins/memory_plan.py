@@ -104,6 +104,7 @@ class RunSettings:
     reward_models: list[dict] = field(default_factory=list)  # config.json dicts of sequence-classification RMs
     num_iterations: int = 1
     heldout: bool = False  # held-out prompts are generated and scored before iteration 1 and after every iteration
+    merged_generation_copy: bool = False  # generation_merge_quantized: a 16-bit copy of the adapted quantized layers
 
 
 # -- architectures --------------------------------------------------------------------------------------------------
@@ -478,6 +479,10 @@ def _phases(config: dict, settings: RunSettings, profile: MemoryProfile) -> tupl
                    "generation_working": _no_grad_forward_bytes(model, batch * settings.prompt_length, "none")
                    + batch * model.vocab * 14}
         use = decode if sum(decode.values()) >= sum(prefill.values()) else prefill
+        if settings.merged_generation_copy and settings.use_peft and (settings.load_in_4bit or settings.load_in_8bit):
+            targets = _targets(settings)
+            use = dict(use, generation_merged_copy=2.0 * model.layers * sum(
+                a * b for name, a, b in model.linears() if _adapted(name, targets)))
         phases["generation (first iteration)"] = dict(first, **use)
         if settings.num_iterations > 1 or settings.heldout:
             phases["generation (later iterations, held-out)"] = dict(later, **use)

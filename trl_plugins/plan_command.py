@@ -197,6 +197,7 @@ def settings_from_args(training_args, model_args, flags: dict, reward_models: li
         reward_models=reward_models,
         num_iterations=int(iterations),
         heldout=bool(getattr(training_args, "heldout_prompts", 0)),
+        merged_generation_copy=str(getattr(training_args, "generation_merge_quantized", "false")).lower() == "true",
     )
 
 
@@ -226,6 +227,15 @@ def plan_run(name: str, argv: list[str]) -> tuple[dict, dict]:
     reward_models, notes = reward_model_configs(training_args, config) if profile.generation else ([], [])
     settings = settings_from_args(training_args, model_args, flags, reward_models, max_positions)
     result = plan(config, settings, profile, gpu)
+    auto = str(getattr(training_args, "generation_merge_quantized", "")).lower() == "auto"
+    if profile.generation and auto and settings.use_peft and (settings.load_in_4bit or settings.load_in_8bit):
+        import dataclasses
+
+        merged = plan(config, dataclasses.replace(settings, merged_generation_copy=True), profile, gpu)
+        verdict = "" if gpu is None else (" — fits this GPU, so generation would use it" if merged["fits"] else
+                                          " — does not fit this GPU, so generation keeps the 4-bit weights + LoRA")
+        notes.append(f"generation_merge_quantized auto: a merged 16-bit copy for generation would raise the peak to "
+                     f"{merged['peak_gib']:.2f} GiB{verdict} (decided from the GPU's free memory at run time)")
     result["notes"] = notes + result["notes"]
     run = {"method": spec.name, "model": model_args.model_name_or_path, "recipe": str(recipe) if recipe else None,
            "settings": settings, "profile": profile}

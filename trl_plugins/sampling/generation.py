@@ -10,8 +10,8 @@ Two decode paths share its interface:
 
 For a LoRA ``PeftModel`` the adapters are merged for the phase and the weights restored bit for bit afterwards
 (:mod:`.adapter_merge`). It works on plain models, LoRA/QLoRA ``PeftModel`` s and models wrapped by accelerate (pass
-the unwrapped module). Under several processes each one samples its share of the prompts and the results are
-gathered, so every process sees the same table. ``backend.last_stats`` holds the last call's numbers (tokens,
+the unwrapped module). A backend samples what it is given, in this process; under several processes the trainer
+shares the prompts out and gathers the results (``SamplingTrainer._sharded``). ``backend.last_stats`` holds the last call's numbers (tokens,
 decoded slots, seconds, tokens/s).
 
 A backend is anything with ``generate(prompts, num_return_sequences, params, seed) -> list[list[Generation]]``
@@ -62,7 +62,8 @@ class SamplingParams:
     fast_decode: bool = True  # own decode loop: one prefill per prompt, finished rows leave, no decoding of padding
     refill: bool = True  # fast_decode: freed rows take waiting prompts (False: one batch at a time, rows only leave)
     merge_adapters: bool = True  # LoRA on a 16-bit base: merged in place for the phase, restored exactly after
-    merge_quantized: bool = False  # LoRA on a 4/8-bit base: a merged 16-bit copy of the adapted layers (memory!)
+    merge_quantized: bool | str = False  # LoRA on a 4/8-bit base: merged 16-bit copy of the adapted layers; "auto":
+    # when it fits in the GPU's free memory beside the KV cache (adapter_merge.copy_fits)
     compile: bool = False  # model.generate with a static cache + torch.compile (replaces fast_decode)
 
     def __post_init__(self):
@@ -125,32 +126,19 @@ class TransformersBackend:
     ``last_stats`` after each call: ``sequences``, ``generated_tokens`` (up to and including the first end-of-sequence
     token), ``decoded_slots`` (sequence-steps the model computed, padding after an end-of-sequence token included),
     ``seconds``, ``tokens_per_s``, ``path`` (``fast``/``generate``/``compile``) and ``merge`` (``inplace``/``copy``/
-    ``none``). Under several processes the numbers are this process's.
+    ``none``): this process's numbers.
     """
 
     name = "transformers"
 
-    def __init__(self, model, tokenizer, accelerator=None):
+    def __init__(self, model, tokenizer):
         self.model = model
         self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
-        self.accelerator = accelerator
         self.generate_calls = 0  # generation batches so far: ceil(prompts / (batch_size // K)) per call (tests count)
         self.last_stats: dict = {}
         self._warned: set[str] = set()
 
     def generate(self, prompts, num_return_sequences, params, seed, progress=False):
-        acc = self.accelerator
-        if acc is not None and acc.num_processes > 1:
-            from accelerate.utils import gather_object
-
-            mine = list(range(acc.process_index, len(prompts), acc.num_processes))
-            local = self._generate([prompts[i] for i in mine], num_return_sequences, params, seed + acc.process_index,
-                                   progress and acc.is_main_process)
-            gathered = gather_object([(i, gens) for i, gens in zip(mine, local)])
-            results = [None] * len(prompts)
-            for i, gens in gathered:
-                results[i] = gens
-            return results
         return self._generate(list(prompts), num_return_sequences, params, seed, progress)
 
     def path(self, params) -> str:
@@ -181,6 +169,10 @@ class TransformersBackend:
 
         if k < 1:
             raise ValueError(f"num_return_sequences must be >= 1, got {k}")
+        if not prompts:  # e.g. a process whose share of a short prompt list is empty
+            self.last_stats = {"sequences": 0, "generated_tokens": 0, "decoded_slots": 0, "seconds": 0.0,
+                               "tokens_per_s": None, "path": None, "merge": None}
+            return []
         tok, model = self.tokenizer, self.model
         texts = [prompt_text(tok, p) for p in prompts]
         special = not (prompts and is_conversational(prompts[0]))  # chat templates carry their own BOS
@@ -190,8 +182,10 @@ class TransformersBackend:
         self.generate_calls += math.ceil(len(prompts) / max(1, params.batch_size // k))
         bar = tqdm(total=len(prompts) * k, desc="generating", unit="seq", disable=not progress, leave=False)
         start = time.perf_counter()
-        with _generation_mode(model, tok), merged_for_generation(model, params.merge_adapters,
-                                                                 params.merge_quantized) as merge:
+        longest_prompt = max((len(t) for t in texts), default=0) // 3  # characters -> tokens, roughly: only a reserve for "auto"
+        reserve = _kv_cache_bytes(model, params.batch_size, longest_prompt + params.max_new_tokens)
+        with _generation_mode(model, tok), merged_for_generation(model, params.merge_adapters, params.merge_quantized,
+                                                                 reserve) as merge:
             if path == "fast":
                 rows, slots = self._fast(texts, special, k, params, seed, eos, pad, bar, start)
             else:
@@ -287,9 +281,20 @@ class TransformersBackend:
         return rows, slots
 
 
-def make_backend(name: str, model, tokenizer, accelerator=None) -> GenerationBackend:
+def _kv_cache_bytes(model, sequences: int, tokens: int) -> int:
+    """A rough KV-cache size (16-bit) for ``sequences`` x ``tokens``: what ``merge_quantized: auto`` keeps free."""
+    config = getattr(model, "config", None)
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers = getattr(config, "num_hidden_layers", 0) or 0
+    heads = getattr(config, "num_attention_heads", 0) or 1
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", 0) // heads
+    return 2 * layers * kv_heads * head_dim * 2 * sequences * tokens
+
+
+def make_backend(name: str, model, tokenizer) -> GenerationBackend:
     if name == "transformers":
-        return TransformersBackend(model, tokenizer, accelerator)
+        return TransformersBackend(model, tokenizer)
     raise ValueError(f"unknown generation backend {name!r} (available: transformers)")
 
 
