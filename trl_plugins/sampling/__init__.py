@@ -7,7 +7,8 @@
   ``module:function`` callables), weighted and combined; ``None`` drops a sample.
 - :mod:`.selection`: pure selection rules (best-of-n, global top-alpha, thresholds, binary with a per-prompt cap).
 - :mod:`.store`: per-iteration files and resume; :mod:`.report`: summary rows and the reward plot.
-- :mod:`.method`: the run hooks (rewards resolved once, before any model loads); :mod:`.trainer`: the loop.
+- :mod:`.config`: the knobs; :mod:`.method`: the run hooks (rewards resolved once, before any model loads);
+  :mod:`.trainer`: the loop.
 
 Docs: docs/methods/sampling_engine.md.
 """

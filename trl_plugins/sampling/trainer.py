@@ -11,125 +11,18 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass, field
 
 import torch
 from transformers.trainer_utils import TrainOutput
-from trl import SFTConfig, SFTTrainer
+from trl import SFTTrainer
 
 from . import reward_sources
-from .generation import SamplingParams, is_conversational, make_backend
+from .config import SamplingConfig
+from .generation import is_conversational, make_backend
 from .report import plot_rewards, summarize
 from .store import RunStore
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SamplingConfig(SFTConfig):
-    """Every :class:`trl.SFTConfig` field (they apply to each fine-tuning phase), plus the sampling loop's knobs."""
-
-    reward_funcs: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Rewards: registered names (trl-plugins list --rewards), module:function callables with "
-                  "TRL's signature, or sequence-classification reward model paths."},
-    )
-    reward_weights: list[float] | None = field(
-        default=None, metadata={"help": "Weight of each reward in reward_funcs (default: all 1)."}
-    )
-    reward_batch_size: int = field(default=16, metadata={"help": "Batch size for reward-model scoring."})
-    num_iterations: int = field(default=3, metadata={"help": "Outer iterations (generate, score, select, fine-tune)."})
-    prompts_per_iteration: int | None = field(
-        default=None,
-        metadata={"help": "Prompts sampled (seeded) from the training split each iteration; default all of them."},
-    )
-    num_generations: int = field(default=4, metadata={"help": "K: completions sampled per prompt."})
-    max_new_tokens: int = field(default=64, metadata={"help": "Maximum tokens generated per completion."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (0 = greedy)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling: keep tokens up to this probability mass."})
-    top_k: int = field(default=0, metadata={"help": "Keep only the k most likely tokens (0 = off)."})
-    generation_batch_size: int = field(
-        default=64, metadata={"help": "Sequences (prompts x K) per generate call."}
-    )
-    generation_backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers."})
-    generation_fast_decode: bool = field(
-        default=True,
-        metadata={"help": "Own decode loop: one prefill per prompt, finished sequences leave the batch, KV cache "
-                  "written in place (false: model.generate per batch)."},
-    )
-    generation_refill: bool = field(
-        default=True, metadata={"help": "Fast decode: rows of finished sequences are refilled with waiting prompts."}
-    )
-    generation_merge_adapters: bool = field(
-        default=True,
-        metadata={"help": "LoRA on a 16-bit base: merge the adapters for generation; the weights are restored bit for "
-                  "bit afterwards (from a host copy of the adapted weights)."},
-    )
-    generation_merge_quantized: str = field(
-        default="auto",
-        metadata={"help": "LoRA on a 4/8-bit base: generate from a merged 16-bit copy of the adapted layers (2 bytes "
-                  "per adapted weight on the GPU), freed after the phase. auto: when it fits in the GPU's free memory "
-                  "beside the KV cache (never on a CPU).", "choices": ["auto", "true", "false"]},
-    )
-    generation_compile: bool = field(
-        default=False,
-        metadata={"help": "model.generate with a static KV cache + torch.compile instead of the fast loop (off: no "
-                  "stable gain measured on CPU; GPU not measured yet)."},
-    )
-    heldout_prompts: int = field(
-        default=0,
-        metadata={"help": "Score this many prompts of dataset_test_split before training and after each iteration."},
-    )
-    heldout_reward_funcs: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Extra rewards scored on the held-out samples only (not used for selection), reported as "
-                  "heldout/<name>: an independent check when training against a learned reward model."},
-    )
-    heldout_num_generations: int = field(default=1, metadata={"help": "Completions per held-out prompt."})
-    heldout_temperature: float | None = field(
-        default=None, metadata={"help": "Temperature for held-out sampling (default: temperature)."}
-    )
-    plot_rewards: bool = field(default=True, metadata={"help": "Write rewards_by_iteration.png after each iteration."})
-    keep_unfinished: bool = field(
-        default=False,
-        metadata={"help": "Let samples cut off at max_new_tokens (no end-of-sequence token) be selected. By default "
-                  "they never are — fine-tuning on them would teach the model to stop mid-sentence — and are counted "
-                  "as `unfinished` in each iteration's summary."},
-    )
-    # SFT defaults that differ from SFTConfig's
-    completion_only_loss: bool | None = field(
-        default=True, metadata={"help": "Loss on completion tokens only (default true for the sampling trainers)."}
-    )
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the selected data per phase."})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.num_generations < 1:
-            raise ValueError(f"num_generations (K) must be >= 1, got {self.num_generations}")
-        if self.num_iterations < 1:
-            raise ValueError(f"num_iterations must be >= 1, got {self.num_iterations}")
-        if self.prompts_per_iteration is not None and self.prompts_per_iteration < 1:
-            raise ValueError(f"prompts_per_iteration must be >= 1, got {self.prompts_per_iteration}")
-        if self.heldout_prompts < 0 or self.heldout_num_generations < 1:
-            raise ValueError("heldout_prompts must be >= 0 and heldout_num_generations >= 1")
-        if self.generation_backend != "transformers":
-            raise ValueError(f"generation_backend {self.generation_backend!r} is not available (available: transformers)")
-        if str(self.eval_strategy) not in ("no", "IntervalStrategy.NO"):
-            raise ValueError("eval_strategy does not apply to sampling trainers: use heldout_prompts to track "
-                             "held-out reward")
-        self.sampling_params()  # range checks of temperature, top_p, top_k, batch sizes
-        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
-            raise ValueError(f"reward_weights has {len(self.reward_weights)} values but reward_funcs has "
-                             f"{len(self.reward_funcs)} entries")
-
-    def sampling_params(self, heldout: bool = False) -> SamplingParams:
-        temperature = self.heldout_temperature if heldout and self.heldout_temperature is not None else self.temperature
-        merge_quantized = {"true": True, "false": False}.get(str(self.generation_merge_quantized).lower(), "auto")
-        return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=temperature, top_p=self.top_p,
-                              top_k=self.top_k, batch_size=self.generation_batch_size,
-                              fast_decode=self.generation_fast_decode, refill=self.generation_refill,
-                              merge_adapters=self.generation_merge_adapters, merge_quantized=merge_quantized,
-                              compile=self.generation_compile)
 
 
 class SamplingTrainer(SFTTrainer):

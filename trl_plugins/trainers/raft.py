@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..sampling.selection import best_of_n, top_alpha
-from ..sampling.trainer import SamplingConfig, SamplingTrainer
+from ..sampling.config import SamplingConfig
+from ..sampling.trainer import SamplingTrainer
 from .papers import RAFT
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..sampling.selection import binary_capped, threshold
-from ..sampling.trainer import SamplingConfig, SamplingTrainer
+from ..sampling.config import SamplingConfig
+from ..sampling.trainer import SamplingTrainer
 from .papers import REST, REST_EM
 
 @dataclass
