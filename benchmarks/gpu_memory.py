@@ -314,12 +314,7 @@ def checkpoint(model_id: str, work: Path, device: str, tiny: bool, built: dict, 
 
 def measure(method: str, recipe: Path, tier: int, work: Path, device: str, tiny: bool, built: dict,
             fast: bool = True) -> dict:
-    import torch
-
-    from trl_plugins import runner
-    from trl_plugins.plan_command import _as_on_a_gpu, plan_run
-    from trl_plugins.recipe import StrictParser
-    from trl_plugins.registry import get_registry
+    from trl_plugins.plan_command import plan_run
 
     name = str(recipe.relative_to(REPO / "recipes"))
     shipped, shipped_run = plan_run(method, ["--config", str(recipe), "--gpu", str(tier)])

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import CPU_RUN, REPO, TESTS, write_jsonl
 from tiny import preference_rows, save_tiny_causal_lm
 from tiny_vlm import save_tiny_vlm, vision_rows

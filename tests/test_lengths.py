@@ -291,10 +291,10 @@ def test_sampling_phase_with_packing_matches_sft_packing(tmp_path, strategy):
 @pytest.mark.parametrize("conversational", [False, True])
 def test_mdpo_matches_vision_collator(conversational):
     from tiny_vlm import shape_image
-    from trl.data_utils import prepare_multimodal_messages  # noqa: F401  (the collator's own path)
 
     from trl_plugins.embedded.tiny_llava import IMAGE_TOKEN
-    from trl_plugins.trainers.mdpo import DataCollatorForMDPO, MDPOConfig
+    from trl_plugins.trainers.mdpo import MDPOConfig
+    from trl_plugins.trainers.mdpo_collator import DataCollatorForMDPO
 
     from tiny_vlm import tiny_vlm
 

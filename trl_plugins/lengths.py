@@ -15,9 +15,7 @@ preparation and collators in ``tests/test_lengths.py``.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 

@@ -354,7 +354,7 @@ class Registry:
     def trainer(self, name: str) -> TrainerSpec:
         return self._lookup("trainer", self.trainers, name)
 
-    def reward_function(self, name: str) -> RewardSpec:
+    def reward_function(self, name: str) -> RewardFunctionSpec:
         return self._lookup("reward function", self.rewards, name)
 
 
