@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -201,10 +202,10 @@ def _raft_recipe(root: Path, output_dir: Path) -> str:
     return str(path)
 
 
-def test_raft_two_processes_killed_in_iteration_2_resumes_to_the_same_selections(tmp_path):
+def test_raft_two_processes_killed_in_iteration_2_resumes_to_the_same_selections_with_2_or_1(tmp_path):
     """`trl-plugins train raft --accelerate_config multi_cpu` really runs 2 processes; a 2-process torchrun run
     killed inside iteration 2 and restarted with --resume_from_checkpoint regenerates nothing that is on disk and
-    ends with the selections of the uninterrupted run."""
+    ends with the selections of the uninterrupted run; restarted with 1 process instead, it finishes too."""
     import signal
     import time
 
@@ -230,6 +231,7 @@ def test_raft_two_processes_killed_in_iteration_2_resumes_to_the_same_selections
     assert (killed / "iteration_1" / "summary.json").is_file()
     assert not (killed / "iteration_2" / "summary.json").exists(), "the run finished iteration 2 before the kill"
     on_disk = (killed / "iteration_2" / "generations.jsonl").read_bytes()
+    shutil.copytree(killed, tmp_path / "killed_then_one_process")
 
     resumed = subprocess.run(torchrun + ["--resume_from_checkpoint", "true"], env=_env(), capture_output=True,
                              text=True, timeout=600, start_new_session=True)
@@ -242,6 +244,22 @@ def test_raft_two_processes_killed_in_iteration_2_resumes_to_the_same_selections
         assert sorted((r["row"], r["sample"]) for r in rows) == [(i, j) for i in range(len(PROMPTS)) for j in range(4)]
     assert [json.loads(line)["iteration"] for line in (killed / "sampling_summary.jsonl").read_text().splitlines()] == [
         1, 2, 3]
+
+    # The same killed run restarted with a different number of processes (1): the files on disk do not depend on it
+    # (generations are stored gathered, in input order; the policy is saved whole), so it goes on where it stopped.
+    other = tmp_path / "killed_then_one_process"
+    single = subprocess.run([sys.executable, "-m", "trl_plugins", "train", "raft", "--config",
+                             _raft_recipe(tmp_path, other), "--resume_from_checkpoint", "true"],
+                            env=_env(), capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
+    assert (other / "iteration_2" / "generations.jsonl").read_bytes() == on_disk
+    for k in (1, 2):  # iteration 3 is sampled afresh by one process (its own seed stream), so only 1-2 must match
+        a, b = _read(full / f"iteration_{k}" / "selection.jsonl"), _read(other / f"iteration_{k}" / "selection.jsonl")
+        assert [(s["index"], s["completion"]) for s in a] == [(s["index"], s["completion"]) for s in b], k
+    rows = _read(other / "iteration_3" / "generations.jsonl")
+    assert sorted((r["row"], r["sample"]) for r in rows) == [(i, j) for i in range(len(PROMPTS)) for j in range(4)]
+    summaries = [json.loads(line) for line in (other / "sampling_summary.jsonl").read_text().splitlines()]
+    assert [(s["iteration"], s["processes"]) for s in summaries] == [(1, 2), (2, 1), (3, 1)]
 
 
 def test_only_the_store_writes_sampling_files():

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+from . import quiet
 from .errors import TrlPluginsError
 
 # Held-out prompts of the ORPO demo: never a prompt of the training data (tests/test_demo.py checks it).
@@ -147,6 +148,7 @@ def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet.install()  # before the libraries load, as the trl-plugins command does (trl_plugins/quiet.py)
     parser = argparse.ArgumentParser(prog="python -m trl_plugins.demo")
     parser.add_argument("method", nargs="?", default="orpo", choices=["orpo", "mdpo"])
     parser.add_argument("--recipe", default=None, help="recipe path (default: the method's shipped demo recipe)")
