@@ -189,6 +189,10 @@ def load_model(model_args, training_args=None, kind: str = "causal-lm", **overri
     kwargs = model_init_kwargs(model_args, training_args)
     kwargs.update(overrides)
     model = _auto_class(kind).from_pretrained(path, **kwargs)
+    if "quantization_config" in kwargs:
+        from .bnb_cpu import keep_trainable
+
+        keep_trainable(model)  # bitsandbytes' CPU eval repacking would drop gradients later (trl_plugins/bnb_cpu.py)
     return model
 
 

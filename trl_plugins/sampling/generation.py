@@ -132,6 +132,9 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, model, tokenizer):
+        from ..bnb_cpu import keep_trainable
+
+        keep_trainable(model)  # the policy trains after generating: no CPU repacking of 4-bit layers (bnb_cpu.py)
         self.model = model
         self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
         self.generate_calls = 0  # generation batches so far: ceil(prompts / (batch_size // K)) per call (tests count)
