@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,15 @@ def test_heldout_scores_training_and_monitor_rewards(sampling_recipe, tmp_path, 
     assert set(rewards[0]) == {"reward", "reward/good_words"}  # the monitor never scores training samples
     printed = capsys.readouterr().out
     assert "even_length" in printed and "held-out before training" in printed
+    # the noise: SE over held-out prompts (the unit; 2 samples each), and a paired interval of the change
+    for scores in (summary, baseline):
+        per_prompt = scores["heldout_reward_per_prompt"]
+        assert len(per_prompt) == 3 and statistics.fmean(per_prompt) == pytest.approx(scores["heldout_reward_mean"])
+        assert scores["heldout_reward_se"] == pytest.approx(statistics.stdev(per_prompt) / math.sqrt(3))
+    diffs = [a - b for a, b in zip(summary["heldout_reward_per_prompt"], baseline["heldout_reward_per_prompt"])]
+    assert min(diffs) - 1e-9 <= summary["heldout_change_low"] <= summary["heldout_change_high"] <= max(diffs) + 1e-9
+    change = summary["heldout_reward_mean"] - summary["heldout_reward_baseline"]
+    assert f"{change:+.3f} [{summary['heldout_change_low']:+.2f},{summary['heldout_change_high']:+.2f}]" in printed
 
 
 def test_rest_em_fine_tunes_from_the_base_weights_each_iteration(sampling_recipe, monkeypatch):

@@ -16,6 +16,7 @@ import torch
 from transformers.trainer_utils import TrainOutput
 from trl import SFTTrainer
 
+from ..intervals import mean_se, paired_bootstrap
 from . import reward_sources
 from .config import SamplingConfig
 from .generation import is_conversational, make_backend
@@ -161,15 +162,31 @@ class SamplingTrainer(SFTTrainer):
             for row, more in zip(scored, self._score(self.heldout_sources, flat_prompts, completions, extra)):
                 row.update({key: v for key, v in more.items() if key != "reward"})
 
-        def mean(key):
-            valid = [row[key] for row in scored if row.get(key) is not None]
+        def mean(key, rows=scored):
+            valid = [row[key] for row in rows if row.get(key) is not None]
             return sum(valid) / len(valid) if valid else None
 
         scores = {"heldout_reward_mean": mean("reward")}
+        # the noise: prompts are the unit (a prompt's samples are not independent of each other)
+        starts = [0]
+        for gens in out:
+            starts.append(starts[-1] + len(gens))
+        per_prompt = [mean("reward", scored[a:b]) for a, b in zip(starts, starts[1:])]
+        scores["heldout_reward_se"] = mean_se([v for v in per_prompt if v is not None])[1]
         names = [key for key in (scored[0] if scored else {}) if key.startswith("reward/")]
         if len(names) > 1:
             scores.update({f"heldout/{key.removeprefix('reward/')}": mean(key) for key in names})
+        scores["heldout_reward_per_prompt"] = per_prompt
         return scores
+
+    def _heldout_change(self, per_prompt: list | None) -> dict[str, float]:
+        """A paired 95% bootstrap interval of the held-out change since before training, over the held-out prompts."""
+        before = self.heldout_baseline_scores.get("heldout_reward_per_prompt")
+        if not before or not per_prompt or len(before) != len(per_prompt):
+            return {}
+        pairs = [(b, a) for b, a in zip(before, per_prompt) if b is not None and a is not None]
+        low, high = paired_bootstrap([b for b, _ in pairs], [a for _, a in pairs], seed=self.args.seed)
+        return {"heldout_change_low": low, "heldout_change_high": high}
 
     # -- weights -----------------------------------------------------------------------------------------------------
     def _trainable(self) -> dict[str, torch.nn.Parameter]:
@@ -304,13 +321,18 @@ class SamplingTrainer(SFTTrainer):
                                                              "generation_tokens", "generation_decoded_slots")})
         summary.update({key: v for key, v in result.items() if key != "selected"})
         summary["heldout_reward_mean"] = None  # keeps the summary's column order when there is no held-out set
-        summary.update(self.heldout_scores())
+        heldout = self.heldout_scores()
+        per_prompt = heldout.pop("heldout_reward_per_prompt", None)
+        summary.update(heldout)
+        summary.update(self._heldout_change(per_prompt))
         summary["heldout_reward_baseline"] = self.heldout_baseline
         summary.update({f"{key}_baseline": v for key, v in self.heldout_baseline_scores.items()
                         if key.startswith("heldout/")})
         summary["global_step"] = self.state.global_step
         summary["processes"] = self.accelerator.num_processes
         summary["selected_indices"] = result["selected"]
+        if per_prompt is not None:
+            summary["heldout_reward_per_prompt"] = per_prompt
         self.store.write_summary(k, summary)
         if self.args.plot_rewards:
             self.store.on_main(lambda: plot_rewards(self.store, self.heldout_baseline))
@@ -323,17 +345,26 @@ class SamplingTrainer(SFTTrainer):
         def f(v):
             return "   -   " if v is None else f"{v:7.3f}"
 
+        def noise(s):  # ±SE of the held-out mean, and the change since before training with its interval
+            se = "   -  " if s.get("heldout_reward_se") is None else f"±{s['heldout_reward_se']:.3f}"
+            if s.get("heldout_change_low") is None or s.get("heldout_reward_baseline") is None:
+                return f"{se:>6} {'-':>20}"
+            change = s["heldout_reward_mean"] - s["heldout_reward_baseline"]
+            return f"{se:>6} {change:+.3f} [{s['heldout_change_low']:+.2f},{s['heldout_change_high']:+.2f}]"
+
         monitors = [f"heldout/{name}" for name in self.args.heldout_reward_funcs]
         if s["iteration"] == 1 or not getattr(self, "_printed_header", False):
             before = ", ".join(f"{key.split('/')[-1]} {f(self.heldout_baseline_scores.get(key)).strip()}"
                                for key in monitors)
-            before = f"{f(self.heldout_baseline).strip()}" + (f"; {before}" if before else "")
+            se = self.heldout_baseline_scores.get("heldout_reward_se")
+            before = (f"{f(self.heldout_baseline).strip()}" + (f" ±{se:.3f}" if se is not None else "")
+                      + (f"; {before}" if before else ""))
             self.accelerator.print(f"{'iter':>4} {'reward':>7} {'select':>7} {'kept':>6} {'drop':>5} {'cut':>5} {'dist-2':>7} "
-                                   f"{'tokens':>7} {'heldout':>7}"
+                                   f"{'tokens':>7} {'heldout':>7} {'±SE':>6} {'change [95%]':>20}"
                                    + "".join(f" {key.split('/')[-1][:12]:>12}" for key in monitors)
                                    + f"   (held-out before training: {before})")
             self._printed_header = True
         self.accelerator.print(f"{s['iteration']:>4} {f(s['reward_all_mean'])} {f(s['reward_selected_mean'])} "
                                f"{s['kept']:>6} {s['dropped']:>5} {s['unfinished']:>5} {f(s['distinct2_all'])} "
-                               f"{f(s['mean_tokens_all'])} {f(s['heldout_reward_mean'])}"
+                               f"{f(s['mean_tokens_all'])} {f(s['heldout_reward_mean'])} {noise(s)}"
                                + "".join(f"      {f(s.get(key))}" for key in monitors))
