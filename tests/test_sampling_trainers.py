@@ -132,15 +132,18 @@ def test_heldout_scores_training_and_monitor_rewards(sampling_recipe, tmp_path, 
     assert set(rewards[0]) == {"reward", "reward/good_words"}  # the monitor never scores training samples
     printed = capsys.readouterr().out
     assert "even_length" in printed and "held-out before training" in printed
-    # the noise: SE over held-out prompts (the unit; 2 samples each), and a paired interval of the change
-    for scores in (summary, baseline):
-        per_prompt = scores["heldout_reward_per_prompt"]
-        assert len(per_prompt) == 3 and statistics.fmean(per_prompt) == pytest.approx(scores["heldout_reward_mean"])
-        assert scores["heldout_reward_se"] == pytest.approx(statistics.stdev(per_prompt) / math.sqrt(3))
-    diffs = [a - b for a, b in zip(summary["heldout_reward_per_prompt"], baseline["heldout_reward_per_prompt"])]
-    assert min(diffs) - 1e-9 <= summary["heldout_change_low"] <= summary["heldout_change_high"] <= max(diffs) + 1e-9
-    change = summary["heldout_reward_mean"] - summary["heldout_reward_baseline"]
-    assert f"{change:+.3f} [{summary['heldout_change_low']:+.2f},{summary['heldout_change_high']:+.2f}]" in printed
+    # the noise of every held-out mean (training reward and monitor): SE over held-out prompts (the unit; 2 samples
+    # each) and a paired interval of the change since before training
+    for key, stem in (("heldout_reward_mean", "heldout_reward"), ("heldout/even_length", "heldout/even_length")):
+        for scores in (summary, baseline):
+            per_prompt = scores["heldout_per_prompt"][key]
+            assert len(per_prompt) == 3 and statistics.fmean(per_prompt) == pytest.approx(scores[key])
+            assert scores[f"{stem}_se"] == pytest.approx(statistics.stdev(per_prompt) / math.sqrt(3))
+        diffs = [a - b for a, b in zip(summary["heldout_per_prompt"][key], baseline["heldout_per_prompt"][key])]
+        low, high = summary[f"{stem}_change_low"], summary[f"{stem}_change_high"]
+        assert min(diffs) - 1e-9 <= low <= high <= max(diffs) + 1e-9
+        assert f"{summary[key] - summary[f'{stem}_baseline']:+.3f} [{low:+.2f},{high:+.2f}]" in printed
+        assert key != "heldout/even_length" or set(per_prompt) <= {0.0, 0.5, 1.0}  # 2 samples per prompt, 0/1 each
 
 
 def test_rest_em_fine_tunes_from_the_base_weights_each_iteration(sampling_recipe, monkeypatch):

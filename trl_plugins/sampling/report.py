@@ -1,5 +1,6 @@
 """What a sampling run reports about each iteration: the summary row (rewards of all and selected samples, counts,
-distinct-2, lengths) and the reward plot ``rewards_by_iteration.png`` (no torch). Files: store.py."""
+distinct-2, lengths; held-out means with their standard errors and paired change intervals) and the reward plot
+``rewards_by_iteration.png`` (no torch). Files: store.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..intervals import mean_se, paired_bootstrap
 from .store import RunStore, read_jsonl
 
 
@@ -48,6 +50,48 @@ def summarize(iteration: int, generations: list[dict], rewards: list[float | Non
         statistics.fmean(generations[i]["num_tokens"] for i in selected) if selected else None
     )
     return row
+
+
+def noise_keys(key: str) -> tuple[str, str, str, str]:
+    """The summary keys that go with a held-out mean ``key`` (``heldout_reward_mean`` or ``heldout/<name>``): its
+    standard error, the low and high ends of its change's 95% interval, and its value before training."""
+    stem = "heldout_reward" if key == "heldout_reward_mean" else key
+    return f"{stem}_se", f"{stem}_change_low", f"{stem}_change_high", f"{stem}_baseline"
+
+
+def heldout_summary(scored: list[dict], group_sizes: list[int], columns: dict[str, str]) -> dict:
+    """Held-out means of scored samples (in prompt order, ``group_sizes`` samples per prompt) for each summary key of
+    ``columns`` (summary key -> reward key), each with its standard error over prompts — the unit, since a prompt's
+    samples are not independent — and the per-prompt means under ``heldout_per_prompt`` (for paired changes)."""
+    def mean(key, rows):
+        valid = [row[key] for row in rows if row.get(key) is not None]
+        return sum(valid) / len(valid) if valid else None
+
+    starts = [0]
+    for size in group_sizes:
+        starts.append(starts[-1] + size)
+    out, per_prompt = {}, {}
+    for column, key in columns.items():
+        out[column] = mean(key, scored)
+        per_prompt[column] = [mean(key, scored[a:b]) for a, b in zip(starts, starts[1:])]
+        out[noise_keys(column)[0]] = mean_se([v for v in per_prompt[column] if v is not None])[1]
+    out["heldout_per_prompt"] = per_prompt
+    return out
+
+
+def heldout_changes(before: dict | None, after: dict | None, seed: int = 0) -> dict:
+    """For each held-out mean in both per-prompt tables: a paired 95% bootstrap interval of its change since before
+    training, over the prompts scored both times (``<stem>_change_low`` / ``_high``, see :func:`noise_keys`)."""
+    out = {}
+    for column, values in (after or {}).items():
+        base = (before or {}).get(column)
+        if not base or len(base) != len(values):
+            continue
+        pairs = [(b, a) for b, a in zip(base, values) if b is not None and a is not None]
+        if pairs:
+            _, low_key, high_key, _ = noise_keys(column)
+            out[low_key], out[high_key] = paired_bootstrap([b for b, _ in pairs], [a for _, a in pairs], seed=seed)
+    return out
 
 
 def _text(completion) -> str:

@@ -16,11 +16,10 @@ import torch
 from transformers.trainer_utils import TrainOutput
 from trl import SFTTrainer
 
-from ..intervals import mean_se, paired_bootstrap
 from . import reward_sources
 from .config import SamplingConfig
 from .generation import is_conversational, make_backend
-from .report import plot_rewards, summarize
+from .report import heldout_changes, heldout_summary, noise_keys, plot_rewards, summarize
 from .store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -144,7 +143,8 @@ class SamplingTrainer(SFTTrainer):
 
     def heldout_scores(self) -> dict[str, float | None]:
         """Mean rewards of fresh samples on the held-out prompts: ``heldout_reward_mean`` (the training reward, as
-        weighted for selection) and ``heldout/<name>`` for each training reward and each ``heldout_reward_funcs``."""
+        weighted for selection) and ``heldout/<name>`` for each training reward and each ``heldout_reward_funcs``,
+        each with its standard error, and the per-prompt means (``report.heldout_summary``)."""
         if self.heldout_dataset is None:
             return {}
         rows = self.heldout_dataset.to_list()
@@ -162,31 +162,11 @@ class SamplingTrainer(SFTTrainer):
             for row, more in zip(scored, self._score(self.heldout_sources, flat_prompts, completions, extra)):
                 row.update({key: v for key, v in more.items() if key != "reward"})
 
-        def mean(key, rows=scored):
-            valid = [row[key] for row in rows if row.get(key) is not None]
-            return sum(valid) / len(valid) if valid else None
-
-        scores = {"heldout_reward_mean": mean("reward")}
-        # the noise: prompts are the unit (a prompt's samples are not independent of each other)
-        starts = [0]
-        for gens in out:
-            starts.append(starts[-1] + len(gens))
-        per_prompt = [mean("reward", scored[a:b]) for a, b in zip(starts, starts[1:])]
-        scores["heldout_reward_se"] = mean_se([v for v in per_prompt if v is not None])[1]
         names = [key for key in (scored[0] if scored else {}) if key.startswith("reward/")]
+        columns = {"heldout_reward_mean": "reward"}  # summary key -> reward key of the scored rows
         if len(names) > 1:
-            scores.update({f"heldout/{key.removeprefix('reward/')}": mean(key) for key in names})
-        scores["heldout_reward_per_prompt"] = per_prompt
-        return scores
-
-    def _heldout_change(self, per_prompt: list | None) -> dict[str, float]:
-        """A paired 95% bootstrap interval of the held-out change since before training, over the held-out prompts."""
-        before = self.heldout_baseline_scores.get("heldout_reward_per_prompt")
-        if not before or not per_prompt or len(before) != len(per_prompt):
-            return {}
-        pairs = [(b, a) for b, a in zip(before, per_prompt) if b is not None and a is not None]
-        low, high = paired_bootstrap([b for b, _ in pairs], [a for _, a in pairs], seed=self.args.seed)
-        return {"heldout_change_low": low, "heldout_change_high": high}
+            columns.update({f"heldout/{key.removeprefix('reward/')}": key for key in names})
+        return heldout_summary(scored, [len(gens) for gens in out], columns)
 
     # -- weights -----------------------------------------------------------------------------------------------------
     def _trainable(self) -> dict[str, torch.nn.Parameter]:
@@ -322,17 +302,18 @@ class SamplingTrainer(SFTTrainer):
         summary.update({key: v for key, v in result.items() if key != "selected"})
         summary["heldout_reward_mean"] = None  # keeps the summary's column order when there is no held-out set
         heldout = self.heldout_scores()
-        per_prompt = heldout.pop("heldout_reward_per_prompt", None)
+        per_prompt = heldout.pop("heldout_per_prompt", None)
         summary.update(heldout)
-        summary.update(self._heldout_change(per_prompt))
         summary["heldout_reward_baseline"] = self.heldout_baseline
         summary.update({f"{key}_baseline": v for key, v in self.heldout_baseline_scores.items()
-                        if key.startswith("heldout/")})
+                        if key in (per_prompt or {}) and key.startswith("heldout/")})
+        summary.update(heldout_changes(self.heldout_baseline_scores.get("heldout_per_prompt"), per_prompt,
+                                       seed=self.args.seed))
         summary["global_step"] = self.state.global_step
         summary["processes"] = self.accelerator.num_processes
         summary["selected_indices"] = result["selected"]
         if per_prompt is not None:
-            summary["heldout_reward_per_prompt"] = per_prompt
+            summary["heldout_per_prompt"] = per_prompt
         self.store.write_summary(k, summary)
         if self.args.plot_rewards:
             self.store.on_main(lambda: plot_rewards(self.store, self.heldout_baseline))
@@ -345,26 +326,25 @@ class SamplingTrainer(SFTTrainer):
         def f(v):
             return "   -   " if v is None else f"{v:7.3f}"
 
-        def noise(s):  # ±SE of the held-out mean, and the change since before training with its interval
-            se = "   -  " if s.get("heldout_reward_se") is None else f"±{s['heldout_reward_se']:.3f}"
-            if s.get("heldout_change_low") is None or s.get("heldout_reward_baseline") is None:
+        def noise(key):  # ±SE of a held-out mean, and its change since before training with the 95% interval
+            se_key, low_key, high_key, base_key = noise_keys(key)
+            se = "   -  " if s.get(se_key) is None else f"±{s[se_key]:.3f}"
+            if s.get(low_key) is None or s.get(base_key) is None or s.get(key) is None:
                 return f"{se:>6} {'-':>20}"
-            change = s["heldout_reward_mean"] - s["heldout_reward_baseline"]
-            return f"{se:>6} {change:+.3f} [{s['heldout_change_low']:+.2f},{s['heldout_change_high']:+.2f}]"
+            return f"{se:>6} {s[key] - s[base_key]:+.3f} [{s[low_key]:+.2f},{s[high_key]:+.2f}]"
 
-        monitors = [f"heldout/{name}" for name in self.args.heldout_reward_funcs]
+        monitors = [f"heldout/{source.entry.name}" for source in self.heldout_sources]
         if s["iteration"] == 1 or not getattr(self, "_printed_header", False):
             before = ", ".join(f"{key.split('/')[-1]} {f(self.heldout_baseline_scores.get(key)).strip()}"
                                for key in monitors)
-            se = self.heldout_baseline_scores.get("heldout_reward_se")
-            before = (f"{f(self.heldout_baseline).strip()}" + (f" ±{se:.3f}" if se is not None else "")
-                      + (f"; {before}" if before else ""))
+            before = f"{f(self.heldout_baseline).strip()}" + (f"; {before}" if before else "")
             self.accelerator.print(f"{'iter':>4} {'reward':>7} {'select':>7} {'kept':>6} {'drop':>5} {'cut':>5} {'dist-2':>7} "
                                    f"{'tokens':>7} {'heldout':>7} {'±SE':>6} {'change [95%]':>20}"
-                                   + "".join(f" {key.split('/')[-1][:12]:>12}" for key in monitors)
+                                   + "".join(f" {key.split('/')[-1][:12]:>12} {'±SE':>6} {'change [95%]':>20}"
+                                             for key in monitors)
                                    + f"   (held-out before training: {before})")
             self._printed_header = True
         self.accelerator.print(f"{s['iteration']:>4} {f(s['reward_all_mean'])} {f(s['reward_selected_mean'])} "
                                f"{s['kept']:>6} {s['dropped']:>5} {s['unfinished']:>5} {f(s['distinct2_all'])} "
-                               f"{f(s['mean_tokens_all'])} {f(s['heldout_reward_mean'])} {noise(s)}"
-                               + "".join(f"      {f(s.get(key))}" for key in monitors))
+                               f"{f(s['mean_tokens_all'])} {f(s['heldout_reward_mean'])} {noise('heldout_reward_mean')}"
+                               + "".join(f"      {f(s.get(key))} {noise(key)}" for key in monitors))
