@@ -144,6 +144,8 @@ def test_heldout_scores_training_and_monitor_rewards(sampling_recipe, tmp_path, 
         assert min(diffs) - 1e-9 <= low <= high <= max(diffs) + 1e-9
         assert f"{summary[key] - summary[f'{stem}_baseline']:+.3f} [{low:+.2f},{high:+.2f}]" in printed
         assert key != "heldout/even_length" or set(per_prompt) <= {0.0, 0.5, 1.0}  # 2 samples per prompt, 0/1 each
+    assert (f"held-out before training: {baseline['heldout_reward_mean']:.3f} ±{baseline['heldout_reward_se']:.3f}; "
+            f"even_length {baseline['heldout/even_length']:.3f} ±{baseline['heldout/even_length_se']:.3f})") in printed
 
 
 def test_rest_em_fine_tunes_from_the_base_weights_each_iteration(sampling_recipe, monkeypatch):

@@ -335,9 +335,11 @@ class SamplingTrainer(SFTTrainer):
 
         monitors = [f"heldout/{source.entry.name}" for source in self.heldout_sources]
         if s["iteration"] == 1 or not getattr(self, "_printed_header", False):
-            before = ", ".join(f"{key.split('/')[-1]} {f(self.heldout_baseline_scores.get(key)).strip()}"
-                               for key in monitors)
-            before = f"{f(self.heldout_baseline).strip()}" + (f"; {before}" if before else "")
+            def was(key):  # a held-out mean before training, with its SE
+                value, se = self.heldout_baseline_scores.get(key), self.heldout_baseline_scores.get(noise_keys(key)[0])
+                return f(value).strip() + (f" ±{se:.3f}" if se is not None else "")
+
+            before = "; ".join([was("heldout_reward_mean")] + [f"{key.split('/')[-1]} {was(key)}" for key in monitors])
             self.accelerator.print(f"{'iter':>4} {'reward':>7} {'select':>7} {'kept':>6} {'drop':>5} {'cut':>5} {'dist-2':>7} "
                                    f"{'tokens':>7} {'heldout':>7} {'±SE':>6} {'change [95%]':>20}"
                                    + "".join(f" {key.split('/')[-1][:12]:>12} {'±SE':>6} {'change [95%]':>20}"
