@@ -417,12 +417,6 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA GPU here; use --device cpu --tiny for the smoke test", file=sys.stderr)
         return 2
-    if args.device == "cpu":
-        # bitsandbytes (0.50) repacks a 4-bit weight for CPU inference the first time it runs in eval mode and never
-        # unpacks it: a sampling trainer's fine-tuning after generating then fails on the CPU (not on CUDA)
-        import bitsandbytes.nn.modules as bnb_modules
-
-        bnb_modules._convert_weight_packed_for_cpu = lambda data, state, *args, **kwargs: (data, state)
     recipes = shipped_recipes([o for o in args.only.split(",") if o])
     recipes.sort(key=lambda r: (r[0] in SAMPLING, r[1]))  # the sampling recipes (generate calls) last
     rows, built, start = [], {}, time.perf_counter()

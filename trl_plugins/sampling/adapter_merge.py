@@ -90,15 +90,10 @@ def _merged_inplace(layers):
 
 def _dequantized(base, dtype: torch.dtype) -> torch.Tensor:
     """The weight a bitsandbytes layer computes with, as a ``dtype`` matrix."""
-    weight = base.weight
-    state = getattr(weight, "quant_state", None)
-    if getattr(state, "packing_format_for_cpu", False):
-        # bitsandbytes repacked it for its CPU kernel (no dequantize for that layout): read it through the kernel
-        import bitsandbytes as bnb
-
-        eye = torch.eye(base.in_features, dtype=dtype, device=weight.device)
-        return bnb.matmul_4bit(eye, weight, quant_state=state).to(dtype).T
     from peft.utils.integrations import dequantize_bnb_weight
+
+    weight = base.weight
+    state = getattr(weight, "quant_state", None)  # never in bitsandbytes' CPU inference layout: see bnb_cpu.py
 
     if type(weight).__name__ != "Params4bit":
         state = getattr(base, "state", None)
@@ -135,7 +130,7 @@ def _merged_copy(model, layers):
 def copy_fits(model, reserve_bytes: int = 0, margin: float = 1.1) -> bool:
     """``merge_quantized: auto``: whether the merged 16-bit copy (plus ``reserve_bytes``, e.g. the generation phase's
     KV cache) fits in the free memory of the model's GPU now, with ``margin``. Never on a CPU: no speed gain was
-    measured there, and bitsandbytes' CPU kernels repack 4-bit weights for inference."""
+    measured there."""
     device = next(model.parameters()).device
     if device.type != "cuda":
         return False
