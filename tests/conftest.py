@@ -42,7 +42,7 @@ def preference_file(tmp_path) -> str:
 
 
 # the CPU settings every tiny training run here shares (TRL configs default to bf16, which a CPU lacks)
-CPU_RUN = {"bf16": False, "gradient_checkpointing": False, "use_cpu": True, "report_to": "none",
+CPU_RUN = {"bf16": False, "activation_checkpointing": False, "use_cpu": True, "report_to": "none",
            "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True}
 
 

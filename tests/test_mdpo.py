@@ -137,7 +137,7 @@ def _args(tmp_path, **overrides):
 
     values = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=3, learning_rate=5e-3,
                   report_to="none", use_cpu=True, logging_steps=1, save_strategy="no", disable_tqdm=True,
-                  bf16=False, gradient_checkpointing=False, seed=0)
+                  bf16=False, activation_checkpointing=False, seed=0)
     values.update(overrides)
     return MDPOConfig(**values)
 
@@ -302,7 +302,7 @@ def _recipe(tmp_path, model, data, **extra):
 
     config = dict(model_name_or_path=model, dataset_name=data, output_dir=str(tmp_path / "out"), max_steps=1,
                   per_device_train_batch_size=2, use_cpu=True, report_to="none", save_strategy="no", bf16=False,
-                  gradient_checkpointing=False, disable_tqdm=True, logging_steps=1)
+                  activation_checkpointing=False, disable_tqdm=True, logging_steps=1)
     config.update(extra)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(config))

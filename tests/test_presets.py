@@ -17,7 +17,7 @@ def test_preset_shape(name):
     values = preset_values(name)
     assert values["use_peft"] and values["lora_target_modules"] == ["all-linear"]
     assert values["lora_alpha"] == 2 * values["lora_r"]
-    assert values["gradient_checkpointing"] and values["bf16"] and values["optim"] == "paged_adamw_8bit"
+    assert values["activation_checkpointing"] and values["bf16"] and values["optim"] == "paged_adamw_8bit"
     assert values["per_device_train_batch_size"] * values["gradient_accumulation_steps"] == 16
     quantized = name.startswith("qlora")
     assert values.get("load_in_4bit", False) == quantized

@@ -66,6 +66,22 @@ def test_preset_values_fill_in_and_recipe_keys_win(tmp_path, pretend_gpu):
     assert training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps == 16
 
 
+@pytest.mark.parametrize(("recipe_line", "argv", "expected"), [
+    ("gradient_checkpointing: false", [], False),  # old name in the recipe beats the preset's new name
+    ("activation_checkpointing: false", ["--gradient_checkpointing", "true"], True),  # old name on the CLI wins
+    ("gradient_checkpointing: true", ["--activation_checkpointing=false"], False),
+])
+def test_renamed_fields_keep_precedence(tmp_path, pretend_gpu, recipe_line, argv, expected):
+    """transformers 5.25 renamed gradient_checkpointing to activation_checkpointing and lets the new name win over
+    the old: each layer's value is read under the current name, so preset < recipe < command line still holds."""
+    _, config_cls = get_registry().trainer("orpo").load()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model_name_or_path: m\ndataset_name: d\noutput_dir: outputs/x\npeft_preset: qlora-24gb\n"
+                      f"{recipe_line}\n")
+    (_, training_args, _, _), _ = StrictParser(config_cls).parse(argv, recipe)
+    assert training_args.activation_checkpointing is expected and training_args.gradient_checkpointing is expected
+
+
 @pytest.mark.parametrize("path", sorted(ACCELERATE.glob("*.yaml")), ids=lambda p: p.stem)
 def test_accelerate_config_loads(path):
     from accelerate.commands.config.config_args import load_config_from_file

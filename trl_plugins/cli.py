@@ -5,6 +5,8 @@
     trl-plugins train NAME --config RECIPE.yaml [--key value ...] [--accelerate_config single_gpu|PATH]
     trl-plugins check-data NAME --config RECIPE.yaml [--key value ...]
     trl-plugins plan NAME --config RECIPE.yaml [--key value ...] [--gpu 24GB] [--json]   peak GPU memory, no weights
+    trl-plugins recipes [TRAINER] [--path NAME | --copy NAME [--to DIR]]   shipped recipes (trl_plugins/shipped.py)
+    trl-plugins docs [PAGE] [--example [--to DIR]]                         shipped docs and the example plugin
 
 Exit codes: 0 success, 2 usage/config/data errors (one line each, no traceback), 1 unexpected failure.
 ``list`` and ``info``'s registry lookups never import torch; ``train`` works in-process under
@@ -45,6 +47,15 @@ def _build_parser() -> argparse.ArgumentParser:
                        ("plan", "estimate a run's peak GPU memory from config.json (loads no model)")):
         p = sub.add_parser(name, help=text, add_help=False)
         p.add_argument("name", nargs="?")
+    p = sub.add_parser("recipes", help="list shipped recipes; print one's path or copy it out for editing")
+    p.add_argument("trainer", nargs="?", help="only this trainer's recipes")
+    p.add_argument("--path", metavar="NAME", help="print where recipe NAME (e.g. demo/orpo) is installed")
+    p.add_argument("--copy", metavar="NAME", help="copy recipe NAME into --to (default: here); never overwrites")
+    p.add_argument("--to", metavar="DIR")
+    p = sub.add_parser("docs", help="list the shipped doc pages, print one, or copy the example plugin")
+    p.add_argument("page", nargs="?", help="a page name: plugins, memory, distributed, orpo, raft, ...")
+    p.add_argument("--example", action="store_true", help="copy the example plugin package into --to (default: here)")
+    p.add_argument("--to", metavar="DIR")
     return parser
 
 
@@ -191,6 +202,14 @@ def _check_before_launch(name: str, argv: list[str], config_file: str) -> None:
 def cmd_run(command: str, name: str | None, rest: list[str]) -> int:
     from . import runner
 
+    if (not name or name.startswith("-")) and {"-h", "--help"} & {name, *rest}:
+        names = ", ".join(sorted(get_registry().trainers))
+        print(f"usage: trl-plugins {command} NAME --config RECIPE [--key value ...]"
+              + (" [--accelerate_config NAME|PATH]" if command == "train" else "")
+              + f"\n\nNAME is a registered trainer: {names}.\nRECIPE is a YAML file or a shipped recipe name "
+              "(trl-plugins recipes). Any config field can be set with --key value; a trainer's fields: "
+              f"trl-plugins {command} NAME --help or trl-plugins info NAME.")
+        return 0
     if not name or name.startswith("-"):
         raise UsageError(f"usage: trl-plugins {command} NAME --config RECIPE.yaml [--key value ...]")
     spec = get_registry().trainer(name)
@@ -222,11 +241,9 @@ _default_showwarning = warnings.showwarning
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet.install()  # before any library import: drops messages a user cannot act on (trl_plugins/quiet.py)
+    quiet.install()  # done at `import trl_plugins` already; again here in case a caller reset the filters
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
-    # TRL's configs default `gradient_checkpointing=True`, which transformers 5 flags on every run; not actionable.
-    warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
     try:
         parser = _build_parser()
         args, rest = parser.parse_known_args(argv)
@@ -241,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_plan(args.name, rest)
         if rest:
             raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
+        if args.command in ("recipes", "docs"):
+            from . import shipped
+
+            return {"recipes": shipped.cmd_recipes, "docs": shipped.cmd_docs}[args.command](args)
         return {"list": cmd_list, "info": cmd_info}[args.command](args)
     except TrlPluginsError as exc:
         for line in exc.lines():

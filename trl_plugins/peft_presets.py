@@ -25,7 +25,7 @@ _COMMON = {
     "use_peft": True,
     "lora_target_modules": ["all-linear"],
     "lora_dropout": 0.05,
-    "gradient_checkpointing": True,
+    "activation_checkpointing": True,
     "bf16": True,
     "optim": "paged_adamw_8bit",
 }

@@ -127,6 +127,15 @@ class StrictParser:
             cleaned[key] = self._convert(key, value, where)
         return cleaned
 
+    def _current_names(self, values):
+        """A recipe layer (mapping) or argv with deprecated field names written as their current ones, so that the
+        layers' precedence holds whichever name each layer uses (transformers lets the new name win over the old)."""
+        renamed = {old: new for old, new in RENAMED_FIELDS.items() if new in self.actions}
+        if isinstance(values, dict):
+            return {renamed.get(key, key): value for key, value in values.items()}
+        flags = {f"--{old}": f"--{new}" for old, new in renamed.items()}
+        return [flags.get(a.split("=")[0], a.split("=")[0]) + a[len(a.split("=")[0]):] for a in values]
+
     # -- the whole command line ----------------------------------------------------------------------------------
     def parse(self, argv: list[str], recipe: Path | None):
         config: dict = {}
@@ -139,12 +148,13 @@ class StrictParser:
             for name, value in env.items():
                 os.environ[str(name)] = str(value)
             config = self.check_keys(config, where)
+        config, argv = self._current_names(config), self._current_names(argv)
         preset_name = _flag_value(argv, "peft_preset") or config.get("peft_preset")
         defaults = {}
         if preset_name:
             from .peft_presets import preset_values
 
-            defaults.update(preset_values(preset_name))
+            defaults.update(self._current_names(preset_values(preset_name)))
         defaults.update(config)
         self.parser.set_defaults_with_config(**defaults)
         try:
@@ -162,6 +172,11 @@ class StrictParser:
             raise UsageError(f"unknown argument {flag!r}{hint}")
         explicit = set(config) | {a.lstrip("-").split("=")[0] for a in argv if a.startswith("--")}
         return parsed, explicit
+
+
+# transformers >= 5.25 renamed these TrainingArguments fields; TRL's configs still default the old one
+RENAMED_FIELDS = {"gradient_checkpointing": "activation_checkpointing",
+                  "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs"}
 
 
 def _flag_value(argv: list[str], name: str) -> str | None:
