@@ -50,6 +50,56 @@ def test_info_shows_fields_format_and_recipes(run_cli):
     assert "DPOTrainer" in data["trainer_bases"]
 
 
+def test_list_shows_each_accepted_format_of_kto_weighted(run_cli):
+    """kto-weighted takes unpaired or paired rows: each format's columns, no empty required list."""
+    code, out, _ = run_cli("list")
+    line = next(line for line in out.splitlines() if line.startswith("kto-weighted"))
+    assert "prompt, completion, label | chosen, rejected [prompt]" in line
+    code, out, _ = run_cli("info", "kto-weighted")
+    assert "dataset format: unpaired_preference or preference" in out
+
+
+def test_info_help_column_ends_cut_text_with_an_ellipsis(run_cli):
+    from trl_plugins.cli import _short_help
+
+    assert _short_help("Short help. More words.") == "Short help."
+    long = "word " * 40
+    cut = _short_help(long)
+    assert len(cut) <= 100 and cut.endswith("…") and not cut[:-1].endswith(" ")
+    code, out, _ = run_cli("info", "kto-weighted")
+    rows = out.split("HELP", 1)[1].splitlines()[1:]
+    assert rows and all(len(r.split("  ")[-1].strip()) <= 100 for r in rows)
+    assert any(r.endswith("…") for r in rows)
+
+
+@pytest.mark.parametrize("command", ["train", "check-data"])
+def test_help_without_a_trainer_name(run_cli, command):
+    code, out, err = run_cli(command, "--help")
+    assert code == 0 and err == ""
+    assert out.startswith(f"usage: trl-plugins {command} NAME --config RECIPE") and "orpo" in out
+
+
+def test_recipes_and_docs_commands(run_cli, tmp_path):
+    code, out, _ = run_cli("recipes", "orpo")
+    assert code == 0 and "demo/orpo" in out and "qwen2.5-1.5b-instruct/orpo/config_qlora" in out
+    code, out, _ = run_cli("recipes", "--path", "accelerate_configs/multi_cpu")
+    assert code == 0 and out.strip().endswith("multi_cpu.yaml")
+    code, out, err = run_cli("recipes", "--copy", "demo/raft", "--to", tmp_path)
+    assert code == 0 and (tmp_path / "raft.yaml").read_text().startswith("#")
+    (tmp_path / "raft.yaml").write_text("mine")
+    code, out, err = run_cli("recipes", "--copy", "demo/raft", "--to", tmp_path)
+    assert code == 2 and "not overwritten" in err and (tmp_path / "raft.yaml").read_text() == "mine"
+    code, out, err = run_cli("recipes", "--path", "demo/orpoo")
+    assert code == 2 and "did you mean 'demo/orpo'" in err
+    code, out, _ = run_cli("docs", "memory")
+    assert code == 0 and out.startswith("#")
+    code, out, err = run_cli("docs", "nope")
+    assert code == 2 and "no doc page 'nope'" in err
+    code, out, _ = run_cli("docs", "--example", "--to", tmp_path)
+    assert code == 0 and (tmp_path / "trl-plugins-example" / "pyproject.toml").is_file()
+    assert not (tmp_path / "trl-plugins-example" / "build").exists()
+
+
 def test_check_data_summarises_without_loading_a_model(run_cli, tiny_recipe, no_model_loading):
     code, out, err = run_cli("check-data", "orpo", "--config", tiny_recipe())
     assert code == 0, err

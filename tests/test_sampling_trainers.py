@@ -337,3 +337,15 @@ def test_bad_input_is_one_line_exit_2_before_model_load(name, extra, message, sa
     assert code == 2, err
     lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], err
+
+
+def test_run_that_trained_nothing_exits_3(sampling_recipe, run_cli, tmp_path):
+    """Every sample scored None (so none is selected in any iteration): the run says so on its last line and exits
+    3, not 0; a run that trained exits 0."""
+    code, out, err = run_cli("train", "raft", "--config", sampling_recipe(
+        {"num_iterations": 1, "reward_funcs": ["sampling_rewards:none_for_short"], "max_new_tokens": 1}))
+    assert code == 3, err
+    assert err.strip().splitlines()[-1].startswith("error: raft trained nothing: no iteration took an optimizer step")
+    code, out, err = run_cli("train", "raft", "--config", sampling_recipe({"num_iterations": 1}),
+                             "--overwrite_output_dir", "true")
+    assert code == 0, err

@@ -43,7 +43,7 @@ def register_trainers(register):
         summary="KTO with class weights from the label counts (paper Eq. 8), per-example weights, mixed batches.",
         paper="https://arxiv.org/abs/2402.01306",
         data_format="unpaired_preference",
-        # unpaired (prompt, completion, label) or paired (prompt, chosen, rejected): the method's check decides
+        other_formats=("preference",),  # paired rows are unpaired by the trainer; the method's check decides
         required_columns=(),
         optional_columns=("prompt", "completion", "label", "chosen", "rejected"),
         method="trl_plugins.trainers.kto_weighted:KTOWeightedMethod",

@@ -61,9 +61,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
 # -- list / info ---------------------------------------------------------------------------------------------------
 def _format_columns(spec) -> str:
-    required = ", ".join(spec.required_columns)
-    optional = ", ".join(spec.optional_columns)
-    return f"{required} [{optional}]" if optional else required
+    """``required [optional]``; a trainer accepting several formats shows each one's, separated by `` | ``."""
+    if spec.other_formats:
+        from .formats import FORMATS
+
+        formats = [FORMATS[name] for name in (spec.data_format, *spec.other_formats)]
+        return " | ".join(_columns_text(f.required, f.optional) for f in formats)
+    return _columns_text(spec.required_columns, spec.optional_columns)
+
+
+def _columns_text(required, optional) -> str:
+    return " ".join(filter(None, [", ".join(required), f"[{', '.join(optional)}]" if optional else ""]))
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -115,6 +123,16 @@ def _config_fields(config_cls, everything: bool) -> list[dict]:
     return out
 
 
+def _short_help(text: str, width: int = 100) -> str:
+    """The first sentence of a field's help; longer than ``width``, cut at a word and ended with an ellipsis (the
+    whole text: ``info NAME --json`` or ``train NAME --help``)."""
+    first = text.split(". ")[0].strip()
+    first = first if first.endswith(".") or first == text.strip() else first + "."
+    if len(first) <= width:
+        return first
+    return first[: width - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
 def cmd_info(args) -> int:
     from .recipe import shipped_recipes
 
@@ -140,8 +158,11 @@ def cmd_info(args) -> int:
     print(f"  trainer: {spec.trainer} (subclass of {trainer_cls.__mro__[1].__module__}.{trainer_cls.__mro__[1].__name__})")
     print(f"  config: {spec.config}")
     print(f"  model: {spec.model_kind}")
-    print(f"  dataset format: {spec.data_format} — required: {', '.join(spec.required_columns)}"
-          + (f"; optional: {', '.join(spec.optional_columns)}" if spec.optional_columns else ""))
+    if spec.other_formats:
+        print(f"  dataset format: {' or '.join((spec.data_format, *spec.other_formats))} — {_format_columns(spec)}")
+    else:
+        print(f"  dataset format: {spec.data_format} — required: {', '.join(spec.required_columns)}"
+              + (f"; optional: {', '.join(spec.optional_columns)}" if spec.optional_columns else ""))
     print("  shipped recipes (--config NAME or PATH):")
     for name, path in recipes.items():
         print(f"    {name}  ({path})")
@@ -149,8 +170,7 @@ def cmd_info(args) -> int:
         print("    none")
     scope = "all fields" if args.all else "method fields; --all adds every TrainingArguments field"
     print(f"  config fields ({scope}):")
-    rows = [[f["name"], f["type"].replace("typing.", ""), repr(f["default"]), f["help"].split(". ")[0][:100]]
-            for f in fields]
+    rows = [[f["name"], f["type"].replace("typing.", ""), repr(f["default"]), _short_help(f["help"])] for f in fields]
     print("\n".join("    " + line for line in _table(rows, ["NAME", "TYPE", "DEFAULT", "HELP"]).splitlines()))
     return 0
 
@@ -270,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `trl-plugins list | head`: the reader left; nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception:  # noqa: BLE001 - a bug, not bad input: show everything
         traceback.print_exc()
         print("error: unexpected failure (traceback above); please report it", file=sys.stderr)

@@ -37,3 +37,10 @@ class DataError(TrlPluginsError):
 
     def lines(self) -> list[str]:
         return list(self.problems)
+
+
+class NothingTrainedError(TrlPluginsError):
+    """A run that finished without one optimizer step (e.g. a sampling run whose every sample was cut off or scored
+    None, so no iteration selected anything). The model is saved as it was; exit code 3."""
+
+    exit_code = 3

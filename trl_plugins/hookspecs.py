@@ -48,6 +48,8 @@ def register_trainers(register) -> None:
             )
 
     ``required_columns`` and ``optional_columns`` default to the format's columns (``trl_plugins.formats``).
+    ``other_formats=("preference",)`` says the trainer also accepts those formats (its method's ``check_data``
+    tells them apart); ``list`` and ``info`` then show each format's columns.
     ``method`` names the run hooks of the trainer (its data checks, run checks and how it is built; see
     ``trl_plugins.method``); without it the trainer is built like a TRL trainer:
     ``Trainer(model=..., args=config, train_dataset=..., eval_dataset=..., processing_class=..., peft_config=...)``.

@@ -102,6 +102,7 @@ class TrainerSpec(_Provided):
     required_columns: tuple[str, ...]
     optional_columns: tuple[str, ...]
     model_kind: str
+    other_formats: tuple[str, ...] = field(default=(), kw_only=True)
     method: str | None
     recipes: str | None
     source: PluginSource = field(compare=False)
@@ -194,16 +195,18 @@ class _Registration:
         model_kind: str = "causal-lm",
         method: str | None = None,
         recipes: str | None = None,
+        other_formats: tuple[str, ...] | list[str] = (),
     ) -> None:
         name = self._check_name("trainer", name)
         self._check_import(f"trainer {name!r}: trainer", trainer)
         self._check_import(f"trainer {name!r}: config", config)
         if method is not None:
             self._check_import(f"trainer {name!r}: method", method)
-        if data_format not in FORMATS:
-            raise PluginError(
-                f"{self.source}: trainer {name!r}: unknown data_format {data_format!r} (known: {', '.join(FORMATS)})"
-            )
+        for fmt in (data_format, *other_formats):
+            if fmt not in FORMATS:
+                raise PluginError(
+                    f"{self.source}: trainer {name!r}: unknown data_format {fmt!r} (known: {', '.join(FORMATS)})"
+                )
         if model_kind not in MODEL_KINDS:
             raise PluginError(
                 f"{self.source}: trainer {name!r}: unknown model_kind {model_kind!r} (known: {', '.join(MODEL_KINDS)})"
@@ -228,6 +231,7 @@ class _Registration:
                 method=method,
                 recipes=recipes,
                 source=self.source,
+                other_formats=tuple(other_formats),
             )
         )
 

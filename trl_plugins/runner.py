@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import NothingTrainedError
 from .method import Method
 from .recipe import StrictParser, check_output_dir, resolve_recipe, resume_value, split_config_flag
 from .registry import TrainerSpec
@@ -110,7 +111,7 @@ def train(run: RunContext):
         print(f"trl-plugins: {run.spec.name} — {run.data_summary.line().removeprefix('ok: ')} -> {args.output_dir}")
         print(f"trl-plugins: {run.length_line}")
     trainer = build_trainer(run)
-    trainer.train(resume_from_checkpoint=resume_value(args))
+    out = trainer.train(resume_from_checkpoint=resume_value(args))
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
         dataset_name = run.script_args.dataset_name
@@ -120,5 +121,18 @@ def train(run: RunContext):
         )
     if getattr(args, "push_to_hub", False):
         trainer.push_to_hub(dataset_name=run.script_args.dataset_name)
+    if _trained_nothing(trainer, out):
+        raise NothingTrainedError(
+            f"{run.spec.name} trained nothing: no iteration took an optimizer step (every sample cut off, unscored or "
+            f"unselected: see the table above); the model in {args.output_dir} is the one it started from")
     trainer.accelerator.print(f"trl-plugins: {run.spec.name} done; model saved to {args.output_dir}")
     return trainer
+
+
+def _trained_nothing(trainer, out) -> bool:
+    """No optimizer step in the whole run. Sampling trainers keep one summary per iteration (resumed ones too), with
+    the phase's ``train_loss`` or None where nothing was selected; other trainers count ``global_step``."""
+    summaries = getattr(trainer, "summaries", None)
+    if summaries is not None:
+        return bool(summaries) and all(s.get("train_loss") is None for s in summaries)
+    return out is not None and getattr(out, "global_step", 1) == 0

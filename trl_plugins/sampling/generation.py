@@ -183,7 +183,7 @@ class TransformersBackend:
         pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos), 0)
         path = self.path(params)
         self.generate_calls += math.ceil(len(prompts) / max(1, params.batch_size // k))
-        bar = tqdm(total=len(prompts) * k, desc="generating", unit="seq", disable=not progress, leave=False)
+        bar = tqdm(total=len(prompts) * k, desc="generating", unit="seq", disable=not progress, leave=True)
         start = time.perf_counter()
         longest_prompt = max((len(t) for t in texts), default=0) // 3  # characters -> tokens, roughly: only a reserve for "auto"
         reserve = _kv_cache_bytes(model, params.batch_size, longest_prompt + params.max_new_tokens)

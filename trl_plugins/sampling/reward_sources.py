@@ -211,7 +211,7 @@ def score(sources, prompts, completions, rows: list[dict], progress: bool = Fals
 
     columns = sorted({key for row in rows for key in row})
     components: dict[str, list[float | None]] = {s.entry.name: [] for s in sources}
-    bar = tqdm(total=len(completions) * len(sources), desc="scoring", unit="sample", disable=not progress, leave=False)
+    bar = tqdm(total=len(completions) * len(sources), desc="scoring", unit="sample", disable=not progress, leave=True)
     for start in range(0, len(completions), chunk):
         stop = start + chunk
         batch_columns = {c: [row.get(c) for row in rows[start:stop]] for c in columns}
