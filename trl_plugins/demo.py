@@ -1,8 +1,14 @@
 """The offline CPU demos: train a method on the embedded model and data, and show held-out numbers before vs after,
 each with its standard error and a paired 95% bootstrap interval of the change.
 
-    python -m trl_plugins.demo orpo                 # what `./run demo` runs (about 10 minutes on 2 cores)
-    python -m trl_plugins.demo mdpo --recipe recipes/demo/mdpo.yaml --output_dir outputs/mdpo-demo
+    python -m trl_plugins.demo                      # what `./run demo` runs: RAFT (about 10 minutes on 2 cores)
+    python -m trl_plugins.demo orpo                 # ORPO on preference pairs
+    python -m trl_plugins.demo mdpo --recipe demo/mdpo --output_dir outputs/mdpo-demo
+
+RAFT (and the other sampling trainers: raft, rest, rest-em, rejection-sampling): the engine's own held-out table,
+then the headline — the held-out mean of the training reward (VADER sentiment of continuations of held-out IMDB
+openings) — beside a fluency check: the base model's mean log-likelihood per token of the same samples
+(``loglik:`` monitor, trl_plugins/sampling/loglik_reward.py), each before → after with a paired 95% interval.
 
 ORPO (embedded Rotten Tomatoes pairs): preference accuracy and log-prob margin on held-out test pairs, and the VADER
 sentiment of reviews sampled for held-out prompts — paraphrases of the request that no training row carries (every
@@ -116,6 +122,44 @@ def run_orpo_demo(recipe: str, output_dir: str, n_test: int, n_generations: int)
     return _verdict(intervals, {"accuracy": "accuracy", "margin": "margin", "vader": "VADER"}, primary="margin")
 
 
+SAMPLING_DEMOS = ("raft", "rest", "rest-em", "rejection-sampling")
+
+
+def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
+    """A sampling trainer's demo recipe through the runner; the verdict reads the engine's last summary."""
+    from . import runner
+    from .registry import get_registry
+    from .sampling.report import noise_keys
+
+    argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
+    run = runner.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
+    start = time.time()
+    trainer = runner.train(run)
+    minutes = (time.time() - start) / 60
+    last = trainer.summaries[-1]
+    metric = ", ".join(run.training_args.reward_funcs)
+    rows = [("heldout_reward_mean", f"held-out {metric} (training reward)")]
+    rows += [(key, f"held-out {key.removeprefix('heldout/')} (monitor)") for key in last
+             if key.startswith("heldout/") and key.removeprefix("heldout/") not in run.training_args.reward_funcs
+             and not key.endswith(("_se", "_baseline", "_change_low", "_change_high"))]
+    print(f"\n{method} demo: {run.model_args.model_name_or_path}, {len(trainer.summaries)} iterations in "
+          f"{minutes:.1f} min; held-out prompts never trained on (the test split)")
+    print(f"{'held-out metric':<52}{'before ± SE':>16}{'after ± SE':>16}{'change [95% interval]':>26}")
+    intervals, names = {}, {}
+    for key, label in rows:
+        se_key, low_key, high_key, base_key = noise_keys(key)
+        base_se = trainer.heldout_baseline_scores.get(se_key)
+        if last.get(key) is None or last.get(base_key) is None or last.get(low_key) is None:
+            continue
+        intervals[key], names[key] = (last[low_key], last[high_key]), label.split(" (")[0].removeprefix("held-out ")
+        print(f"{label:<52}{last[base_key]:>9.3f} ± {base_se or 0:.3f}{last[key]:>9.3f} ± {last[se_key]:.3f}"
+              f"{last[key] - last[base_key]:>+10.3f} [{last[low_key]:+.3f}, {last[high_key]:+.3f}]")
+    if any(key.endswith("loglik") for key in intervals):
+        print("(loglik: the base model's mean log-likelihood per token of the same samples; higher = more like fluent "
+              "text to the base model, so a fall beyond noise would mean the samples got worse as language)")
+    return _verdict(intervals, names, primary="heldout_reward_mean")
+
+
 def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:
     """mDPO on generated shapes: held-out image-conditional margin and preference accuracy, before vs after."""
     from .evaluation import image_conditional_margin
@@ -150,7 +194,7 @@ def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     quiet.install()  # before the libraries load, as the trl-plugins command does (trl_plugins/quiet.py)
     parser = argparse.ArgumentParser(prog="python -m trl_plugins.demo")
-    parser.add_argument("method", nargs="?", default="orpo", choices=["orpo", "mdpo"])
+    parser.add_argument("method", nargs="?", default="raft", choices=["orpo", "mdpo", *SAMPLING_DEMOS])
     parser.add_argument("--recipe", default=None, help="recipe path (default: the method's shipped demo recipe)")
     parser.add_argument("--output_dir", default=None)
     parser.add_argument("--n_test", type=int, default=200)
@@ -158,11 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    recipe = args.recipe or f"demo/{args.method}"
+    recipe = args.recipe or f"demo/{args.method.replace('-', '_')}"
     output_dir = args.output_dir or f"outputs/{args.method}-demo"
     try:
         if args.method == "mdpo":
             return run_mdpo_demo(recipe, output_dir, min(args.n_test, 64))
+        if args.method in SAMPLING_DEMOS:
+            return run_sampling_demo(args.method, recipe, output_dir)
         return run_orpo_demo(recipe, output_dir, args.n_test, args.n_generations)
     except TrlPluginsError as exc:
         for line in exc.lines():

@@ -69,7 +69,8 @@ class SamplingConfig(SFTConfig):
     heldout_reward_funcs: list[str] = field(
         default_factory=list,
         metadata={"help": "Extra rewards scored on the held-out samples only (not used for selection), reported as "
-                  "heldout/<name>: an independent check when training against a learned reward model."},
+                  "heldout/<name>: an independent check when training against a learned reward model, or "
+                  "loglik:MODEL, MODEL's mean log-likelihood per token of the samples (a fluency check)."},
     )
     heldout_num_generations: int = field(default=1, metadata={"help": "Completions per held-out prompt."})
     heldout_temperature: float | None = field(

@@ -7,7 +7,9 @@ A recipe lists them in ``reward_funcs`` (as TRL's GRPO does); each entry is one 
 - ``package.module:function``, any callable with TRL's signature
   ``f(prompts, completions, **columns) -> list[float | None]`` (so ``trl.rewards`` functions work);
 - a local directory (or hub id) of an ``AutoModelForSequenceClassification`` reward model, e.g. a ``margin-rm``
-  output; it is scored in batches on the policy's device and its first logit is the reward.
+  output; it is scored in batches on the policy's device and its first logit is the reward;
+- ``loglik:MODEL``: a reference causal LM's mean log-likelihood per token of the completion (a fluency monitor for
+  ``heldout_reward_funcs``; ``loglik_reward.py``).
 
 ``reward_weights`` (default all 1) weight them; the total is the weighted sum. A ``None`` from any source drops
 the sample (it is counted in the iteration summary). :func:`resolve` checks every entry without loading a model
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
+LOGLIK = "loglik:"
 _IMPORT_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _HUB_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -32,7 +35,7 @@ _HUB_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class RewardEntry:
     """One ``reward_funcs`` entry, resolved: what to load and how to weight it."""
 
-    kind: str  # "function" (registered or module:function) or "model"
+    kind: str  # "function" (registered or module:function), "model" (reward model) or "loglik" (reference LM)
     target: str  # import string, or model path / hub id
     name: str  # short name used in files and logs
     weight: float = 1.0
@@ -99,7 +102,10 @@ def resolve(entries: list[str] | None, weights: list[float] | None = None,
     for index, entry in enumerate(entries):
         weight = float(weights[index]) if weights is not None else 1.0
         path = Path(os.path.expanduser(entry))
-        if path.is_dir():
+        if entry.startswith(LOGLIK):
+            specs.append(RewardEntry("loglik", _check_loglik_model(entry.removeprefix(LOGLIK), entry, key), "loglik",
+                                     weight))
+        elif path.is_dir():
             _check_reward_model(path, entry, key)
             specs.append(RewardEntry("model", str(path), path.name or entry, weight))
         elif _IMPORT_RE.match(entry):
@@ -201,8 +207,27 @@ def reward_model_input_ids(tokenizer, prompt, completion) -> list[int]:
 
 
 def build(entries: list[RewardEntry], device=None, batch_size: int = 16) -> list:
-    """The reward sources of resolved entries (reward models load on first use)."""
-    return [ModelReward(e, device, batch_size) if e.kind == "model" else FunctionReward(e) for e in entries]
+    """The reward sources of resolved entries (models load on first use)."""
+    from .loglik_reward import LoglikReward
+
+    kinds = {"model": ModelReward, "loglik": LoglikReward}
+    return [kinds[e.kind](e, device, batch_size) if e.kind in kinds else FunctionReward(e) for e in entries]
+
+
+def _check_loglik_model(model: str, entry: str, key: str) -> str:
+    """``loglik:MODEL``'s model: an embedded one (its package installed), a local checkpoint or a hub id."""
+    from ..errors import ModelSourceError
+    from ..models import check_model_source
+
+    if not model:
+        raise ConfigError(f"{key}: {entry!r} names no model (e.g. loglik:embedded:smollm2-135m-instruct)")
+    if not model.startswith("embedded:") and not Path(os.path.expanduser(model)).is_dir() and not _HUB_RE.match(model):
+        raise ConfigError(f"{key}: {entry!r}: {model!r} is no local checkpoint, hub id or embedded model")
+    try:
+        check_model_source(model)
+    except ModelSourceError as exc:
+        raise ConfigError(f"{key}: {entry!r}: {exc}") from exc
+    return model
 
 
 def score(sources, prompts, completions, rows: list[dict], progress: bool = False, chunk: int = 256):
