@@ -18,3 +18,37 @@ def test_orpo_demo_vader_prompts_are_never_training_prompts():
     assert len(set(HELDOUT_REVIEW_PROMPTS)) == len(HELDOUT_REVIEW_PROMPTS) >= 8
     assert not training_prompts & set(HELDOUT_REVIEW_PROMPTS)
     assert not {_text(p) for p in data["test"]["prompt"]} & set(HELDOUT_REVIEW_PROMPTS)
+
+
+def test_sampling_demo_prints_headline_and_fluency_with_intervals(tmp_path, tiny_model_dir, capsys):
+    """The RAFT-style demo on the tiny model: the verdict block shows the training reward and the loglik monitor,
+    each before ± SE, after ± SE and the paired interval the engine's last summary holds; the exit code says whether
+    the headline rose beyond noise."""
+    import json
+
+    from conftest import write_jsonl, write_recipe
+
+    from trl_plugins.demo import run_sampling_demo
+
+    prompts = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
+               "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
+    data = tmp_path / "splits"
+    write_jsonl(data / "train.jsonl", [{"prompt": p} for p in prompts])
+    write_jsonl(data / "test.jsonl", [{"prompt": p} for p in prompts[:4]])
+    recipe = write_recipe(tmp_path / "r.yaml", {
+        "model_name_or_path": tiny_model_dir, "dataset_name": str(data), "dataset_test_split": "test",
+        "reward_funcs": ["sampling_rewards:good_words"], "heldout_reward_funcs": [f"loglik:{tiny_model_dir}"],
+        "heldout_prompts": 4, "heldout_num_generations": 2, "num_iterations": 1, "num_generations": 4,
+        "max_new_tokens": 6, "keep_unfinished": True, "max_steps": 2, "max_length": 64, "learning_rate": 1e-2,
+        "per_device_train_batch_size": 4, "output_dir": str(tmp_path / "out")})
+    code = run_sampling_demo("raft", recipe, str(tmp_path / "out"))
+    printed = capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "iteration_1" / "summary.json").read_text())
+    for key, label in (("heldout_reward_mean", "held-out sampling_rewards:good_words (training reward)"),
+                       ("heldout/loglik", "held-out loglik (monitor)")):
+        stem = "heldout_reward" if key == "heldout_reward_mean" else key
+        line = next(line for line in printed.splitlines() if line.startswith(label))
+        assert f"{summary[key]:.3f} ± {summary[stem + '_se']:.3f}" in line
+        assert f"[{summary[stem + '_change_low']:+.3f}, {summary[stem + '_change_high']:+.3f}]" in line
+    assert code == (0 if summary["heldout_reward_change_low"] > 0 else 1)
+    assert "result: rose beyond noise:" in printed
