@@ -70,7 +70,7 @@ def recipe_settings(name: str, tiny: bool) -> dict:
     """Generation settings of a shipped recipe and the recipe keys of its peft preset."""
     import yaml
 
-    from trl_plugins.peft_presets import preset_values
+    from trl_plugins.models.peft_presets import preset_values
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "recipes", name + ".yaml")) as f:
@@ -94,7 +94,7 @@ def build(arch: str, settings: dict, device: str, tiny: bool, workdir: str):
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
     from trl import ModelConfig, get_peft_config
 
-    from trl_plugins.models import load_model
+    from trl_plugins.models.loading import load_model
 
     spec = ARCHITECTURES[arch]
     values = dict(spec["config"])

@@ -1,7 +1,7 @@
 """Peak GPU memory of every shipped consumer-GPU recipe: measured vs planned (trl-plugins plan) vs the recipe's tier.
 
 For each ``recipes/<model>/<method>/config_qlora.yaml``: build a random-weight checkpoint of the recipe's architecture
-from its config.json (``trl_plugins/memory_configs``; no hub) with a word-level tokenizer sized to the vocabulary (and
+from its config.json (``trl_plugins/planning/memory_configs``; no hub) with a word-level tokenizer sized to the vocabulary (and
 an image processor for the vision-language models), write synthetic rows at ``max_length`` (prompt 150 tokens,
 completions filling the rest; images of the planner's default size), and run the recipe through the real runner for
 2 optimizer steps with gradient accumulation 1. The sampling trainers run one iteration (no held-out set): one
@@ -303,7 +303,7 @@ def _flag(argv: list[str], name: str, default):
 
 def checkpoint(model_id: str, work: Path, device: str, tiny: bool, built: dict, classifier: bool = False):
     """``(path, info)`` of the random-weight checkpoint of ``model_id``, built once per run of this script."""
-    from trl_plugins.plan_command import load_model_config
+    from trl_plugins.cli.plan import load_model_config
 
     if model_id not in built:
         config = load_model_config(model_id)  # as the file has it; transformers fills the defaults
@@ -314,7 +314,7 @@ def checkpoint(model_id: str, work: Path, device: str, tiny: bool, built: dict, 
 
 def measure(method: str, recipe: Path, tier: int, work: Path, device: str, tiny: bool, built: dict,
             fast: bool = True) -> dict:
-    from trl_plugins.plan_command import plan_run
+    from trl_plugins.cli.plan import plan_run
 
     name = str(recipe.relative_to(REPO / "recipes"))
     shipped, shipped_run = plan_run(method, ["--config", str(recipe), "--gpu", str(tier)])
@@ -328,9 +328,9 @@ def measure(method: str, recipe: Path, tier: int, work: Path, device: str, tiny:
 def _measure(method, recipe, tier, work, device, tiny, built, name, shipped, shipped_run, fast) -> dict:
     import torch
 
-    from trl_plugins import runner
-    from trl_plugins.plan_command import _as_on_a_gpu, plan_run
-    from trl_plugins.recipe import StrictParser
+    from trl_plugins.run import flow as runner
+    from trl_plugins.cli.plan import _as_on_a_gpu, plan_run
+    from trl_plugins.run.recipe import StrictParser
     from trl_plugins.registry import get_registry
 
     spec = get_registry().trainer(method)

@@ -1,4 +1,4 @@
-"""The length check (trl_plugins/lengths.py) on 20,000 rows vs TRL's own dataset preparation of the same rows.
+"""The length check (trl_plugins/checks/lengths.py) on 20,000 rows vs TRL's own dataset preparation of the same rows.
 
 The check runs before the model loads, on every `train` and `check-data`, so it must cost no more than the
 tokenization TRL does anyway. Rows: ~100-token prompts, ~200-token chosen/rejected (prompt + completion ~300
@@ -69,8 +69,8 @@ def main():
 
     from datasets import Dataset, disable_caching
 
-    from trl_plugins.lengths import length_report
-    from trl_plugins.models import load_processing_class
+    from trl_plugins.checks.lengths import length_report
+    from trl_plugins.models.loading import load_processing_class
 
     disable_caching()  # TRL's map must tokenize, not read a cache of an earlier run
     tokenizer = load_processing_class(SimpleNamespace(model_name_or_path="embedded:smollm2-135m-instruct",

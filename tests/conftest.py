@@ -78,7 +78,7 @@ def tiny_recipe(tmp_path, tiny_model_dir, preference_file):
 @pytest.fixture
 def run_cli(capsys):
     """Run the CLI in-process: returns (exit_code, stdout, stderr)."""
-    from trl_plugins.cli import main
+    from trl_plugins.cli.main import main
 
     def run(*args: str):
         code = main([str(a) for a in args])
@@ -91,7 +91,7 @@ def run_cli(capsys):
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Fail the test if anything tries to load a model (bad input must stop before that)."""
-    import trl_plugins.models as models
+    import trl_plugins.models.loading as models
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded although the input is bad")
@@ -136,6 +136,6 @@ def with_plugins(plugin_sites, monkeypatch):
 @pytest.fixture(scope="session")
 def smollm2_path() -> str:
     """The embedded SmolLM2-135M-Instruct, converted once and cached (about 20 s the first time)."""
-    from trl_plugins.models import resolve_model_path
+    from trl_plugins.models.loading import resolve_model_path
 
     return resolve_model_path("embedded:smollm2-135m-instruct")

@@ -16,7 +16,7 @@ import sys
 def run_job(job: dict) -> dict:
     from accelerate.utils import gather_object
 
-    from trl_plugins import runner
+    from trl_plugins.run import flow as runner
     from trl_plugins.registry import get_registry
 
     run = runner.prepare_run(get_registry().trainer(job["name"]), job["argv"])

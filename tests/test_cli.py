@@ -66,7 +66,7 @@ def test_train_runs_saves_and_writes_a_model_card(run_cli, tiny_recipe, tmp_path
 
 def test_cli_flags_override_the_yaml(run_cli, tiny_recipe, tmp_path):
     from trl_plugins import get_trainer
-    from trl_plugins.recipe import StrictParser
+    from trl_plugins.run.recipe import StrictParser
 
     _, config_cls = get_trainer("orpo")
     parsed, _ = StrictParser(config_cls).parse(["--beta", "0.3"], Path(tiny_recipe({"beta": 0.2})))
@@ -76,7 +76,7 @@ def test_cli_flags_override_the_yaml(run_cli, tiny_recipe, tmp_path):
 
 # -- exit code 1: a bug, not bad input -----------------------------------------------------------------------------
 def test_unexpected_failure_exits_1_with_traceback(run_cli, tiny_recipe, monkeypatch):
-    import trl_plugins.runner as runner
+    import trl_plugins.run.flow as runner
 
     def boom(run):
         raise RuntimeError("simulated bug")

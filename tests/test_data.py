@@ -7,7 +7,7 @@ from conftest import write_jsonl
 from datasets import Dataset, DatasetDict
 from tiny import preference_rows
 
-from trl_plugins.data import check_datasets, load_source
+from trl_plugins.checks.data import check_datasets, load_source
 from trl_plugins.embedded import load_embedded_dataset, parse_options
 from trl_plugins.errors import ConfigError, DataError, UsageError
 from trl_plugins.registry import get_registry

@@ -293,7 +293,7 @@ def pretend_gpu(monkeypatch):
 def test_shipped_accelerate_configs_load_and_say_their_launch(name, launch):
     from accelerate.commands.config.config_args import load_config_from_file
 
-    from trl_plugins.distributed import launch_from_config
+    from trl_plugins.run.distributed import launch_from_config
 
     config = load_config_from_file(str(CONFIGS / f"{name}.yaml"))  # accelerate's own strict loader
     assert config.num_processes == (1 if launch == "single" else 2)
@@ -301,7 +301,7 @@ def test_shipped_accelerate_configs_load_and_say_their_launch(name, launch):
 
 
 def _parsed(trainer: str, recipe: str, *argv: str):
-    from trl_plugins.recipe import StrictParser, resolve_recipe
+    from trl_plugins.run.recipe import StrictParser, resolve_recipe
     from trl_plugins.registry import get_registry
 
     spec = get_registry().trainer(trainer)
@@ -331,7 +331,7 @@ def test_launch_and_recipe_combinations(trainer, recipe, argv, launch, message, 
     dtype; 8-bit weights do not shard; sampling trainers run under DDP or ZeRO-2 only."""
     import importlib.util
 
-    from trl_plugins.distributed import check_launch
+    from trl_plugins.run.distributed import check_launch
     from trl_plugins.errors import ConfigError
 
     real = importlib.util.find_spec

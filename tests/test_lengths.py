@@ -15,7 +15,7 @@ from datasets import Dataset
 from tiny import tiny_causal_lm, tiny_llama_config, tiny_tokenizer
 
 from trl_plugins.errors import ConfigError, DataError
-from trl_plugins.lengths import LengthRule, check_lengths, generic_rule, length_report, rule_for
+from trl_plugins.checks.lengths import LengthRule, check_lengths, generic_rule, length_report, rule_for
 
 FILL = "the movie was very good and the story was fun but the plot was dull".split()
 LIMIT = 48
@@ -126,7 +126,7 @@ def test_orpo_matches_dpo_preparation_and_collator(tmp_path, conversational, mod
 # -- kto-weighted: KTOTrainer unpairs, drops prompts filling max_length, the collator keeps the start --------------
 @pytest.mark.parametrize("paired,conversational", [(True, False), (False, False), (False, True)])
 def test_kto_matches_kto_preparation_and_collator(tmp_path, paired, conversational):
-    from trl_plugins.trainers.kto_weighted import KTOWeightedConfig, KTOWeightedTrainer
+    from trl_plugins.trainers.kto_weighted.trainer import KTOWeightedConfig, KTOWeightedTrainer
 
     tokenizer = tiny_tokenizer()
     rows = varied_rows(30, conversational, seed=1)
@@ -169,7 +169,7 @@ def _tiny_classifier(tokenizer):
 @pytest.mark.parametrize("conversational,with_prompt,tokenizer_kind", [
     (False, True, "plain"), (True, True, "plain"), (False, False, "bos"), (True, False, "plain")])
 def test_margin_rm_matches_reward_filter(tmp_path, conversational, with_prompt, tokenizer_kind):
-    from trl_plugins.trainers.margin_reward import MarginRewardConfig, MarginRewardTrainer
+    from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig, MarginRewardTrainer
 
     tokenizer = bos_tokenizer() if tokenizer_kind == "bos" else tiny_tokenizer()
     rows = varied_rows(40, conversational, seed=2)
@@ -191,7 +191,7 @@ def test_margin_rm_matches_reward_filter(tmp_path, conversational, with_prompt, 
 
 def test_margin_rm_with_no_pair_left_is_one_line_data_error(tmp_path):
     """The crash of issue 10 (RewardTrainer filtered every pair, then num_samples=0), caught before any model."""
-    from trl_plugins.trainers.margin_reward import MarginRewardConfig, MarginRewardTrainer
+    from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig, MarginRewardTrainer
 
     tokenizer = tiny_tokenizer()
     rows = varied_rows(12, prompt_sizes=(60,))
@@ -293,8 +293,8 @@ def test_mdpo_matches_vision_collator(conversational):
     from tiny_vlm import shape_image
 
     from trl_plugins.embedded.tiny_llava import IMAGE_TOKEN
-    from trl_plugins.trainers.mdpo import MDPOConfig
-    from trl_plugins.trainers.mdpo_collator import DataCollatorForMDPO
+    from trl_plugins.trainers.mdpo.trainer import MDPOConfig
+    from trl_plugins.trainers.mdpo.collator import DataCollatorForMDPO
 
     from tiny_vlm import tiny_vlm
 
@@ -407,7 +407,7 @@ def test_check_lengths_on_a_prepared_run(tmp_path, tiny_model_dir, monkeypatch):
     from conftest import write_jsonl, write_recipe
     from transformers import PreTrainedModel
 
-    from trl_plugins import runner
+    from trl_plugins.run import flow as runner
     from trl_plugins.registry import get_registry
 
     def no_weights(*args, **kwargs):

@@ -1,4 +1,4 @@
-"""The memory planner (trl_plugins.memory_plan) and ``trl-plugins plan`` (trl_plugins.plan_command).
+"""The memory planner (trl_plugins.planning.memory_plan) and ``trl-plugins plan`` (trl_plugins.cli.plan).
 
 Terms are checked against numbers worked out by hand from the published configs, the per-layer activation bytes
 against what autograd really saves on a LoRA decoder layer, the whole plan against the four GPU measurements of
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from trl_plugins.errors import ConfigError, TrlPluginsError, UsageError
-from trl_plugins.memory_plan import (
+from trl_plugins.planning.memory_plan import (
     FIT_FRACTION,
     GIB,
     LAYER_BYTES,
@@ -28,7 +28,7 @@ from trl_plugins.memory_plan import (
     plan,
     profile_for,
 )
-from trl_plugins.plan_command import SHIPPED_CONFIGS, parse_gpu, plan_run, run_plan
+from trl_plugins.cli.plan import SHIPPED_CONFIGS, parse_gpu, plan_run, run_plan
 
 REPO = Path(__file__).resolve().parent.parent
 CONSUMER_RECIPES = sorted((REPO / "recipes").glob("*/*/config_qlora.yaml"))
@@ -342,7 +342,7 @@ def test_plan_module_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, trl_plugins.memory_plan; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    code = "import sys, trl_plugins.planning.memory_plan; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 

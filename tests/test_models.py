@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from trl_plugins import models
+from trl_plugins.models import loading as models
 from trl_plugins.errors import ModelSourceError
 
 

@@ -1,5 +1,5 @@
 """The ``trl-plugins`` command prints only what trl-plugins writes: no start-up noise of other libraries
-(trl_plugins/quiet.py), while their other warnings and ours still show."""
+(trl_plugins/compat/quiet.py), while their other warnings and ours still show."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ os.dup2(null, 1); os.dup2(null, 2)
 import torch, transformers, trl, peft, datasets, accelerate, bitsandbytes
 sys.stdout.flush(); sys.stderr.flush()
 os.dup2(saved[0], 1); os.dup2(saved[1], 2)
-from trl_plugins.cli import main
+from trl_plugins.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -56,7 +56,7 @@ def test_commands_print_only_our_output(args, tiny_recipe):
 def test_filter_drops_only_the_listed_message(caplog):
     """The filter sits on bitsandbytes' own logger and matches one message: another warning of that logger, and
     warnings of ours, pass."""
-    from trl_plugins import quiet
+    from trl_plugins.compat import quiet
 
     quiet.install()
     quiet.install()  # idempotent
@@ -77,7 +77,7 @@ def test_message_still_matches_bitsandbytes_source():
     import importlib.util
     from pathlib import Path
 
-    from trl_plugins.quiet import DROPPED
+    from trl_plugins.compat.quiet import DROPPED
 
     spec = importlib.util.find_spec("bitsandbytes")
     for name, prefix in DROPPED:

@@ -10,8 +10,8 @@ pytestmark = pytest.mark.real
 
 
 def test_orpo_learns_to_prefer_positive_reviews(smollm2_path, tmp_path):
-    from trl_plugins import runner
-    from trl_plugins.evaluation import preference_accuracy
+    from trl_plugins.run import flow as runner
+    from trl_plugins.evaluation.heldout import preference_accuracy
     from trl_plugins.registry import get_registry
 
     spec = get_registry().trainer("orpo")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trl_plugins.recipe import StrictParser, shipped_recipes
+from trl_plugins.run.recipe import StrictParser, shipped_recipes
 from trl_plugins.imports import resource_dir
 from trl_plugins.registry import get_registry
 
@@ -81,7 +81,7 @@ def test_shipped_accelerate_configs_cover_the_documented_set():
 def test_a_shipped_recipe_name_wins_over_a_folder_of_the_same_name():
     """margin-rm ships demo/margin_rm.yaml and demo/margin_rm/imdb_continuations.yaml: `--config demo/margin_rm` is
     the first, the folder's recipe is named in full."""
-    from trl_plugins.recipe import resolve_recipe
+    from trl_plugins.run.recipe import resolve_recipe
 
     spec = get_registry().trainer("margin-rm")
     assert resolve_recipe(spec, "demo/margin_rm") == RECIPES / "demo" / "margin_rm.yaml"

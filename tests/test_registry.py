@@ -31,7 +31,7 @@ def test_listing_and_resolving_import_no_torch_transformers_or_trl():
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     code = (
-        "import sys\nfrom trl_plugins.cli import main\nassert main(['list']) == 0\n"
+        "import sys\nfrom trl_plugins.cli.main import main\nassert main(['list']) == 0\n"
         "heavy = [m for m in ('torch', 'transformers', 'trl') if m in sys.modules]\nassert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trl_plugins.recipe import StrictParser, shipped_recipes
+from trl_plugins.run.recipe import StrictParser, shipped_recipes
 from trl_plugins.registry import get_registry
 
 NAMES = ("raft", "rejection-sampling", "rest", "rest-em")

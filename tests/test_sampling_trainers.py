@@ -37,7 +37,7 @@ def sampling_recipe(tmp_path, tiny_model_dir, prompt_file):
 
 
 def build(name: str, recipe: str, *extra: str):
-    from trl_plugins import runner
+    from trl_plugins.run import flow as runner
     from trl_plugins.registry import get_registry
 
     run = runner.prepare_run(get_registry().trainer(name), ["--config", recipe, "--overwrite_output_dir", "true",

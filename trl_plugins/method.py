@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .memory_plan import MemoryProfile
+from .planning.memory_plan import MemoryProfile
 
 if TYPE_CHECKING:
     from .registry import TrainerSpec
-    from .runner import RunContext
+    from .run.flow import RunContext
 
 
 class Method:
@@ -42,9 +42,9 @@ class Method:
         :class:`trl_plugins.errors.TrlPluginsError`. What it resolves can be kept on ``self`` for :meth:`build`."""
 
     def length_rule(self, config):
-        """What the trainer does to rows longer than its limit (a :class:`trl_plugins.lengths.LengthRule`); the
+        """What the trainer does to rows longer than its limit (a :class:`trl_plugins.checks.lengths.LengthRule`); the
         default reports token lengths against ``max_length`` with the action unknown."""
-        from .lengths import generic_rule
+        from .checks.lengths import generic_rule
 
         return generic_rule(config)
 

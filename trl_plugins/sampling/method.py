@@ -5,8 +5,8 @@ cached, the columns the rewards read are in the data — and handed to the train
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..lengths import sampling_rule
-from ..memory_plan import MemoryProfile
+from ..checks.lengths import sampling_rule
+from ..planning.memory_plan import MemoryProfile
 from ..method import Method
 from . import reward_sources
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..sampling.selection import best_of_n, top_alpha
 from ..sampling.config import SamplingConfig
 from ..sampling.trainer import SamplingTrainer
-from .papers import RAFT
+from .common.papers import RAFT
 
 
 @dataclass

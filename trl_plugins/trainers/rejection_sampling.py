@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..sampling.selection import best_of_n, best_worst_pairs
 from ..sampling.config import SamplingConfig
 from ..sampling.trainer import SamplingTrainer
-from .papers import LLAMA2
+from .common.papers import LLAMA2
 
 
 @dataclass

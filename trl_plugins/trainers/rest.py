@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..sampling.selection import binary_capped, threshold
 from ..sampling.config import SamplingConfig
 from ..sampling.trainer import SamplingTrainer
-from .papers import REST, REST_EM
+from .common.papers import REST, REST_EM
 
 @dataclass
 class ReSTConfig(SamplingConfig):
