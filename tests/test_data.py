@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import write_jsonl
+from helpers import write_jsonl
 from datasets import Dataset, DatasetDict
 from tiny import preference_rows
 

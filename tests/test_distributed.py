@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CPU_RUN, REPO, TESTS, write_jsonl
+from helpers import CPU_RUN, REPO, TESTS, method_of, write_jsonl
 from tiny import preference_rows, save_tiny_causal_lm
 from tiny_vlm import save_tiny_vlm, vision_rows
 
@@ -280,13 +280,6 @@ def test_only_the_store_writes_sampling_files():
 CONFIGS = REPO / "recipes" / "accelerate_configs"
 
 
-@pytest.fixture
-def pretend_gpu(monkeypatch):
-    import transformers.training_args as training_args
-
-    monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)
-
-
 @pytest.mark.parametrize("name, launch", [("cpu", "single"), ("single_gpu", "single"), ("multi_cpu", "ddp"),
                                           ("multi_gpu", "ddp"), ("zero2", "zero2"), ("zero3", "zero3"),
                                           ("fsdp", "fsdp")])
@@ -338,10 +331,10 @@ def test_launch_and_recipe_combinations(trainer, recipe, argv, launch, message, 
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "deepspeed" else real(n, *a))
     model_args, training_args = _parsed(trainer, recipe, *argv)
     if message is None:
-        check_launch(trainer, model_args, training_args, launch)
+        check_launch(method_of(trainer), model_args, training_args, launch)
     else:
         with pytest.raises(ConfigError, match=re.escape(message)) as info:
-            check_launch(trainer, model_args, training_args, launch)
+            check_launch(method_of(trainer), model_args, training_args, launch)
         assert "\n" not in str(info.value)
 
 
@@ -360,3 +353,17 @@ def test_sharded_launch_without_deepspeed_or_with_bad_qlora_stops_before_the_mod
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))
     code, _, err = run_cli("check-data", "orpo", "--config", tiny_recipe())
     assert code == 2 and "pip install 'trl-plugins[deepspeed]'" in err, err
+
+
+def test_any_generating_method_is_refused_under_sharding_whatever_its_name():
+    """The rule asks the method (``generates``), so a third-party sampling method is refused like the built-ins."""
+    from types import SimpleNamespace
+
+    from trl_plugins.errors import ConfigError
+    from trl_plugins.run.distributed import check_launch
+
+    method = SimpleNamespace(generates=True, spec=SimpleNamespace(name="someone-elses-sampler"))
+    with pytest.raises(ConfigError, match="someone-elses-sampler under FSDP"):
+        check_launch(method, SimpleNamespace(), SimpleNamespace(), "fsdp")
+    check_launch(SimpleNamespace(generates=False, spec=method.spec), SimpleNamespace(), SimpleNamespace(), "fsdp")
+    assert method_of("raft").generates and not method_of("orpo").generates

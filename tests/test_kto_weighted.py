@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import trainer_args, write_jsonl
+from helpers import trainer_args, write_jsonl
 from datasets import Dataset
 from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
 

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import write_jsonl, write_recipe
+from helpers import write_jsonl, write_recipe
 from tiny import preference_rows
 
 from trl_plugins.losses import margin_reward_loss

@@ -20,14 +20,6 @@ def _owners(path: Path):
     return [spec for spec in get_registry().trainers.values() if path in list(shipped_recipes(spec).values())]
 
 
-@pytest.fixture
-def pretend_gpu(monkeypatch):
-    """Consumer-GPU recipes ask for bf16; parsing them here must not fail because this machine has no GPU."""
-    import transformers.training_args as training_args
-
-    monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)
-
-
 def test_there_are_recipes():
     assert RECIPE_FILES and any("demo" in p.parts for p in RECIPE_FILES)
 

@@ -26,14 +26,6 @@ def test_each_trainer_ships_a_demo_and_two_consumer_recipes():
             assert any(f.endswith(f"{model}/{stem}/config_qlora.yaml") for f in files), files
 
 
-@pytest.fixture
-def pretend_gpu(monkeypatch):
-    """Consumer-GPU recipes ask for bf16; parsing them here must not fail because this machine has no GPU."""
-    import transformers.training_args as training_args
-
-    monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)
-
-
 @pytest.mark.parametrize("spec, path", list(_recipes()))
 def test_recipe_parses_strictly(spec, path, pretend_gpu):
     _, config_cls = spec.load()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_jsonl, write_recipe
+from helpers import write_jsonl, write_recipe
 
 PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
            "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]

@@ -106,4 +106,5 @@ def register_reward_functions(register):
         "exact_match",
         function="trl_plugins.builtin_rewards:exact_match",
         summary="1 if the completion's final answer (last number, ####, or \\boxed{}) equals the `answer` column, else 0.",
+        reads_columns=("answer",),
     )

@@ -28,6 +28,7 @@ class Method:
     """Base of every method's run hooks; subclass it and override what your trainer needs."""
 
     memory_profile = MemoryProfile()  # what one example puts on the GPU, for `trl-plugins plan` (memory_plan.py)
+    generates = False  # generates with the policy while training: refused under FSDP/ZeRO-3 (run/distributed.py)
 
     def __init__(self, spec: TrainerSpec):
         self.spec = spec

@@ -131,17 +131,9 @@ def generic_rule(config) -> LengthRule:
     return LengthRule("max_length", _limit(config), "unknown", columns=())
 
 
-def rule_for(name: str, config, method=None) -> LengthRule:
-    """The length rule of trainer ``name``: its method's ``length_rule(config)`` (``method``, or the registered
-    method of ``name``); a method without one, or an unregistered name, gets :func:`generic_rule`."""
-    if method is None:
-        from ..registry import get_registry
-
-        try:
-            spec = get_registry().trainer(name)
-        except Exception:  # noqa: BLE001 - an unknown name: the generic rule
-            return generic_rule(config)
-        method = spec.load_method()(spec)
+def rule_for(config, method=None) -> LengthRule:
+    """The length rule of a run: its method's ``length_rule(config)``, handed down by whoever resolved the method
+    (the runner); no method, or a method without the hook, gets :func:`generic_rule`."""
     hook = getattr(method, "length_rule", None)
     rule = hook(config) if callable(hook) else None
     return rule if rule is not None else generic_rule(config)
@@ -325,8 +317,9 @@ class LengthReport:
 
 def length_report(name: str, config, dataset, processing_class, method=None, model_context: int | None = None,
                   max_rows: int = MAX_EXACT_ROWS, rule: LengthRule | None = None) -> LengthReport:
-    """Measure ``dataset`` (one split) for trainer ``name`` with ``processing_class`` (tokenizer or processor)."""
-    rule = rule or rule_for(name, config, method)
+    """Measure ``dataset`` (one split) for trainer ``name`` with ``processing_class`` (tokenizer or processor), by the
+    length rule of ``method`` (its ``length_rule`` hook; without a method the generic rule)."""
+    rule = rule or rule_for(config, method)
     columns = [c for c in ROW_COLUMNS if c in (dataset.column_names or [])]
     seed = getattr(config, "data_seed", None)
     seed = getattr(config, "seed", 0) if seed is None else seed
@@ -367,7 +360,7 @@ def check_lengths(run) -> str:
     """
     name, config = run.spec.name, run.training_args
     method = getattr(run, "method", None)
-    rule = rule_for(name, config, method)
+    rule = rule_for(config, method)
     context = None
     if rule.max_new_tokens:
         context = model_context(run.model_args.model_name_or_path, getattr(config, "trust_remote_code", False))

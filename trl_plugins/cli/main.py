@@ -185,7 +185,8 @@ def _check_before_launch(name: str, argv: list[str], config_file: str) -> None:
     recipe_value, rest = split_config_flag(argv)
     recipe = resolve_recipe(spec, recipe_value) if recipe_value else None
     (_, training_args, model_args, _), _ = StrictParser(spec.load()[1]).parse(rest, recipe)
-    check_launch(spec.name, model_args, training_args, launch_from_config(config_file), str(recipe or "command line"))
+    method = spec.load_method()(spec)
+    check_launch(method, model_args, training_args, launch_from_config(config_file), str(recipe or "command line"))
 
 
 def cmd_run(command: str, name: str | None, rest: list[str]) -> int:

@@ -223,7 +223,7 @@ def plan_run(name: str, argv: list[str]) -> tuple[dict, dict]:
         max_positions = Decoder.from_config(config).max_positions
     except ValueError as exc:
         raise ConfigError(f"{model_args.model_name_or_path}: {exc}; cannot plan this architecture") from exc
-    profile = profile_for(spec.name, spec.load_method())
+    profile = profile_for(spec.load_method())
     reward_models, notes = reward_model_configs(training_args, config) if profile.generation else ([], [])
     settings = settings_from_args(training_args, model_args, flags, reward_models, max_positions)
     result = plan(config, settings, profile, gpu)

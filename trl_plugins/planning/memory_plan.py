@@ -64,16 +64,9 @@ class MemoryProfile:
             raise ValueError(f"lm_head must be fused, logits or none, got {self.lm_head!r}")
 
 
-def profile_for(name: str, method=None) -> MemoryProfile:
-    """The ``memory_profile`` of the method (``method``, or the registered method of trainer ``name``); a method that
-    declares none, or an unregistered name, gets the default: one sequence with full logits."""
-    if method is None:
-        from ..registry import get_registry
-
-        try:
-            method = get_registry().trainer(name).load_method()
-        except Exception:  # noqa: BLE001 - an unknown name: the default profile
-            return MemoryProfile()
+def profile_for(method=None) -> MemoryProfile:
+    """The ``memory_profile`` of a method (class or instance), handed down by whoever resolved it (the ``plan``
+    command); no method, or one that declares none, gets the default: one sequence with full logits."""
     declared = getattr(method, "memory_profile", None)
     return declared if isinstance(declared, MemoryProfile) else MemoryProfile()
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from ..errors import ConfigError
 
 SHARDED = ("fsdp", "zero3")  # launches that shard the weights themselves across processes
-SAMPLING_TRAINERS = ("rejection-sampling", "raft", "rest", "rest-em")
 
 
 def _flag(name: str) -> bool:
@@ -50,15 +49,16 @@ def check_installed(launch: str) -> None:
         raise ConfigError(f"{launch}: DeepSpeed is not installed: pip install 'trl-plugins[deepspeed]'")
 
 
-def check_launch(trainer: str, model_args, training_args, launch: str, where: str = "recipe") -> None:
-    """Refuse, in one line, a launch that cannot run this recipe."""
+def check_launch(method, model_args, training_args, launch: str, where: str = "recipe") -> None:
+    """Refuse, in one line, a launch that cannot run this recipe with this method (a :class:`trl_plugins.method.Method`
+    instance: its ``spec.name`` and whether it ``generates``)."""
     check_installed(launch)
     if launch not in SHARDED:
         return
     name = "FSDP" if launch == "fsdp" else "DeepSpeed ZeRO-3"
-    if trainer in SAMPLING_TRAINERS:
+    if method.generates:
         raise ConfigError(
-            f"{trainer} under {name}: the sampling trainers generate with the policy on every process, and with "
+            f"{method.spec.name} under {name}: the sampling trainers generate with the policy on every process, and with "
             "sharded weights every process would have to run the same number of forward passes; launch with "
             "multi_gpu (DDP) or zero2"
         )

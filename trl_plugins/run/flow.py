@@ -84,7 +84,7 @@ def prepare_run(spec: TrainerSpec, argv: list[str], check_output: bool = True) -
     if not model_args.model_name_or_path:
         raise ConfigError(f"{recipe or 'command line'}: set model_name_or_path (e.g. embedded:smollm2-135m-instruct)")
     check_model_source(model_args.model_name_or_path)
-    check_launch(spec.name, model_args, training_args, launch_from_env(), str(recipe or "command line"))
+    check_launch(method, model_args, training_args, launch_from_env(), str(recipe or "command line"))
     if check_output:
         check_output_dir(script_args, training_args, resume_value(training_args))
     run = RunContext(spec=spec, trainer_cls=trainer_cls, config_cls=config_cls, method=method,
