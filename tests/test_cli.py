@@ -207,6 +207,7 @@ def _env():
     return env
 
 
+@pytest.mark.distributed
 def test_accelerate_launch_module(tiny_recipe, tmp_path):
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision",
@@ -217,6 +218,7 @@ def test_accelerate_launch_module(tiny_recipe, tmp_path):
     assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
+@pytest.mark.distributed
 def test_accelerate_config_relaunch_with_a_shipped_config(tiny_recipe, tmp_path):
     cmd = [sys.executable, "-m", "trl_plugins", "train", "orpo", "--config", tiny_recipe(), "--max_steps", "1",
            "--accelerate_config", "cpu"]

@@ -116,6 +116,7 @@ def _losses(result: dict, key: str = "loss") -> list[float]:
     return [log[key] for log in result["log_history"] if key in log and "train_runtime" not in log]
 
 
+@pytest.mark.distributed
 def test_runs_really_used_two_processes(runs):
     for name in TRAINERS:
         assert runs[2][name]["num_processes"] == 2 and len(runs[2][name]["processes"]) == 2, name
@@ -127,6 +128,7 @@ def _relative(a: list[float], b: list[float]) -> list[float]:
     return [abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b)]
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("name", ["orpo", "margin-rm", "mdpo"])
 def test_first_step_losses_equal_one_process(runs, name):
     """Same global batch, per-device batch halved: the logged loss of every step equals the 1-process loss.
@@ -139,6 +141,7 @@ def test_first_step_losses_equal_one_process(runs, name):
             assert max(_relative(_losses(runs[1][name], key), _losses(runs[2][name], key))) < 1e-4, key
 
 
+@pytest.mark.distributed
 def test_kto_mixed_batches_hold_per_device_and_losses_match_while_kl_is_zero(runs):
     """Every per-device batch of both processes holds both classes. The loss equals the 1-process loss while the
     KL reference point is 0 (clamped); once it is positive the two differ by design: KTO (as TRL) estimates it per
@@ -157,6 +160,7 @@ def test_kto_mixed_batches_hold_per_device_and_losses_match_while_kl_is_zero(run
 SAMPLING = ("raft", "rejection-sampling", "rest", "rest-em")
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("name", SAMPLING)
 def test_sampling_processes_share_prompts_once_and_select_by_the_one_process_rule(runs, name):
     """The two processes generate for disjoint halves of every iteration's prompts; the gathered generations hold
@@ -202,6 +206,7 @@ def _raft_recipe(root: Path, output_dir: Path) -> str:
     return str(path)
 
 
+@pytest.mark.distributed
 def test_raft_two_processes_killed_in_iteration_2_resumes_to_the_same_selections_with_2_or_1(tmp_path):
     """`trl-plugins train raft --accelerate_config multi_cpu` really runs 2 processes; a 2-process torchrun run
     killed inside iteration 2 and restarted with --resume_from_checkpoint regenerates nothing that is on disk and

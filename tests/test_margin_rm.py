@@ -182,6 +182,7 @@ def test_margin_sources_build_the_margin_column(tiny_model_dir, tmp_path, source
     assert got == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_trainer_learns_and_changes_parameters(tiny_model_dir, tmp_path):
     from datasets import Dataset
 

@@ -58,6 +58,7 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, extra, selection_file",
     [
@@ -110,6 +111,7 @@ def test_trainer_changes_parameters_and_writes_iteration_files(name, extra, sele
         assert max(per_prompt.values()) <= 2
 
 
+@pytest.mark.slow
 def test_heldout_scores_training_and_monitor_rewards(sampling_recipe, tmp_path, capsys):
     """Held-out samples are scored by the training reward (weighted) and by heldout_reward_funcs, which never
     enter selection; baseline and per-iteration values land in the summary and the printed table."""
@@ -148,6 +150,7 @@ def test_heldout_scores_training_and_monitor_rewards(sampling_recipe, tmp_path, 
             f"even_length {baseline['heldout/even_length']:.3f} ±{baseline['heldout/even_length_se']:.3f})") in printed
 
 
+@pytest.mark.slow
 def test_rest_em_fine_tunes_from_the_base_weights_each_iteration(sampling_recipe, monkeypatch):
     import trl_plugins.sampling.trainer as engine
 
@@ -169,6 +172,7 @@ def test_rest_em_fine_tunes_from_the_base_weights_each_iteration(sampling_recipe
     assert changed(base, trainer)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_regenerating(sampling_recipe, tmp_path):
     common = {"num_iterations": 3, "raft_selection": "local"}
     full = build("raft", sampling_recipe({**common, "output_dir": str(tmp_path / "full")}, "full.yaml"))
