@@ -1,4 +1,4 @@
-"""The ``trl-plugins`` command (also ``python -m trl_plugins``).
+"""The ``trl-plugins`` command (also ``python -m trl_plugins``): one module per command in this package.
 
     trl-plugins list [--json] [--rewards]      trainers (and reward functions) from every installed plugin
     trl-plugins info NAME [--json] [--all]     config fields, dataset format, shipped recipes
@@ -9,19 +9,24 @@
 Exit codes: 0 success, 2 usage/config/data errors (one line each, no traceback), 1 unexpected failure.
 ``list`` and ``info``'s registry lookups never import torch; ``train`` works in-process under
 ``accelerate launch -m trl_plugins train ...`` and re-launches itself under accelerate with ``--accelerate_config``.
+A command module has ``NAME``, ``HELP``, ``run(args, rest)`` and either ``add_arguments(parser)`` or
+``TAKES_RECIPE = True`` (its flags are recipe keys, read by the strict recipe parser).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 import warnings
 
 from ..compat import quiet
 from ..errors import TrlPluginsError, UsageError
-from ..registry import PluginLoadWarning, get_registry
+from ..registry import PluginLoadWarning
+from . import check_data, info, plan, train
+from . import list as list_command
+
+COMMANDS = {command.NAME: command for command in (list_command, info, train, check_data, plan)}
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -34,184 +39,15 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="trl-plugins", description="TRL trainer plugins: list, inspect and run them.", allow_abbrev=False
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("list", help="list installed trainers (and reward functions)")
-    p.add_argument("--json", action="store_true", help="print a JSON list")
-    p.add_argument("--rewards", action="store_true", help="list reward functions instead of trainers")
-    p = sub.add_parser("info", help="show a trainer's config fields, dataset format and recipes")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--all", action="store_true", help="include every TrainingArguments field")
-    for name, text in (("train", "train with a recipe"), ("check-data", "check a recipe's dataset, load no model"),
-                       ("plan", "estimate a run's peak GPU memory from config.json (loads no model)")):
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("name", nargs="?")
+    for command in COMMANDS.values():
+        if getattr(command, "TAKES_RECIPE", False):
+            p = sub.add_parser(command.NAME, help=command.HELP, add_help=False)
+            p.add_argument("name", nargs="?")
+        else:
+            command.add_arguments(sub.add_parser(command.NAME, help=command.HELP))
     return parser
 
 
-# -- list / info ---------------------------------------------------------------------------------------------------
-def _format_columns(spec) -> str:
-    required = ", ".join(spec.required_columns)
-    optional = ", ".join(spec.optional_columns)
-    return f"{required} [{optional}]" if optional else required
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
-    return "\n".join(lines)
-
-
-def cmd_list(args) -> int:
-    registry = get_registry()
-    if args.rewards:
-        specs = [registry.rewards[k] for k in sorted(registry.rewards)]
-        if args.json:
-            print(json.dumps([s.as_dict() for s in specs], indent=2))
-        else:
-            rows = [[s.name, f"{s.distribution} {s.version}".strip(), s.summary] for s in specs]
-            print(_table(rows, ["NAME", "DISTRIBUTION", "SUMMARY"]) if rows else "no reward functions installed")
-        return 0
-    specs = [registry.trainers[k] for k in sorted(registry.trainers)]
-    if args.json:
-        print(json.dumps([s.as_dict() for s in specs], indent=2))
-        return 0
-    rows = [[s.name, f"{s.distribution} {s.version}".strip(), _format_columns(s), s.summary] for s in specs]
-    print(_table(rows, ["NAME", "DISTRIBUTION", "COLUMNS [optional]", "SUMMARY"]) if rows else "no trainers installed")
-    if registry.rewards:
-        n = len(registry.rewards)
-        print(f"\n{n} reward function{'s' if n != 1 else ''}: {', '.join(sorted(registry.rewards))} (list --rewards)")
-    return 0
-
-
-def _config_fields(config_cls, everything: bool) -> list[dict]:
-    import dataclasses
-
-    from transformers import TrainingArguments
-
-    base_names = set() if everything else {f.name for f in dataclasses.fields(TrainingArguments)}
-    hidden = set(getattr(config_cls, "_unsupported_fields", ()))
-    out = []
-    for f in dataclasses.fields(config_cls):
-        if f.name.startswith("_") or f.name in hidden or f.name in base_names:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None
-        )
-        # a union (`str | None`) by its full text: its __name__ would say only "str" / "UnionType"
-        ftype = f.type if isinstance(f.type, str) else str(f.type) if getattr(f.type, "__args__", None) else getattr(
-            f.type, "__name__", str(f.type))
-        out.append({"name": f.name, "type": str(ftype), "default": default, "help": f.metadata.get("help", "")})
-    return out
-
-
-def cmd_info(args) -> int:
-    from ..run.recipe import shipped_recipes
-
-    registry = get_registry()
-    if args.name.replace("-", "_") in registry.rewards and args.name not in registry.trainers:
-        spec = registry.reward_function(args.name)
-        print(json.dumps(spec.as_dict(), indent=2) if args.json else f"{spec.name} (reward function) — {spec.summary}\n"
-              f"  provided by: {spec.distribution} {spec.version}\n  function: {spec.function}")
-        return 0
-    spec = registry.trainer(args.name)
-    trainer_cls, config_cls = spec.load()
-    fields = _config_fields(config_cls, args.all)
-    recipes = {name: str(path) for name, path in shipped_recipes(spec).items()}
-    if args.json:
-        data = spec.as_dict()
-        data.update(config_fields=fields, recipes=recipes, trainer_bases=[b.__name__ for b in trainer_cls.__mro__[1:4]])
-        print(json.dumps(data, indent=2, default=str))
-        return 0
-    print(f"{spec.name} — {spec.summary}")
-    print(f"  provided by: {spec.distribution} {spec.version} (entry point {spec.source.plugin!r})")
-    if spec.paper:
-        print(f"  paper: {spec.paper}")
-    print(f"  trainer: {spec.trainer} (subclass of {trainer_cls.__mro__[1].__module__}.{trainer_cls.__mro__[1].__name__})")
-    print(f"  config: {spec.config}")
-    print(f"  model: {spec.model_kind}")
-    print(f"  dataset format: {spec.data_format} — required: {', '.join(spec.required_columns)}"
-          + (f"; optional: {', '.join(spec.optional_columns)}" if spec.optional_columns else ""))
-    print("  shipped recipes (--config NAME or PATH):")
-    for name, path in recipes.items():
-        print(f"    {name}  ({path})")
-    if not recipes:
-        print("    none")
-    scope = "all fields" if args.all else "method fields; --all adds every TrainingArguments field"
-    print(f"  config fields ({scope}):")
-    rows = [[f["name"], f["type"].replace("typing.", ""), repr(f["default"]), f["help"].split(". ")[0][:100]]
-            for f in fields]
-    print("\n".join("    " + line for line in _table(rows, ["NAME", "TYPE", "DEFAULT", "HELP"]).splitlines()))
-    return 0
-
-
-# -- train / check-data --------------------------------------------------------------------------------------------
-def _resolve_accelerate_config(value: str) -> str:
-    from pathlib import Path
-
-    from ..imports import resource_dir
-
-    if Path(value).is_file():
-        return value
-    root = resource_dir("trl_plugins:recipes/accelerate_configs")
-    candidate = root / f"{value.removesuffix('.yaml')}.yaml" if root else None
-    if candidate is not None and candidate.is_file():
-        return str(candidate)
-    available = ", ".join(sorted(p.stem for p in root.glob("*.yaml"))) if root else "none"
-    raise UsageError(f"--accelerate_config {value!r} is neither a file nor a shipped config ({available})")
-
-
-def _relaunch_under_accelerate(name: str, rest: list[str]) -> int:
-    """``--accelerate_config X`` -> ``accelerate launch --config_file X -m trl_plugins train NAME ...``."""
-    index = rest.index("--accelerate_config")
-    if index + 1 >= len(rest):
-        raise UsageError("--accelerate_config needs a name (single_gpu, multi_gpu, multi_cpu, zero2, zero3, fsdp, cpu) or a path")
-    config_file = _resolve_accelerate_config(rest[index + 1])
-    script_args = ["train", name] + rest[:index] + rest[index + 2 :]
-    _check_before_launch(name, script_args[2:], config_file)
-    from accelerate.commands.launch import launch_command, launch_command_parser
-
-    launch_args = launch_command_parser().parse_args(["--config_file", config_file, "-m", "trl_plugins", *script_args])
-    launch_command(launch_args)
-    return 0
-
-
-def _check_before_launch(name: str, argv: list[str], config_file: str) -> None:
-    """The recipe against the launch, once, before accelerate starts the processes (they check again)."""
-    from ..run.distributed import check_installed, check_launch, launch_from_config
-    from ..run.recipe import StrictParser, resolve_recipe, split_config_flag
-
-    check_installed(launch_from_config(config_file))
-    spec = get_registry().trainer(name)
-    recipe_value, rest = split_config_flag(argv)
-    recipe = resolve_recipe(spec, recipe_value) if recipe_value else None
-    (_, training_args, model_args, _), _ = StrictParser(spec.load()[1]).parse(rest, recipe)
-    method = spec.load_method()(spec)
-    check_launch(method, model_args, training_args, launch_from_config(config_file), str(recipe or "command line"))
-
-
-def cmd_run(command: str, name: str | None, rest: list[str]) -> int:
-    from ..run import flow as runner
-
-    if not name or name.startswith("-"):
-        raise UsageError(f"usage: trl-plugins {command} NAME --config RECIPE.yaml [--key value ...]")
-    spec = get_registry().trainer(name)
-    if command == "train" and "--accelerate_config" in rest:
-        return _relaunch_under_accelerate(spec.name, rest)
-    if "-h" in rest or "--help" in rest:
-        from ..run.recipe import StrictParser
-
-        StrictParser(spec.load()[1], prog=f"trl-plugins {command} {spec.name}").parser.print_help()
-        return 0
-    run = runner.prepare_run(spec, rest, check_output=(command == "train"))
-    if command == "check-data":
-        print(run.data_summary.line())
-        print(run.length_line)
-        return 0
-    runner.train(run)
-    return 0
-
-
-# -- entry point ---------------------------------------------------------------------------------------------------
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     if issubclass(category, PluginLoadWarning):
         print(f"warning: {message}", file=sys.stderr)
@@ -234,15 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
-        if args.command in ("train", "check-data"):
-            return cmd_run(args.command, args.name, rest)
-        if args.command == "plan":
-            from .plan import run_plan
-
-            return run_plan(args.name, rest)
-        if rest:
+        command = COMMANDS[args.command]
+        if rest and not getattr(command, "TAKES_RECIPE", False):
             raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
-        return {"list": cmd_list, "info": cmd_info}[args.command](args)
+        return command.run(args, rest)
     except TrlPluginsError as exc:
         for line in exc.lines():
             print(f"error: {line}", file=sys.stderr)

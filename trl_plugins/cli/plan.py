@@ -20,6 +20,9 @@ from pathlib import Path
 
 from ..errors import ConfigError, UsageError
 
+NAME = "plan"
+HELP = "estimate a run's peak GPU memory from config.json (loads no model)"
+TAKES_RECIPE = True
 SHIPPED_CONFIGS = Path(__file__).parents[1] / "planning" / "memory_configs"
 DEFAULT_PROMPT_LENGTH = 256
 _PLAN_FLAGS = {"--gpu": str, "--prompt_length": int, "--image_tokens": int}
@@ -204,20 +207,16 @@ def settings_from_args(training_args, model_args, flags: dict, reward_models: li
 def plan_run(name: str, argv: list[str]) -> tuple[dict, dict]:
     """Parse like ``train`` and plan: ``(result of memory_plan.plan, description of the run)``."""
     from ..planning.memory_plan import Decoder, plan, profile_for
-    from ..run.recipe import StrictParser, resolve_recipe, split_config_flag
     from ..registry import get_registry
+    from ..run.recipe import parse_run
 
     flags, rest = _split_plan_flags(argv)
     gpu = parse_gpu(flags["--gpu"]) if "--gpu" in flags else None
     spec = get_registry().trainer(name)
-    recipe_value, rest = split_config_flag(rest)
-    recipe = resolve_recipe(spec, recipe_value) if recipe_value else None
-    _, config_cls = spec.load()
     with _as_on_a_gpu():
-        parser = StrictParser(config_cls, prog=f"trl-plugins plan {spec.name}")
-        (_, training_args, model_args, _), _ = parser.parse(rest, recipe)
-    if not model_args.model_name_or_path:
-        raise ConfigError(f"{recipe or 'command line'}: set model_name_or_path")
+        parsed = parse_run(spec, rest, prog=f"trl-plugins plan {spec.name}")
+    parsed.require_model()
+    recipe, training_args, model_args = parsed.recipe, parsed.training_args, parsed.model_args
     config = normalize_config(load_model_config(model_args.model_name_or_path))
     try:
         max_positions = Decoder.from_config(config).max_positions
@@ -293,3 +292,7 @@ def run_plan(name: str, argv: list[str]) -> int:
     else:
         print(describe(result, run))
     return 0
+
+
+def run(args, rest: list[str]) -> int:
+    return run_plan(args.name, rest)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..method import Method
-from .recipe import StrictParser, check_output_dir, resolve_recipe, resume_value, split_config_flag
+from .recipe import check_output_dir, parse_run, resume_value
 from ..registry import TrainerSpec
 
 logger = logging.getLogger(__name__)
@@ -70,28 +70,23 @@ def prepare_run(spec: TrainerSpec, argv: list[str], check_output: bool = True) -
     """Parse and check everything that can be checked without a model; raises one-line errors."""
     from ..checks.data import check_datasets, load_datasets
     from .distributed import check_installed, check_launch, launch_from_env
-    from ..errors import ConfigError
     from ..checks.lengths import check_lengths
     from ..models.loading import check_model_source
 
-    recipe_value, rest = split_config_flag(argv)
-    recipe = resolve_recipe(spec, recipe_value) if recipe_value else None
     trainer_cls, config_cls = spec.load()
     method = spec.load_method()(spec)
     check_installed(launch_from_env())
-    parser = StrictParser(config_cls, prog=f"trl-plugins train {spec.name}")
-    (script_args, training_args, model_args, dataset_args), _ = parser.parse(rest, recipe)
-    if not model_args.model_name_or_path:
-        raise ConfigError(f"{recipe or 'command line'}: set model_name_or_path (e.g. embedded:smollm2-135m-instruct)")
-    check_model_source(model_args.model_name_or_path)
-    check_launch(method, model_args, training_args, launch_from_env(), str(recipe or "command line"))
+    parsed = parse_run(spec, argv, prog=f"trl-plugins train {spec.name}", config_cls=config_cls)
+    parsed.require_model(" (e.g. embedded:smollm2-135m-instruct)")
+    check_model_source(parsed.model_args.model_name_or_path)
+    check_launch(method, parsed.model_args, parsed.training_args, launch_from_env(), parsed.where)
     if check_output:
-        check_output_dir(script_args, training_args, resume_value(training_args))
+        check_output_dir(parsed.script_args, parsed.training_args, resume_value(parsed.training_args))
     run = RunContext(spec=spec, trainer_cls=trainer_cls, config_cls=config_cls, method=method,
-                     script_args=script_args, training_args=training_args, model_args=model_args,
-                     dataset_args=dataset_args, recipe=recipe)
-    run.datasets = load_datasets(script_args, dataset_args)
-    run.data_summary = check_datasets(spec, run.datasets, script_args, training_args, method)
+                     script_args=parsed.script_args, training_args=parsed.training_args, model_args=parsed.model_args,
+                     dataset_args=parsed.dataset_args, recipe=parsed.recipe)
+    run.datasets = load_datasets(run.script_args, run.dataset_args)
+    run.data_summary = check_datasets(spec, run.datasets, run.script_args, run.training_args, method)
     method.check_run(run)
     run.length_line = check_lengths(run)  # tokenizer only; DataError (exit 2) when no training row would remain
     return run

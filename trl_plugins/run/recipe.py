@@ -268,3 +268,34 @@ def resume_value(training_args):
     if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "none", ""):
         return None
     return value
+
+
+@dataclass
+class ParsedRun:
+    """A run's arguments as every command reads them: the recipe file and the four parsed dataclasses."""
+
+    recipe: Path | None
+    script_args: Any  # trl.ScriptArguments plus RunArguments
+    training_args: Any  # an instance of the trainer's config class
+    model_args: Any  # trl.ModelConfig
+    dataset_args: Any  # trl.DatasetMixtureConfig
+
+    @property
+    def where(self) -> str:
+        return str(self.recipe or "command line")
+
+    def require_model(self, example: str = "") -> None:
+        """``model_name_or_path`` must be set (``example``: a hint appended to the one-line error)."""
+        if not self.model_args.model_name_or_path:
+            raise ConfigError(f"{self.where}: set model_name_or_path{example}")
+
+
+def parse_run(spec, argv: list[str], prog: str | None = None, config_cls: type | None = None) -> ParsedRun:
+    """The one way ``train``, ``check-data``, ``plan`` and the accelerate relaunch read a run: ``--config`` resolved
+    against the trainer's shipped recipes, then the strict parser over (run arguments, the trainer's config,
+    ``ModelConfig``, dataset mixture) with the command-line flags on top."""
+    recipe_value, rest = split_config_flag(argv)
+    recipe = resolve_recipe(spec, recipe_value) if recipe_value else None
+    config_cls = config_cls or spec.load()[1]
+    (script_args, training_args, model_args, dataset_args), _ = StrictParser(config_cls, prog=prog).parse(rest, recipe)
+    return ParsedRun(recipe, script_args, training_args, model_args, dataset_args)
