@@ -43,6 +43,17 @@ LAYER_BYTES = {
     "full": {"live": (22, 8, 4, 0), "extra": (8, 2, 0, 0)},  # full fine-tuning: every weight trainable
 }
 NO_GRAD_BYTES = (8, 6)  # a no-grad forward holds ~8h + 6i bytes per token of the layer it is in (h in/out, MLP)
+# Bytes per token (x hidden size h) or per token and vocabulary entry (x V) of the terms below; docs/memory.md
+# ("The terms") says how each was counted.
+BETWEEN_LAYERS = 4  # x h: the gradient flowing from one decoder layer into the next during the backward
+FUSED_HEAD = 16  # x h: the fused LM head's final norm, gathered hidden states and their fp32 gradient
+LOGITS = 10  # x V: bf16 logits, an fp32 copy for the loss and its fp32 gradient
+LOGITS_HIDDEN = 8  # x h: the final hidden states into the full-logits head and their gradient
+SCORE_HEAD = 8  # x h: a reward model's score head (final norm, hidden states, their gradient)
+NO_GRAD_LOGITS = 6  # x V: a no-grad forward's bf16 logits and the fp32 log-probabilities taken from them
+NO_GRAD_FUSED = 4  # x h: a no-grad forward's hidden states gathered for the fused head's tiles
+SAMPLING_LOGITS = 14  # x V per generated sequence: the last step's logits in fp32 and the sampler's copies of them
+MERGED_WEIGHT = 2.0  # bytes per weight of generation_merge_quantized's 16-bit copy of the adapted quantized layers
 
 
 @dataclass(frozen=True)
@@ -223,9 +234,9 @@ def _no_grad_forward_bytes(model: Decoder, tokens: int, head: str) -> float:
     h, i = model.hidden, model.intermediate * model.experts_per_token
     layer = tokens * _dot(NO_GRAD_BYTES + (0, 0), h, i, 0, 0)
     if head == "fused":
-        return max(layer, _fused_tile(tokens, model.vocab) + tokens * 4 * h)
+        return max(layer, _fused_tile(tokens, model.vocab) + tokens * NO_GRAD_FUSED * h)
     if head == "logits":
-        return max(layer, tokens * model.vocab * 6)
+        return max(layer, tokens * model.vocab * NO_GRAD_LOGITS)
     return layer
 
 
@@ -234,131 +245,215 @@ def _fused_tile(tokens: int, vocab: int) -> float:
 
 
 # -- the plan -------------------------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What every phase of one planned run shares: the model, the run, and the terms alive throughout training."""
+
+    model: Decoder
+    vision: VisionTower | None
+    settings: RunSettings
+    profile: MemoryProfile
+    head: str  # "fused", "logits" or "none" (see _lm_head_kind)
+    four_bit: bool  # a k-bit (4-bit or 8-bit) base
+    act: int  # bytes per activation element (fp32 model: 4, else 2)
+    element: int  # bytes per trainable element
+    per_layer: list[int]  # trainable tensor sizes of one decoder layer
+    grads: float  # bytes of every trainable gradient
+    optimizer: float  # optimizer states in the PyTorch allocator
+    static: dict  # terms alive through every training phase: weights, adapters, optimizer, reference copy
+
+
 def _lm_head_kind(profile: MemoryProfile, settings: RunSettings) -> str:
     if profile.lm_head == "fused" and settings.fused_lm_head is False:
         return "logits"
     return profile.lm_head
 
 
-def _phases(config: dict, settings: RunSettings, profile: MemoryProfile) -> tuple[dict, dict, list[str]]:
-    """Every phase of the run as ``{phase: {term: bytes}}``, the model summary and notes."""
+def _setup(config: dict, settings: RunSettings, profile: MemoryProfile) -> tuple[_Run, dict, dict]:
+    """The run, the weights (see _weights) and ``{trainable, paged}`` (trainable elements, paged optimizer bytes)."""
     model = Decoder.from_config(config)
     vision = VisionTower.from_config(config, model, settings.image_tokens) if profile.images else None
     head = _lm_head_kind(profile, settings)
-    has_lm_head = head != "none"
     four_bit = settings.load_in_4bit or settings.load_in_8bit
-    notes: list[str] = []
-    weights = _weights(model, vision, settings, has_lm_head)
-    tensors, per_layer, element = _trainable(model, vision, settings, has_lm_head)
-    trainable = sum(tensors)
+    weights = _weights(model, vision, settings, head != "none")
+    tensors, per_layer, element = _trainable(model, vision, settings, head != "none")
     optimizer, paged = _optimizer_bytes(tensors, element, settings.optimizer)
-    grads = trainable * element
+    grads = sum(tensors) * element
     act = 4 if DTYPE_BYTES.get(settings.dtype, 2) == 4 and not four_bit else 2
+    run = _Run(model, vision, settings, profile, head, four_bit, act, element, per_layer, grads, optimizer, {})
+    run.static = _static_terms(run, weights)
+    return run, weights, {"trainable": sum(tensors), "paged": paged}
 
+
+def _static_terms(run: _Run, weights: dict) -> dict:
+    """What stays on the GPU through every training phase."""
     static = {"base_weights": weights["text"]}
-    if vision:
+    if run.vision:
         static["vision_tower"] = weights["vision"]
-    if settings.use_peft:
-        static["lora_params"] = grads
-    static["optimizer_states"] = optimizer
-    if profile.reference_forward and not settings.use_peft:
+    if run.settings.use_peft:
+        static["lora_params"] = run.grads
+    static["optimizer_states"] = run.optimizer
+    if run.profile.reference_forward and not run.settings.use_peft:
         static["reference_model"] = weights["text"] + weights["vision"]
-        notes.append("full fine-tuning keeps a reference copy of the model")
+    return static
 
-    def training_phases(rows: int, length: int, prefix: str, extra_static: dict) -> dict:
-        tokens = rows * length
-        base = dict(static, **extra_static)
-        accumulate = settings.gradient_accumulation_steps > 1
-        live, extra = _layer_token_bytes(model, settings, four_bit)
-        checkpoint = tokens * model.hidden * act if settings.gradient_checkpointing else tokens * live
-        grad_layer = sum(per_layer) * element if settings.use_peft else 0
-        phases = {}
-        # backward through the decoder layers, top to bottom: at layer k the checkpoints of layers 0..k are alive
-        # and the gradients of layers k+1.. exist (all of them if accumulated from earlier micro-batches)
-        if accumulate:
-            held = {"gradients": grads, "activations_stored": model.layers * checkpoint}
-        else:
-            top = model.layers * checkpoint
-            bottom = checkpoint + (model.layers - 1) * grad_layer
-            held = ({"gradients": 0.0, "activations_stored": top} if top >= bottom
-                    else {"gradients": (model.layers - 1) * grad_layer, "activations_stored": checkpoint})
-        vision_ckpt = 0.0
-        if vision:  # the vision tower's output needs grad (enable_input_require_grads hooks its embeddings too)
-            vlive = _dot(LAYER_BYTES["frozen"]["live"], vision.hidden, vision.intermediate, vision.hidden, 0)
-            per_patch = vision.hidden * act if settings.gradient_checkpointing else vlive
-            vision_ckpt = rows * vision.patches_per_image * vision.layers * per_patch
-            held["activations_vision"] = vision_ckpt
-        layer = tokens * (live + extra + 4 * model.hidden) if settings.gradient_checkpointing else tokens * extra
-        phases[f"{prefix}backward through the decoder layers"] = dict(base, **held, activations_one_layer=layer)
-        # the LM head (or full logits) with every checkpoint alive
-        all_ckpt = {"gradients": grads if accumulate else 0.0,
-                    "activations_stored": model.layers * checkpoint, "activations_vision": vision_ckpt}
-        if head == "fused":
-            head_terms = {"lm_head": _fused_tile(tokens, model.vocab) + tokens * 16 * model.hidden}
-        elif head == "logits":
-            head_terms = {"logits": tokens * model.vocab * 10 + tokens * 8 * model.hidden}
-        else:
-            head_terms = {"lm_head": tokens * 8 * model.hidden}
-        phases[f"{prefix}LM head"] = dict(base, **all_ckpt, **head_terms)
-        if profile.reference_forward or profile.kl_batch:
-            forwards = rows * length  # reference over the same rows; KL: policy then reference over as many rows
-            transient = _no_grad_forward_bytes(model, forwards, head)
-            if vision:
-                transient = max(transient, rows * vision.patches_per_image * _dot(
-                    NO_GRAD_BYTES + (0, 0), vision.hidden, vision.intermediate, 0, 0))
-            phases[f"{prefix}reference/KL forwards (no grad)"] = dict(base, **all_ckpt, no_grad_forward=transient)
-        if vision:  # the vision tower's backward: text checkpoints gone, one vision layer recomputed
-            patches = rows * vision.patches_per_image
-            vextra = _dot(LAYER_BYTES["frozen"]["extra"], vision.hidden, vision.intermediate, vision.hidden, 0)
-            phases[f"{prefix}backward through the vision tower"] = dict(
-                base, gradients=grads, activations_vision=vision_ckpt,
-                activations_one_layer=patches * (vlive + vextra + 4 * vision.hidden))
-        return phases
 
-    rows = settings.per_device_batch * profile.sequences_per_example
-    if not profile.generation:
-        phases = training_phases(rows, settings.max_length, "", {})
+def _held_in_backward(run: _Run, checkpoint: float) -> dict:
+    """Gradients and stored checkpoints at the backward's worst layer: at layer k the checkpoints of layers 0..k are
+    alive and the gradients of layers k+1.. exist (all of them if accumulated from earlier micro-batches)."""
+    model, settings = run.model, run.settings
+    if settings.gradient_accumulation_steps > 1:
+        return {"gradients": run.grads, "activations_stored": model.layers * checkpoint}
+    grad_layer = sum(run.per_layer) * run.element if settings.use_peft else 0
+    top = model.layers * checkpoint
+    bottom = checkpoint + (model.layers - 1) * grad_layer
+    if top >= bottom:
+        return {"gradients": 0.0, "activations_stored": top}
+    return {"gradients": (model.layers - 1) * grad_layer, "activations_stored": checkpoint}
+
+
+def _vision_layer_live(run: _Run) -> float:
+    vision = run.vision
+    return _dot(LAYER_BYTES["frozen"]["live"], vision.hidden, vision.intermediate, vision.hidden, 0)
+
+
+def _vision_checkpoints(run: _Run, rows: int) -> float:
+    """The vision tower's stored activations: its output needs grad (enable_input_require_grads hooks its
+    embeddings too)."""
+    vision = run.vision
+    per_patch = vision.hidden * run.act if run.settings.gradient_checkpointing else _vision_layer_live(run)
+    return rows * vision.patches_per_image * vision.layers * per_patch
+
+
+def _head_terms(run: _Run, tokens: int) -> dict:
+    """The LM head (fused tiles or full logits), or a reward model's score head, over ``tokens`` tokens."""
+    h = run.model.hidden
+    if run.head == "fused":
+        return {"lm_head": _fused_tile(tokens, run.model.vocab) + tokens * FUSED_HEAD * h}
+    if run.head == "logits":
+        return {"logits": tokens * run.model.vocab * LOGITS + tokens * LOGITS_HIDDEN * h}
+    return {"lm_head": tokens * SCORE_HEAD * h}
+
+
+def _no_grad_transient(run: _Run, rows: int, length: int) -> float:
+    """Reference and KL forwards: reference over the same rows; KL: policy then reference over as many rows."""
+    transient = _no_grad_forward_bytes(run.model, rows * length, run.head)
+    if run.vision:
+        vision = run.vision
+        transient = max(transient, rows * vision.patches_per_image * _dot(
+            NO_GRAD_BYTES + (0, 0), vision.hidden, vision.intermediate, 0, 0))
+    return transient
+
+
+def _vision_backward(run: _Run, rows: int, base: dict, vision_ckpt: float) -> dict:
+    """The vision tower's backward: text checkpoints gone, one vision layer recomputed."""
+    vision = run.vision
+    patches = rows * vision.patches_per_image
+    vextra = _dot(LAYER_BYTES["frozen"]["extra"], vision.hidden, vision.intermediate, vision.hidden, 0)
+    return dict(base, gradients=run.grads, activations_vision=vision_ckpt,
+                activations_one_layer=patches * (_vision_layer_live(run) + vextra + BETWEEN_LAYERS * vision.hidden))
+
+
+def _training_phases(run: _Run, rows: int, length: int, prefix: str, extra_static: dict) -> dict:
+    """The phases of one training step over ``rows`` rows of ``length`` tokens: backward through the decoder, the
+    LM head, no-grad forwards, backward through the vision tower."""
+    model, settings = run.model, run.settings
+    tokens = rows * length
+    base = dict(run.static, **extra_static)
+    live, extra = _layer_token_bytes(model, settings, run.four_bit)
+    checkpoint = tokens * model.hidden * run.act if settings.gradient_checkpointing else tokens * live
+    held = _held_in_backward(run, checkpoint)
+    vision_ckpt = _vision_checkpoints(run, rows) if run.vision else 0.0
+    if run.vision:
+        held["activations_vision"] = vision_ckpt
+    if settings.gradient_checkpointing:
+        layer = tokens * (live + extra + BETWEEN_LAYERS * model.hidden)
     else:
-        reward = sum(_reward_model_bytes(c) for c in settings.reward_models)
-        sft_length = min(settings.max_length, settings.prompt_length + settings.max_new_tokens)
-        phases = training_phases(settings.per_device_batch, sft_length, "fine-tuning: ",
-                                 {"reward_model": reward} if reward else {})
-        length = settings.prompt_length + settings.max_new_tokens
-        kv_token = 2 * model.layers * model.kv_width * act
-        # a reward model loads at the first scoring and stays; the last phase's optimizer stays until the next phase
-        first = {k: v for k, v in static.items() if k != "optimizer_states"}
-        if reward and settings.heldout:  # held-out samples are scored before iteration 1 generates
-            first["reward_model"] = reward
-        later = dict(first, optimizer_states=optimizer)
-        if reward:
-            later["reward_model"] = reward
-        batch = settings.generation_batch_size
-        decode = {"generation_kv_cache": batch * length * kv_token,
-                  "generation_working": batch * length * kv_token / model.layers + batch * model.vocab * 14}
-        prefill = {"generation_kv_cache": batch * settings.prompt_length * kv_token,
-                   "generation_working": _no_grad_forward_bytes(model, batch * settings.prompt_length, "none")
-                   + batch * model.vocab * 14}
-        use = decode if sum(decode.values()) >= sum(prefill.values()) else prefill
-        if settings.merged_generation_copy and settings.use_peft and (settings.load_in_4bit or settings.load_in_8bit):
-            targets = _targets(settings)
-            use = dict(use, generation_merged_copy=2.0 * model.layers * sum(
-                a * b for name, a, b in model.linears() if _adapted(name, targets)))
-        phases["generation (first iteration)"] = dict(first, **use)
-        if settings.num_iterations > 1 or settings.heldout:
-            phases["generation (later iterations, held-out)"] = dict(later, **use)
-        if reward:
-            scoring_tokens = settings.reward_batch_size * length
-            rm = Decoder.from_config(settings.reward_models[0])
-            phases["reward scoring"] = dict(later, reward_model=reward,
-                                            reward_scoring=_no_grad_forward_bytes(rm, scoring_tokens, "none"))
-    summary = {"parameters": weights["params"], "trainable_parameters": trainable, "optimizer_states_paged": paged,
-               "lm_head": head, "sequences_per_example": profile.sequences_per_example}
-    if vision:
-        summary["image_tokens_per_image"] = vision.tokens_per_image
-        summary["vision_patches_per_image"] = vision.patches_per_image
-    if paged:
-        notes.append(f"{paged / GIB:.2f} GiB of optimizer states are paged by bitsandbytes (unified memory that "
-                     "spills to CPU RAM under pressure; not counted in the peak)")
+        layer = tokens * extra
+    phases = {f"{prefix}backward through the decoder layers": dict(base, **held, activations_one_layer=layer)}
+    # the LM head (or full logits) with every checkpoint alive
+    all_ckpt = {"gradients": run.grads if settings.gradient_accumulation_steps > 1 else 0.0,
+                "activations_stored": model.layers * checkpoint, "activations_vision": vision_ckpt}
+    phases[f"{prefix}LM head"] = dict(base, **all_ckpt, **_head_terms(run, tokens))
+    if run.profile.reference_forward or run.profile.kl_batch:
+        phases[f"{prefix}reference/KL forwards (no grad)"] = dict(
+            base, **all_ckpt, no_grad_forward=_no_grad_transient(run, rows, length))
+    if run.vision:
+        phases[f"{prefix}backward through the vision tower"] = _vision_backward(run, rows, base, vision_ckpt)
+    return phases
+
+
+def _generation_terms(run: _Run) -> dict:
+    """One generate call: the KV cache and working memory of the decode or the prefill, whichever is larger."""
+    model, settings = run.model, run.settings
+    length = settings.prompt_length + settings.max_new_tokens
+    kv_token = 2 * model.layers * model.kv_width * run.act  # a key and a value per layer
+    batch = settings.generation_batch_size
+    decode = {"generation_kv_cache": batch * length * kv_token,
+              "generation_working": batch * length * kv_token / model.layers + batch * model.vocab * SAMPLING_LOGITS}
+    prefill = {"generation_kv_cache": batch * settings.prompt_length * kv_token,
+               "generation_working": _no_grad_forward_bytes(model, batch * settings.prompt_length, "none")
+               + batch * model.vocab * SAMPLING_LOGITS}
+    use = decode if sum(decode.values()) >= sum(prefill.values()) else prefill
+    if settings.merged_generation_copy and settings.use_peft and run.four_bit:
+        targets = _targets(settings)
+        use = dict(use, generation_merged_copy=MERGED_WEIGHT * model.layers * sum(
+            a * b for name, a, b in model.linears() if _adapted(name, targets)))
+    return use
+
+
+def _sampling_phases(run: _Run) -> dict:
+    """Sampling trainers: fine-tuning on prompt + completion rows, generation, reward scoring. A reward model loads
+    at the first scoring and stays; the last phase's optimizer stays until the next phase."""
+    settings = run.settings
+    reward = sum(_reward_model_bytes(c) for c in settings.reward_models)
+    sft_length = min(settings.max_length, settings.prompt_length + settings.max_new_tokens)
+    phases = _training_phases(run, settings.per_device_batch, sft_length, "fine-tuning: ",
+                              {"reward_model": reward} if reward else {})
+    first = {k: v for k, v in run.static.items() if k != "optimizer_states"}
+    if reward and settings.heldout:  # held-out samples are scored before iteration 1 generates
+        first["reward_model"] = reward
+    later = dict(first, optimizer_states=run.optimizer)
+    if reward:
+        later["reward_model"] = reward
+    generation = _generation_terms(run)
+    phases["generation (first iteration)"] = dict(first, **generation)
+    if settings.num_iterations > 1 or settings.heldout:
+        phases["generation (later iterations, held-out)"] = dict(later, **generation)
+    if reward:
+        scoring_tokens = settings.reward_batch_size * (settings.prompt_length + settings.max_new_tokens)
+        rm = Decoder.from_config(settings.reward_models[0])
+        phases["reward scoring"] = dict(later, reward_model=reward,
+                                        reward_scoring=_no_grad_forward_bytes(rm, scoring_tokens, "none"))
+    return phases
+
+
+def _summary(run: _Run, weights: dict, counts: dict) -> tuple[dict, list[str]]:
+    """The model summary and the notes of a plan."""
+    summary = {"parameters": weights["params"], "trainable_parameters": counts["trainable"],
+               "optimizer_states_paged": counts["paged"], "lm_head": run.head,
+               "sequences_per_example": run.profile.sequences_per_example}
+    if run.vision:
+        summary["image_tokens_per_image"] = run.vision.tokens_per_image
+        summary["vision_patches_per_image"] = run.vision.patches_per_image
+    notes = []
+    if "reference_model" in run.static:
+        notes.append("full fine-tuning keeps a reference copy of the model")
+    if counts["paged"]:
+        notes.append(f"{counts['paged'] / GIB:.2f} GiB of optimizer states are paged by bitsandbytes (unified memory "
+                     "that spills to CPU RAM under pressure; not counted in the peak)")
+    return summary, notes
+
+
+def _phases(config: dict, settings: RunSettings, profile: MemoryProfile) -> tuple[dict, dict, list[str]]:
+    """Every phase of the run as ``{phase: {term: bytes}}``, the model summary and notes."""
+    run, weights, counts = _setup(config, settings, profile)
+    if profile.generation:
+        phases = _sampling_phases(run)
+    else:
+        phases = _training_phases(run, settings.per_device_batch * profile.sequences_per_example,
+                                  settings.max_length, "", {})
+    summary, notes = _summary(run, weights, counts)
     return phases, summary, notes
 
 
