@@ -168,10 +168,11 @@ def main():
     warnings.filterwarnings("ignore")
 
     import torch
-    from tiny import tiny_tokenizer
 
     from trl_plugins.sampling.adapter_merge import merged_copy_bytes
     from trl_plugins.sampling.generation import SamplingParams, TransformersBackend
+
+    from tiny import tiny_tokenizer
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run with --device cpu --tiny for the smoke test")
@@ -202,11 +203,11 @@ def main():
             if args.device == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-            backend.generate(prompts, k, paths[name], seed=round_no[0])
+            backend.generate(prompts, k, paths[name], seed=round_no[0])  # noqa: F821 - the closure runs before the `del` below
             if args.device == "cuda":
                 torch.cuda.synchronize()
                 totals[name]["peak"] = max(totals[name]["peak"], torch.cuda.max_memory_allocated())
-            stats = backend.last_stats
+            stats = backend.last_stats  # noqa: F821
             totals[name]["tokens"] += stats["generated_tokens"]
             totals[name]["seconds"] += stats["seconds"]
             totals[name]["slots"] += stats["decoded_slots"]

@@ -150,8 +150,12 @@ def text_of(n: int, rng: random.Random) -> str:
 def build_checkpoint(config: dict, target: Path, device: str, classifier: bool = False) -> dict:
     """A random-weight checkpoint of ``config`` (+ tokenizer / processor) in ``target``; returns what the data needs."""
     import torch
-    from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText,
-                              AutoModelForSequenceClassification)
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoModelForSequenceClassification,
+    )
 
     kind = config.get("model_type")
     fields = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
@@ -328,10 +332,10 @@ def measure(method: str, recipe: Path, tier: int, work: Path, device: str, tiny:
 def _measure(method, recipe, tier, work, device, tiny, built, name, shipped, shipped_run, fast) -> dict:
     import torch
 
-    from trl_plugins.run import flow as runner
     from trl_plugins.cli.plan import _as_on_a_gpu, plan_run
-    from trl_plugins.run.recipe import StrictParser
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
+    from trl_plugins.run.recipe import StrictParser
 
     spec = get_registry().trainer(method)
     with _as_on_a_gpu():

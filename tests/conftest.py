@@ -14,6 +14,7 @@ os.environ.setdefault("DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402
+
 from helpers import TESTS, write_jsonl, write_recipe  # noqa: E402
 from tiny import preference_rows, save_tiny_causal_lm  # noqa: E402
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from tiny import tiny_causal_lm, tiny_tokenizer
 
 pytest.importorskip("bitsandbytes")

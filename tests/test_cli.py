@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers import write_jsonl
 from tiny import preference_rows
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers import CPU_RUN, REPO, TESTS, method_of, write_jsonl
 from tiny import preference_rows, save_tiny_causal_lm
 from tiny_vlm import save_tiny_vlm, vision_rows
@@ -299,8 +300,8 @@ def test_shipped_accelerate_configs_load_and_say_their_launch(name, launch):
 
 
 def _parsed(trainer: str, recipe: str, *argv: str):
-    from trl_plugins.run.recipe import StrictParser, resolve_recipe
     from trl_plugins.registry import get_registry
+    from trl_plugins.run.recipe import StrictParser, resolve_recipe
 
     spec = get_registry().trainer(trainer)
     (_, training_args, model_args, _), _ = StrictParser(spec.load()[1]).parse(list(argv), resolve_recipe(spec, recipe))
@@ -329,8 +330,8 @@ def test_launch_and_recipe_combinations(trainer, recipe, argv, launch, message, 
     dtype; 8-bit weights do not shard; sampling trainers run under DDP or ZeRO-2 only."""
     import importlib.util
 
-    from trl_plugins.run.distributed import check_launch
     from trl_plugins.errors import ConfigError
+    from trl_plugins.run.distributed import check_launch
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "deepspeed" else real(n, *a))

@@ -7,11 +7,12 @@ import random
 
 import pytest
 import torch
-from tiny import WORDS, tiny_causal_lm, tiny_tokenizer
 
 from trl_plugins.sampling import fast_generation
 from trl_plugins.sampling.adapter_merge import merged_for_generation
 from trl_plugins.sampling.generation import SamplingParams, TransformersBackend
+
+from tiny import WORDS, tiny_causal_lm, tiny_tokenizer
 
 GENERATE = {"fast_decode": False, "merge_adapters": False}  # today's path: model.generate, adapter unmerged
 

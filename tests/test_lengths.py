@@ -10,12 +10,13 @@ import random
 
 import pytest
 import torch
-from helpers import method_of, trainer_args, write_jsonl, write_recipe
 from datasets import Dataset
-from tiny import tiny_causal_lm, tiny_llama_config, tiny_tokenizer
 
-from trl_plugins.errors import ConfigError, DataError
 from trl_plugins.checks.lengths import LengthRule, check_lengths, generic_rule, length_report, rule_for
+from trl_plugins.errors import ConfigError, DataError
+
+from helpers import method_of, trainer_args, write_jsonl, write_recipe
+from tiny import tiny_causal_lm, tiny_llama_config, tiny_tokenizer
 
 FILL = "the movie was very good and the story was fun but the plot was dull".split()
 LIMIT = 48
@@ -290,13 +291,11 @@ def test_sampling_phase_with_packing_matches_sft_packing(tmp_path, strategy):
 # -- mDPO: the vision collator (image tokens expanded by the processor, keep_start, nothing dropped) ---------------
 @pytest.mark.parametrize("conversational", [False, True])
 def test_mdpo_matches_vision_collator(conversational):
-    from tiny_vlm import shape_image
-
     from trl_plugins.embedded.tiny_llava import IMAGE_TOKEN
-    from trl_plugins.trainers.mdpo.trainer import MDPOConfig
     from trl_plugins.trainers.mdpo.collator import DataCollatorForMDPO
+    from trl_plugins.trainers.mdpo.trainer import MDPOConfig
 
-    from tiny_vlm import tiny_vlm
+    from tiny_vlm import shape_image, tiny_vlm
 
     model, processor = tiny_vlm()
     rng = random.Random(4)
@@ -404,11 +403,12 @@ def test_streamed_split_is_measured_on_its_first_rows_as_an_estimate():
 
 def test_check_lengths_on_a_prepared_run(tmp_path, tiny_model_dir, monkeypatch):
     """The entry point the runner calls: a real RunContext (data checked), tokenizer only: no weights load."""
-    from helpers import write_jsonl, write_recipe
     from transformers import PreTrainedModel
 
-    from trl_plugins.run import flow as runner
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
+
+    from helpers import write_jsonl, write_recipe
 
     def no_weights(*args, **kwargs):
         raise AssertionError("the length check loaded a model")

@@ -9,10 +9,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import write_jsonl, write_recipe
-from tiny import preference_rows
 
 from trl_plugins.losses import margin_reward_loss
+
+from helpers import write_jsonl, write_recipe
+from tiny import preference_rows
 
 LABELS = ["significantly better", "better", "slightly better", "negligibly better or unsure"]
 
@@ -380,8 +381,8 @@ def test_demo_recipe_and_qlora_recipes_parse(monkeypatch):
     import transformers.training_args as training_args
 
     monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)  # GPU recipes ask bf16
-    from trl_plugins.run.recipe import StrictParser, shipped_recipes
     from trl_plugins.registry import get_registry
+    from trl_plugins.run.recipe import StrictParser, shipped_recipes
     from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig
 
     spec = get_registry().trainer("margin-rm")
@@ -402,8 +403,8 @@ def test_real_smollm2_reward_model_on_imdb_pairs(tmp_path, smollm2_path, capsys)
     pairs (standard error ≈ 0.028 near 0.8; 0.5 is chance): measured 0.795 after the review deduplication (0.810
     before, on other pairs); the test asks for 0.75, about 1.6 standard errors below, so it checks learning, not
     noise."""
-    from trl_plugins.run import flow as runner
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
 
     spec = get_registry().trainer("margin-rm")
     run = runner.prepare_run(spec, ["--config", "demo/margin_rm", "--output_dir", str(tmp_path / "rm"),

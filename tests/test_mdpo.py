@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_vlm import save_tiny_vlm, shape_image, tiny_vlm, vision_rows
 
 from trl_plugins.losses import mdpo_loss
 from trl_plugins.models.vision import corrupt_image, crop_box
+
+from tiny_vlm import save_tiny_vlm, shape_image, tiny_vlm, vision_rows
 
 
 def _logsig(x: float) -> float:
@@ -373,8 +374,8 @@ def test_cli_trains_tiny_vlm_from_image_paths(tmp_path, tiny_vlm_dir, run_cli):
 
 
 def test_shipped_recipes_parse_strictly():
-    from trl_plugins.run.recipe import StrictParser, shipped_recipes
     from trl_plugins.registry import get_registry
+    from trl_plugins.run.recipe import StrictParser, shipped_recipes
 
     spec = get_registry().trainer("mdpo")
     recipes = list(shipped_recipes(spec).values())

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import method_of
-
+from trl_plugins.cli.plan import SHIPPED_CONFIGS, parse_gpu, plan_run, run_plan
 from trl_plugins.errors import ConfigError, TrlPluginsError, UsageError
 from trl_plugins.planning.memory_plan import (
     FIT_FRACTION,
@@ -30,7 +29,8 @@ from trl_plugins.planning.memory_plan import (
     plan,
     profile_for,
 )
-from trl_plugins.cli.plan import SHIPPED_CONFIGS, parse_gpu, plan_run, run_plan
+
+from helpers import method_of
 
 REPO = Path(__file__).resolve().parent.parent
 CONSUMER_RECIPES = sorted((REPO / "recipes").glob("*/*/config_qlora.yaml"))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from helpers import REPO
 
 BNB_LOGGER = "bitsandbytes.backends.cpu.ops"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from trl_plugins.run.recipe import StrictParser, shipped_recipes
 from trl_plugins.imports import resource_dir
 from trl_plugins.registry import get_registry
+from trl_plugins.run.recipe import StrictParser, shipped_recipes
 
 RECIPES = resource_dir("trl_plugins:recipes")
 ACCELERATE = RECIPES / "accelerate_configs"

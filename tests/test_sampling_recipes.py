@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trl_plugins.run.recipe import StrictParser, shipped_recipes
 from trl_plugins.registry import get_registry
+from trl_plugins.run.recipe import StrictParser, shipped_recipes
 
 NAMES = ("raft", "rejection-sampling", "rest", "rest-em")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from helpers import write_jsonl, write_recipe
 
 PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
@@ -37,8 +38,8 @@ def sampling_recipe(tmp_path, tiny_model_dir, prompt_file):
 
 
 def build(name: str, recipe: str, *extra: str):
-    from trl_plugins.run import flow as runner
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
 
     run = runner.prepare_run(get_registry().trainer(name), ["--config", recipe, "--overwrite_output_dir", "true",
                                                             *extra])
@@ -263,8 +264,9 @@ def test_none_rewards_are_dropped_and_counted(sampling_recipe):
 
 def _tokenizer_with_bos():
     """The tiny word tokenizer, but adding a BOS token like Llama 3's (its pad differs from its EOS, as Qwen2.5's)."""
-    from tiny import tiny_tokenizer
     from tokenizers.processors import TemplateProcessing
+
+    from tiny import tiny_tokenizer
 
     tok = tiny_tokenizer()
     bos = "<|im_start|>"
@@ -278,12 +280,13 @@ def test_reward_model_source_scores_as_reward_trainer_trained(tmp_path, bos):
     """A reward model is scored on exactly the tokens TRL's RewardTrainer trains it on (EOS appended, the
     tokenizer's special tokens, chat template for conversations), in batches with padding."""
     from datasets import Dataset
-    from tiny import tiny_llama_config, tiny_tokenizer
     from transformers import LlamaForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     from trl_plugins.sampling.reward_sources import build as build_sources
     from trl_plugins.sampling.reward_sources import resolve, score
+
+    from tiny import tiny_llama_config, tiny_tokenizer
 
     tok = _tokenizer_with_bos() if bos else tiny_tokenizer()
     assert tok.pad_token_id != tok.eos_token_id

@@ -36,8 +36,8 @@ HELDOUT_REVIEW_PROMPTS = (
 def _before_after(method: str, recipe: str, output_dir: str, make_evaluate):
     """Check the run, evaluate the base model, train, evaluate the trained one: ``(run, trainer, minutes, before,
     after)``. ``make_evaluate(run)`` returns ``model -> {metric: [one value per held-out item]}``."""
-    from .run import flow as runner
     from .registry import get_registry
+    from .run import flow as runner
 
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
     run = runner.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads

@@ -195,8 +195,8 @@ def check_vision_model(run) -> None:
     """Run-level checks of a vision preference trainer, before the model loads: a vision-language model, and
     standard (plain text) prompts with exactly one image placeholder of that model per image."""
     from ..checks.data import iter_rows
-    from ..errors import ConfigError, DataError
     from ..checks.problems import rows_text
+    from ..errors import ConfigError, DataError
 
     name = run.model_args.model_name_or_path
     config, token = _model_files(name)

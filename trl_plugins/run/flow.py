@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..method import Method
-from .recipe import check_output_dir, parse_run, resume_value
 from ..registry import TrainerSpec
+from .recipe import check_output_dir, parse_run, resume_value
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +69,9 @@ class RunContext:
 def prepare_run(spec: TrainerSpec, argv: list[str], check_output: bool = True) -> RunContext:
     """Parse and check everything that can be checked without a model; raises one-line errors."""
     from ..checks.data import check_datasets, load_datasets
-    from .distributed import check_installed, check_launch, launch_from_env
     from ..checks.lengths import check_lengths
     from ..models.loading import check_model_source
+    from .distributed import check_installed, check_launch, launch_from_env
 
     trainer_cls, config_cls = spec.load()
     method = spec.load_method()(spec)

@@ -4,10 +4,10 @@ cached, the columns the rewards read are in the data — and handed to the train
 
 from __future__ import annotations
 
-from ..errors import ConfigError
 from ..checks.lengths import sampling_rule
-from ..planning.memory_plan import MemoryProfile
+from ..errors import ConfigError
 from ..method import Method
+from ..planning.memory_plan import MemoryProfile
 from . import reward_sources
 
 

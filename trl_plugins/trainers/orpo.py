@@ -16,10 +16,10 @@ from transformers import PretrainedConfig
 from trl import DPOTrainer
 
 from ..checks.data import check_preference_pairs
-from ..losses import orpo_loss
 from ..checks.lengths import dpo_rule
-from ..planning.memory_plan import MemoryProfile
+from ..losses import orpo_loss
 from ..method import Method
+from ..planning.memory_plan import MemoryProfile
 from .common.configs import FusedHeadDPOConfig, refuse_unsupported, resolve_config
 from .common.papers import ORPO
 from .common.token_logps import CompletionScoring

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..sampling.selection import best_of_n, top_alpha
 from ..sampling.config import SamplingConfig
+from ..sampling.selection import best_of_n, top_alpha
 from ..sampling.trainer import SamplingTrainer
 from .common.papers import RAFT
 

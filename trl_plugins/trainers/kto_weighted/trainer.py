@@ -21,10 +21,10 @@ from datasets import Dataset
 from trl import KTOConfig, KTOTrainer
 from trl.trainer.kto_trainer import disable_gradient_checkpointing, is_peft_model, use_adapter
 
-from ...losses import KTO_TARGET_RATIO_RANGE, kto_weight_ratio, kto_weighted_loss, kto_weights
 from ...checks.lengths import kto_rule
-from ...planning.memory_plan import MemoryProfile
+from ...losses import KTO_TARGET_RATIO_RANGE, kto_weight_ratio, kto_weighted_loss, kto_weights
 from ...method import Method
+from ...planning.memory_plan import MemoryProfile
 from ..common.configs import resolve_config
 from .batches import EXAMPLE_WEIGHT_KEY, ExampleWeightsCollator, mixed_batch_order
 from .checks import check_kto_data

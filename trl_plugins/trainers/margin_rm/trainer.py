@@ -21,15 +21,15 @@ import torch
 from accelerate.utils import is_peft_model
 from trl import RewardConfig, RewardTrainer
 
-from ...losses import margin_reward_loss
 from ...checks.lengths import reward_rule
-from ...planning.memory_plan import MemoryProfile
+from ...losses import margin_reward_loss
 from ...method import Method
+from ...planning.memory_plan import MemoryProfile
 from ..common.configs import resolve_config
 from ..common.lora_merge import merge_adapter_checkpoint
+from ..common.papers import LLAMA2
 from .checks import check_margin_data
 from .ratings import ALIASES, LLAMA2_MARGINS, UNSURE, normalize_label
-from ..common.papers import LLAMA2
 from .report import card_section, pairwise_report, report_metrics
 
 logger = logging.getLogger(__name__)

@@ -20,17 +20,16 @@ from trl import DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
-from ...losses import mdpo_loss
 from ...checks.lengths import mdpo_rule
-from ...planning.memory_plan import MemoryProfile
+from ...losses import mdpo_loss
 from ...method import Method
 from ...models.vision import CORRUPTIONS, VISION_MODULES, check_vision_data, check_vision_model
+from ...planning.memory_plan import MemoryProfile
 from ..common.configs import FusedHeadDPOConfig, refuse_unsupported, resolve_config
-from .collator import DataCollatorForMDPO
 from ..common.papers import MDPO
 from ..common.token_logps import CompletionScoring
 from ..common.token_metrics import log_means, log_token_stats
-
+from .collator import DataCollatorForMDPO
 
 # DPOConfig fields that do not fit mDPO's loss or its on-the-fly vision data: non-default values are refused.
 _UNSUPPORTED = {
