@@ -287,7 +287,7 @@ def test_shipped_recipe_plans_offline_within_50_to_85_percent_of_its_tier(path, 
 @pytest.mark.parametrize("gigabytes", [8, 12, 16, 24])
 @pytest.mark.parametrize("model", ["meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3"])
 def test_qlora_presets_hold_a_7_to_8b_pair_run_within_their_tier(gigabytes, model):
-    """What the presets are sized for (peft_presets.py): ORPO at max_length 1024 with the preset's own batch."""
+    """What the presets are sized for (models/peft_presets.py): ORPO at max_length 1024 with the preset's own batch."""
     result, run = plan_run("orpo", ["--model_name_or_path", model, "--peft_preset", f"qlora-{gigabytes}gb",
                                     "--output_dir", "outputs/x", "--max_length", "1024"])
     assert run["settings"].lora_r == {8: 8, 12: 16, 16: 32, 24: 64}[gigabytes]

@@ -1,9 +1,9 @@
 """The ``train`` and ``check-data`` flow shared by every trainer.
 
-1. parse the recipe strictly (``recipe.py``) and check it against the launch (``distributed.py``); 2. cheap
+1. parse the recipe strictly (``recipe.py``) and check it against the launch (``run/distributed.py``); 2. cheap
 model-source and output-directory checks; 3. load the dataset and check every split against the trainer's format
-(``data.py``) and its method's ``check_data``; 4. the method's ``check_run``; 5. token lengths against the trainer's
-limit (``lengths.py``, tokenizer only) — all before any model is loaded; then 6. the method's ``build`` loads the
+(``checks/data.py``) and its method's ``check_data``; 4. the method's ``check_run``; 5. token lengths against the trainer's
+limit (``checks/lengths.py``, tokenizer only) — all before any model is loaded; then 6. the method's ``build`` loads the
 model and returns the trainer, which trains, saves and writes its model card (and pushes to the hub when asked).
 
 The method hooks are the contract in ``method.py`` (docs/plugins.md).

@@ -3,7 +3,7 @@
 
 What it adds over ``KTOTrainer``: ``weighting: auto`` computes λ_D/λ_U from the class counts
 (:func:`trl_plugins.losses.kto_weights`), ``weight_column`` multiplies them per example, ``mix_batches`` orders the
-training set so every per-device batch holds both classes (``kto_batches.py``); the loss is
+training set so every per-device batch holds both classes (``batches.py``); the loss is
 :func:`trl_plugins.losses.kto_weighted_loss`. Docs: docs/methods/kto_weighted.md.
 
     trl-plugins train kto-weighted --config recipes/demo/kto_weighted.yaml

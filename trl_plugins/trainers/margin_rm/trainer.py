@@ -2,7 +2,7 @@
 
 What it adds over ``RewardTrainer``: margins from a ``margin`` column, Llama 2 rating labels (Table 27) or score
 differences (``margin_source``); the loss :func:`trl_plugins.losses.margin_reward_loss`; held-out accuracy per margin
-bucket in the metrics and the model card (``reward_report.py``); with LoRA, a merged checkpoint on save
+bucket in the metrics and the model card (``report.py``); with LoRA, a merged checkpoint on save
 (``lora_merge.py``). Docs: docs/methods/margin_rm.md.
 
     trl-plugins train margin-rm --config recipes/demo/margin_rm.yaml
