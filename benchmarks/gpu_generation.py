@@ -70,7 +70,7 @@ def recipe_settings(name: str, tiny: bool) -> dict:
     """Generation settings of a shipped recipe and the recipe keys of its peft preset."""
     import yaml
 
-    from trl_plugins.peft_presets import preset_values
+    from trl_plugins.models.peft_presets import preset_values
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "recipes", name + ".yaml")) as f:
@@ -94,7 +94,7 @@ def build(arch: str, settings: dict, device: str, tiny: bool, workdir: str):
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
     from trl import ModelConfig, get_peft_config
 
-    from trl_plugins.models import load_model
+    from trl_plugins.models.loading import load_model
 
     spec = ARCHITECTURES[arch]
     values = dict(spec["config"])
@@ -168,10 +168,11 @@ def main():
     warnings.filterwarnings("ignore")
 
     import torch
-    from tiny import tiny_tokenizer
 
     from trl_plugins.sampling.adapter_merge import merged_copy_bytes
     from trl_plugins.sampling.generation import SamplingParams, TransformersBackend
+
+    from tiny import tiny_tokenizer
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run with --device cpu --tiny for the smoke test")
@@ -202,11 +203,11 @@ def main():
             if args.device == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-            backend.generate(prompts, k, paths[name], seed=round_no[0])
+            backend.generate(prompts, k, paths[name], seed=round_no[0])  # noqa: F821 - the closure runs before the `del` below
             if args.device == "cuda":
                 torch.cuda.synchronize()
                 totals[name]["peak"] = max(totals[name]["peak"], torch.cuda.max_memory_allocated())
-            stats = backend.last_stats
+            stats = backend.last_stats  # noqa: F821
             totals[name]["tokens"] += stats["generated_tokens"]
             totals[name]["seconds"] += stats["seconds"]
             totals[name]["slots"] += stats["decoded_slots"]

@@ -1,7 +1,7 @@
 """Peak GPU memory of every shipped consumer-GPU recipe: measured vs planned (trl-plugins plan) vs the recipe's tier.
 
 For each ``recipes/<model>/<method>/config_qlora.yaml``: build a random-weight checkpoint of the recipe's architecture
-from its config.json (``trl_plugins/memory_configs``; no hub) with a word-level tokenizer sized to the vocabulary (and
+from its config.json (``trl_plugins/planning/memory_configs``; no hub) with a word-level tokenizer sized to the vocabulary (and
 an image processor for the vision-language models), write synthetic rows at ``max_length`` (prompt 150 tokens,
 completions filling the rest; images of the planner's default size), and run the recipe through the real runner for
 2 optimizer steps with gradient accumulation 1. The sampling trainers run one iteration (no held-out set): one
@@ -150,8 +150,12 @@ def text_of(n: int, rng: random.Random) -> str:
 def build_checkpoint(config: dict, target: Path, device: str, classifier: bool = False) -> dict:
     """A random-weight checkpoint of ``config`` (+ tokenizer / processor) in ``target``; returns what the data needs."""
     import torch
-    from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText,
-                              AutoModelForSequenceClassification)
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoModelForSequenceClassification,
+    )
 
     kind = config.get("model_type")
     fields = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
@@ -303,7 +307,7 @@ def _flag(argv: list[str], name: str, default):
 
 def checkpoint(model_id: str, work: Path, device: str, tiny: bool, built: dict, classifier: bool = False):
     """``(path, info)`` of the random-weight checkpoint of ``model_id``, built once per run of this script."""
-    from trl_plugins.plan_command import load_model_config
+    from trl_plugins.cli.plan import load_model_config
 
     if model_id not in built:
         config = load_model_config(model_id)  # as the file has it; transformers fills the defaults
@@ -314,7 +318,7 @@ def checkpoint(model_id: str, work: Path, device: str, tiny: bool, built: dict, 
 
 def measure(method: str, recipe: Path, tier: int, work: Path, device: str, tiny: bool, built: dict,
             fast: bool = True) -> dict:
-    from trl_plugins.plan_command import plan_run
+    from trl_plugins.cli.plan import plan_run
 
     name = str(recipe.relative_to(REPO / "recipes"))
     shipped, shipped_run = plan_run(method, ["--config", str(recipe), "--gpu", str(tier)])
@@ -328,10 +332,10 @@ def measure(method: str, recipe: Path, tier: int, work: Path, device: str, tiny:
 def _measure(method, recipe, tier, work, device, tiny, built, name, shipped, shipped_run, fast) -> dict:
     import torch
 
-    from trl_plugins import runner
-    from trl_plugins.plan_command import _as_on_a_gpu, plan_run
-    from trl_plugins.recipe import StrictParser
+    from trl_plugins.cli.plan import _as_on_a_gpu, plan_run
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
+    from trl_plugins.run.recipe import StrictParser
 
     spec = get_registry().trainer(method)
     with _as_on_a_gpu():

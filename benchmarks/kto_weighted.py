@@ -32,8 +32,8 @@ def main():
     from trl import KTOConfig, KTOTrainer
 
     from trl_plugins.embedded import load_embedded_dataset
-    from trl_plugins.models import resolve_model_path
-    from trl_plugins.trainers.kto_weighted import KTOWeightedConfig, KTOWeightedTrainer
+    from trl_plugins.models.loading import resolve_model_path
+    from trl_plugins.trainers.kto_weighted.trainer import KTOWeightedConfig, KTOWeightedTrainer
 
     path = resolve_model_path(args.model)
     n_train = -(-args.steps * args.batch // 5) * 5  # a multiple of 5, so 1:4 gives exact counts and λ_D = 4

@@ -1,4 +1,4 @@
-"""The length check (trl_plugins/lengths.py) on 20,000 rows vs TRL's own dataset preparation of the same rows.
+"""The length check (trl_plugins/checks/lengths.py) on 20,000 rows vs TRL's own dataset preparation of the same rows.
 
 The check runs before the model loads, on every `train` and `check-data`, so it must cost no more than the
 tokenization TRL does anyway. Rows: ~100-token prompts, ~200-token chosen/rejected (prompt + completion ~300
@@ -69,8 +69,13 @@ def main():
 
     from datasets import Dataset, disable_caching
 
-    from trl_plugins.lengths import length_report
-    from trl_plugins.models import load_processing_class
+    from trl_plugins.checks.lengths import length_report
+    from trl_plugins.models.loading import load_processing_class
+    from trl_plugins.registry import get_registry
+
+    def method_of(name):
+        spec = get_registry().trainer(name)
+        return spec.load_method()(spec)
 
     disable_caching()  # TRL's map must tokenize, not read a cache of an earlier run
     tokenizer = load_processing_class(SimpleNamespace(model_name_or_path="embedded:smollm2-135m-instruct",
@@ -81,14 +86,14 @@ def main():
     table, lines = [], []
     names = args.trainers.split(",")
     for name in [n for n in names if n != "raft"]:
-        ours = timed(lambda: lines.append(length_report(name, config, dataset, tokenizer).line()))
+        ours = timed(lambda: lines.append(length_report(name, config, dataset, tokenizer, method_of(name)).line()))
         theirs = timed(lambda: trl_prepare(name, dataset, tokenizer, config))
         for i, kind in enumerate(("wall", "CPU")):
             table.append((f"{name}: {kind} seconds, {args.rows:,} rows", f"{theirs[i]:.2f}", f"{ours[i]:.2f}",
                           f"{ours[i] / theirs[i]:.3f}"))
     if "raft" in names:
         prompts = dataset.select_columns(["prompt"])
-        ours = timed(lambda: lines.append(length_report("raft", config, prompts, tokenizer, model_context=8192).line()))
+        ours = timed(lambda: lines.append(length_report("raft", config, prompts, tokenizer, method_of("raft"), model_context=8192).line()))
         table.append((f"raft (prompts only): wall/CPU seconds, {args.rows:,} rows", "-",
                       f"{ours[0]:.2f}/{ours[1]:.2f}", "-"))
     print_table(f"length check vs TRL's _prepare_dataset ({'conversational' if args.conversational else 'standard'}"

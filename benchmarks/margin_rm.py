@@ -33,8 +33,8 @@ def main():
     from trl.trainer.reward_trainer import suppress_seqcls_warning
 
     from trl_plugins.embedded import load_embedded_dataset
-    from trl_plugins.models import resolve_model_path
-    from trl_plugins.trainers.margin_reward import MarginRewardConfig, MarginRewardTrainer
+    from trl_plugins.models.loading import resolve_model_path
+    from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig, MarginRewardTrainer
 
     path = resolve_model_path(args.model)
     n = args.steps * args.batch

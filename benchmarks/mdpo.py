@@ -36,8 +36,8 @@ def main():
     from trl import DPOConfig, DPOTrainer
 
     from trl_plugins.embedded import load_embedded_dataset
-    from trl_plugins.models import resolve_model_path
-    from trl_plugins.trainers.mdpo import MDPOConfig, MDPOTrainer
+    from trl_plugins.models.loading import resolve_model_path
+    from trl_plugins.trainers.mdpo.trainer import MDPOConfig, MDPOTrainer
 
     if args.tiny:
         from tiny_vlm import save_tiny_vlm

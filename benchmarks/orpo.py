@@ -30,7 +30,7 @@ def main():
     from trl.experimental.orpo import ORPOTrainer as TRLTrainer
 
     from trl_plugins.embedded import load_embedded_dataset
-    from trl_plugins.models import resolve_model_path
+    from trl_plugins.models.loading import resolve_model_path
     from trl_plugins.trainers.orpo import ORPOConfig, ORPOTrainer
 
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -36,7 +36,7 @@ def lora_policy(model_name: str, rank: int, dtype=None, seed: int = 0):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trl_plugins.models import resolve_model_path
+    from trl_plugins.models.loading import resolve_model_path
 
     path = resolve_model_path(model_name)
     tokenizer = AutoTokenizer.from_pretrained(path)

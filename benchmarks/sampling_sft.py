@@ -52,7 +52,7 @@ def main():
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from trl_plugins.models import resolve_model_path
+    from trl_plugins.models.loading import resolve_model_path
     from trl_plugins.trainers.raft import RAFTConfig, RAFTTrainer
 
     path = resolve_model_path(args.model)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -17,10 +15,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-sys.path.insert(0, str(TESTS))
-
+from helpers import TESTS, write_jsonl, write_recipe  # noqa: E402
 from tiny import preference_rows, save_tiny_causal_lm  # noqa: E402
 
 
@@ -30,36 +25,9 @@ def tiny_model_dir(tmp_path_factory) -> str:
     return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llama"))
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return str(path)
-
-
 @pytest.fixture
 def preference_file(tmp_path) -> str:
     return write_jsonl(tmp_path / "pairs.jsonl", preference_rows(16))
-
-
-# the CPU settings every tiny training run here shares (TRL configs default to bf16, which a CPU lacks)
-CPU_RUN = {"bf16": False, "activation_checkpointing": False, "use_cpu": True, "report_to": "none",
-           "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True}
-
-
-def trainer_args(tmp_path, **overrides) -> dict:
-    """Keyword arguments of a short tiny-model training config (ORPO/KTO/DPO-style ``beta``); override any."""
-    values = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_length=64, beta=0.1,
-                  learning_rate=1e-2, max_steps=3, seed=0, **CPU_RUN)
-    values.update(overrides)
-    return values
-
-
-def write_recipe(path: Path, config: dict, extra: dict | None = None) -> str:
-    """A YAML recipe of ``config`` (CPU_RUN settings included) updated by ``extra``; returns its path."""
-    import yaml
-
-    path.write_text(yaml.safe_dump({**CPU_RUN, **config, **(extra or {})}))
-    return str(path)
 
 
 @pytest.fixture
@@ -76,9 +44,17 @@ def tiny_recipe(tmp_path, tiny_model_dir, preference_file):
 
 
 @pytest.fixture
+def pretend_gpu(monkeypatch):
+    """Consumer-GPU recipes ask for bf16; parsing them here must not fail because this machine has no GPU."""
+    import transformers.training_args as training_args
+
+    monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)
+
+
+@pytest.fixture
 def run_cli(capsys):
     """Run the CLI in-process: returns (exit_code, stdout, stderr)."""
-    from trl_plugins.cli import main
+    from trl_plugins.cli.main import main
 
     def run(*args: str):
         code = main([str(a) for a in args])
@@ -91,7 +67,7 @@ def run_cli(capsys):
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Fail the test if anything tries to load a model (bad input must stop before that)."""
-    import trl_plugins.models as models
+    import trl_plugins.models.loading as models
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded although the input is bad")
@@ -136,6 +112,6 @@ def with_plugins(plugin_sites, monkeypatch):
 @pytest.fixture(scope="session")
 def smollm2_path() -> str:
     """The embedded SmolLM2-135M-Instruct, converted once and cached (about 20 s the first time)."""
-    from trl_plugins.models import resolve_model_path
+    from trl_plugins.models.loading import resolve_model_path
 
     return resolve_model_path("embedded:smollm2-135m-instruct")

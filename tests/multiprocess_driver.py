@@ -16,8 +16,8 @@ import sys
 def run_job(job: dict) -> dict:
     from accelerate.utils import gather_object
 
-    from trl_plugins import runner
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
 
     run = runner.prepare_run(get_registry().trainer(job["name"]), job["argv"])
     trainer = runner.build_trainer(run)

@@ -1,4 +1,4 @@
-"""QLoRA on the CPU trains on the right gradients after an eval forward or a generation phase (trl_plugins/bnb_cpu.py).
+"""QLoRA on the CPU trains on the right gradients after an eval forward or a generation phase (trl_plugins/compat/bnb_cpu.py).
 
 bitsandbytes 0.50 repacks 4-bit weights for its CPU inference kernel on the first eval forward (CPUs with AVX512-BF16,
 as here) and the repacked layers have no backward: without the fix, the gradients below differ by ~100%."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from tiny import tiny_causal_lm, tiny_tokenizer
 
 pytest.importorskip("bitsandbytes")
@@ -16,7 +17,7 @@ def _qlora_model(tmp_path):
     from peft import LoraConfig, get_peft_model
     from trl import ModelConfig
 
-    from trl_plugins.models import load_model
+    from trl_plugins.models.loading import load_model
 
     tok = tiny_tokenizer()
     tiny_causal_lm(tok, hidden_size=64, intermediate_size=128).save_pretrained(tmp_path)  # 4-bit blocks of 64
@@ -61,7 +62,7 @@ def test_a_layer_already_repacked_is_unpacked(tmp_path):
     """A model repacked before we saw it (e.g. a user evaluated it first) is unpacked; gradients are right again."""
     import bitsandbytes as bnb
 
-    from trl_plugins.bnb_cpu import keep_trainable
+    from trl_plugins.compat.bnb_cpu import keep_trainable
 
     tok, model = _qlora_model(tmp_path)
     ids = torch.tensor([tok("the movie was good")["input_ids"]])

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl
+
+from helpers import write_jsonl
 from tiny import preference_rows
 
 
@@ -60,11 +61,11 @@ def test_list_shows_each_accepted_format_of_kto_weighted(run_cli):
 
 
 def test_info_help_column_ends_cut_text_with_an_ellipsis(run_cli):
-    from trl_plugins.cli import _short_help
+    from trl_plugins.cli.info import short_help
 
-    assert _short_help("Short help. More words.") == "Short help."
+    assert short_help("Short help. More words.") == "Short help."
     long = "word " * 40
-    cut = _short_help(long)
+    cut = short_help(long)
     assert len(cut) <= 100 and cut.endswith("…") and not cut[:-1].endswith(" ")
     code, out, _ = run_cli("info", "kto-weighted")
     rows = out.split("HELP", 1)[1].splitlines()[1:]
@@ -116,7 +117,7 @@ def test_train_runs_saves_and_writes_a_model_card(run_cli, tiny_recipe, tmp_path
 
 def test_cli_flags_override_the_yaml(run_cli, tiny_recipe, tmp_path):
     from trl_plugins import get_trainer
-    from trl_plugins.recipe import StrictParser
+    from trl_plugins.run.recipe import StrictParser
 
     _, config_cls = get_trainer("orpo")
     parsed, _ = StrictParser(config_cls).parse(["--beta", "0.3"], Path(tiny_recipe({"beta": 0.2})))
@@ -126,7 +127,7 @@ def test_cli_flags_override_the_yaml(run_cli, tiny_recipe, tmp_path):
 
 # -- exit code 1: a bug, not bad input -----------------------------------------------------------------------------
 def test_unexpected_failure_exits_1_with_traceback(run_cli, tiny_recipe, monkeypatch):
-    import trl_plugins.runner as runner
+    import trl_plugins.run.flow as runner
 
     def boom(run):
         raise RuntimeError("simulated bug")
@@ -257,6 +258,7 @@ def _env():
     return env
 
 
+@pytest.mark.distributed
 def test_accelerate_launch_module(tiny_recipe, tmp_path):
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision",
@@ -267,6 +269,7 @@ def test_accelerate_launch_module(tiny_recipe, tmp_path):
     assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
+@pytest.mark.distributed
 def test_accelerate_config_relaunch_with_a_shipped_config(tiny_recipe, tmp_path):
     cmd = [sys.executable, "-m", "trl_plugins", "train", "orpo", "--config", tiny_recipe(), "--max_steps", "1",
            "--accelerate_config", "cpu"]

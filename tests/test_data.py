@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from conftest import write_jsonl
 from datasets import Dataset, DatasetDict
-from tiny import preference_rows
 
-from trl_plugins.data import check_datasets, load_source
+from trl_plugins.checks.data import check_datasets, load_source
 from trl_plugins.embedded import load_embedded_dataset, parse_options
 from trl_plugins.errors import ConfigError, DataError, UsageError
 from trl_plugins.registry import get_registry
+
+from helpers import write_jsonl
+from tiny import preference_rows
 
 
 def test_rt_preference_is_held_out_and_disjoint():
@@ -34,9 +35,9 @@ def test_imdb_preference_standard_format():
 def test_imdb_rm_pairs_continuations_match_the_openings_prompts():
     """style=continuations: the prompt is imdb-openings' instruction + the opening of one review of the pair (the
     chosen one about half the time), chosen/rejected are the two reviews' next words, scores are VADER's of them."""
+    from trl_plugins.builtin_rewards import vader_sentiment
     from trl_plugins.embedded.prompts import OPENINGS_INSTRUCTION
     from trl_plugins.embedded.reviews import clean_review, load_reviews
-    from trl_plugins.builtin_rewards import vader_sentiment
 
     dsd = load_embedded_dataset("imdb-rm-pairs", "style=continuations,n_test=20,n_train=200,max_words=24")
     full = {" ".join(clean_review(text).split()) for text, _, source in load_reviews() if source == "imdb"}

@@ -26,9 +26,9 @@ def test_sampling_demo_prints_headline_and_fluency_with_intervals(tmp_path, tiny
     the headline rose beyond noise."""
     import json
 
-    from conftest import write_jsonl, write_recipe
-
     from trl_plugins.demo import run_sampling_demo
+
+    from helpers import write_jsonl, write_recipe
 
     prompts = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
                "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]

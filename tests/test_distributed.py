@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CPU_RUN, REPO, TESTS, write_jsonl
+
+from helpers import CPU_RUN, REPO, TESTS, method_of, write_jsonl
 from tiny import preference_rows, save_tiny_causal_lm
 from tiny_vlm import save_tiny_vlm, vision_rows
 
@@ -116,6 +117,7 @@ def _losses(result: dict, key: str = "loss") -> list[float]:
     return [log[key] for log in result["log_history"] if key in log and "train_runtime" not in log]
 
 
+@pytest.mark.distributed
 def test_runs_really_used_two_processes(runs):
     for name in TRAINERS:
         assert runs[2][name]["num_processes"] == 2 and len(runs[2][name]["processes"]) == 2, name
@@ -127,6 +129,7 @@ def _relative(a: list[float], b: list[float]) -> list[float]:
     return [abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b)]
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("name", ["orpo", "margin-rm", "mdpo"])
 def test_first_step_losses_equal_one_process(runs, name):
     """Same global batch, per-device batch halved: the logged loss of every step equals the 1-process loss.
@@ -139,6 +142,7 @@ def test_first_step_losses_equal_one_process(runs, name):
             assert max(_relative(_losses(runs[1][name], key), _losses(runs[2][name], key))) < 1e-4, key
 
 
+@pytest.mark.distributed
 def test_kto_mixed_batches_hold_per_device_and_losses_match_while_kl_is_zero(runs):
     """Every per-device batch of both processes holds both classes. The loss equals the 1-process loss while the
     KL reference point is 0 (clamped); once it is positive the two differ by design: KTO (as TRL) estimates it per
@@ -157,6 +161,7 @@ def test_kto_mixed_batches_hold_per_device_and_losses_match_while_kl_is_zero(run
 SAMPLING = ("raft", "rejection-sampling", "rest", "rest-em")
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("name", SAMPLING)
 def test_sampling_processes_share_prompts_once_and_select_by_the_one_process_rule(runs, name):
     """The two processes generate for disjoint halves of every iteration's prompts; the gathered generations hold
@@ -202,6 +207,7 @@ def _raft_recipe(root: Path, output_dir: Path) -> str:
     return str(path)
 
 
+@pytest.mark.distributed
 def test_raft_two_processes_killed_in_iteration_2_resumes_to_the_same_selections_with_2_or_1(tmp_path):
     """`trl-plugins train raft --accelerate_config multi_cpu` really runs 2 processes; a 2-process torchrun run
     killed inside iteration 2 and restarted with --resume_from_checkpoint regenerates nothing that is on disk and
@@ -280,20 +286,13 @@ def test_only_the_store_writes_sampling_files():
 CONFIGS = REPO / "recipes" / "accelerate_configs"
 
 
-@pytest.fixture
-def pretend_gpu(monkeypatch):
-    import transformers.training_args as training_args
-
-    monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)
-
-
 @pytest.mark.parametrize("name, launch", [("cpu", "single"), ("single_gpu", "single"), ("multi_cpu", "ddp"),
                                           ("multi_gpu", "ddp"), ("zero2", "zero2"), ("zero3", "zero3"),
                                           ("fsdp", "fsdp")])
 def test_shipped_accelerate_configs_load_and_say_their_launch(name, launch):
     from accelerate.commands.config.config_args import load_config_from_file
 
-    from trl_plugins.distributed import launch_from_config
+    from trl_plugins.run.distributed import launch_from_config
 
     config = load_config_from_file(str(CONFIGS / f"{name}.yaml"))  # accelerate's own strict loader
     assert config.num_processes == (1 if launch == "single" else 2)
@@ -301,8 +300,8 @@ def test_shipped_accelerate_configs_load_and_say_their_launch(name, launch):
 
 
 def _parsed(trainer: str, recipe: str, *argv: str):
-    from trl_plugins.recipe import StrictParser, resolve_recipe
     from trl_plugins.registry import get_registry
+    from trl_plugins.run.recipe import StrictParser, resolve_recipe
 
     spec = get_registry().trainer(trainer)
     (_, training_args, model_args, _), _ = StrictParser(spec.load()[1]).parse(list(argv), resolve_recipe(spec, recipe))
@@ -331,17 +330,17 @@ def test_launch_and_recipe_combinations(trainer, recipe, argv, launch, message, 
     dtype; 8-bit weights do not shard; sampling trainers run under DDP or ZeRO-2 only."""
     import importlib.util
 
-    from trl_plugins.distributed import check_launch
     from trl_plugins.errors import ConfigError
+    from trl_plugins.run.distributed import check_launch
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "deepspeed" else real(n, *a))
     model_args, training_args = _parsed(trainer, recipe, *argv)
     if message is None:
-        check_launch(trainer, model_args, training_args, launch)
+        check_launch(method_of(trainer), model_args, training_args, launch)
     else:
         with pytest.raises(ConfigError, match=re.escape(message)) as info:
-            check_launch(trainer, model_args, training_args, launch)
+            check_launch(method_of(trainer), model_args, training_args, launch)
         assert "\n" not in str(info.value)
 
 
@@ -360,3 +359,17 @@ def test_sharded_launch_without_deepspeed_or_with_bad_qlora_stops_before_the_mod
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))
     code, _, err = run_cli("check-data", "orpo", "--config", tiny_recipe())
     assert code == 2 and "pip install 'trl-plugins[deepspeed]'" in err, err
+
+
+def test_any_generating_method_is_refused_under_sharding_whatever_its_name():
+    """The rule asks the method (``generates``), so a third-party sampling method is refused like the built-ins."""
+    from types import SimpleNamespace
+
+    from trl_plugins.errors import ConfigError
+    from trl_plugins.run.distributed import check_launch
+
+    method = SimpleNamespace(generates=True, spec=SimpleNamespace(name="someone-elses-sampler"))
+    with pytest.raises(ConfigError, match="someone-elses-sampler under FSDP"):
+        check_launch(method, SimpleNamespace(), SimpleNamespace(), "fsdp")
+    check_launch(SimpleNamespace(generates=False, spec=method.spec), SimpleNamespace(), SimpleNamespace(), "fsdp")
+    assert method_of("raft").generates and not method_of("orpo").generates

@@ -7,11 +7,12 @@ import random
 
 import pytest
 import torch
-from tiny import WORDS, tiny_causal_lm, tiny_tokenizer
 
 from trl_plugins.sampling import fast_generation
 from trl_plugins.sampling.adapter_merge import merged_for_generation
 from trl_plugins.sampling.generation import SamplingParams, TransformersBackend
+
+from tiny import WORDS, tiny_causal_lm, tiny_tokenizer
 
 GENERATE = {"fast_decode": False, "merge_adapters": False}  # today's path: model.generate, adapter unmerged
 
@@ -213,7 +214,7 @@ def test_lora_on_4bit_base_merged_copy_equals_unmerged(tmp_path):
     prompts = word_prompts(12, seed=5)
     unmerged, _ = run(model, tok, prompts, batch_size=4, **GENERATE)
     # after a first eval forward (the backend keeps bitsandbytes from repacking 4-bit weights for its CPU kernel,
-    # trl_plugins/bnb_cpu.py), the tensors themselves must not change
+    # trl_plugins/compat/bnb_cpu.py), the tensors themselves must not change
     before = tensors(model)
     modules = dict(model.named_modules())
     fast_unmerged, plain = run(model, tok, prompts, batch_size=4)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trl_plugins.intervals import mean_se, paired_bootstrap
+from trl_plugins.evaluation.intervals import mean_se, paired_bootstrap
 
 
 def test_mean_se_of_a_proportion():

@@ -10,13 +10,14 @@ import warnings
 
 import pytest
 import torch
-from conftest import trainer_args, write_jsonl
 from datasets import Dataset
-from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
 
 from trl_plugins.losses import kto_weight_ratio, kto_weighted_loss, kto_weights
-from trl_plugins.trainers.kto_batches import EXAMPLE_WEIGHT_KEY, mixed_batch_order
-from trl_plugins.trainers.kto_weighted import KTOWeightedConfig, KTOWeightedTrainer, KTOWeightWarning
+from trl_plugins.trainers.kto_weighted.batches import EXAMPLE_WEIGHT_KEY, mixed_batch_order
+from trl_plugins.trainers.kto_weighted.trainer import KTOWeightedConfig, KTOWeightedTrainer, KTOWeightWarning
+
+from helpers import trainer_args, write_jsonl
+from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -359,7 +360,7 @@ def test_smollm2_lora_on_imbalanced_imdb_raises_held_out_reward_gap(smollm2_path
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trl_plugins.embedded import load_embedded_dataset
-    from trl_plugins.evaluation import completion_logps
+    from trl_plugins.evaluation.heldout import completion_logps
 
     data = load_embedded_dataset("imdb-kto", "ratio=1:4,n_train=320,n_test=48,max_words=24,prompt_words=6")
     tokenizer = AutoTokenizer.from_pretrained(smollm2_path)
@@ -402,8 +403,8 @@ def test_smollm2_lora_on_imbalanced_imdb_raises_held_out_reward_gap(smollm2_path
 def test_shipped_recipes_parse_strictly(name, monkeypatch):
     import transformers.training_args as training_args
 
-    from trl_plugins.recipe import StrictParser, resolve_recipe
     from trl_plugins.registry import get_registry
+    from trl_plugins.run.recipe import StrictParser, resolve_recipe
 
     monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)  # bf16 recipes, no GPU
     spec = get_registry().trainer("kto-weighted")

@@ -10,12 +10,13 @@ import random
 
 import pytest
 import torch
-from conftest import trainer_args, write_jsonl, write_recipe
 from datasets import Dataset
-from tiny import tiny_causal_lm, tiny_llama_config, tiny_tokenizer
 
+from trl_plugins.checks.lengths import LengthRule, check_lengths, generic_rule, length_report, rule_for
 from trl_plugins.errors import ConfigError, DataError
-from trl_plugins.lengths import LengthRule, check_lengths, generic_rule, length_report, rule_for
+
+from helpers import method_of, trainer_args, write_jsonl, write_recipe
+from tiny import tiny_causal_lm, tiny_llama_config, tiny_tokenizer
 
 FILL = "the movie was very good and the story was fun but the plot was dull".split()
 LIMIT = 48
@@ -93,7 +94,7 @@ def test_orpo_matches_dpo_preparation_and_collator(tmp_path, conversational, mod
     args = ORPOConfig(**trainer_args(tmp_path, max_length=LIMIT, truncation_mode=mode))
     trainer = ORPOTrainer(model=tiny_causal_lm(tokenizer), args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer)
-    report = length_report("orpo", args, Dataset.from_list(rows), tokenizer)
+    report = length_report("orpo", args, Dataset.from_list(rows), tokenizer, method_of("orpo"))
     prepared = trainer.train_dataset
 
     kept = ~report.dropped
@@ -126,7 +127,7 @@ def test_orpo_matches_dpo_preparation_and_collator(tmp_path, conversational, mod
 # -- kto-weighted: KTOTrainer unpairs, drops prompts filling max_length, the collator keeps the start --------------
 @pytest.mark.parametrize("paired,conversational", [(True, False), (False, False), (False, True)])
 def test_kto_matches_kto_preparation_and_collator(tmp_path, paired, conversational):
-    from trl_plugins.trainers.kto_weighted import KTOWeightedConfig, KTOWeightedTrainer
+    from trl_plugins.trainers.kto_weighted.trainer import KTOWeightedConfig, KTOWeightedTrainer
 
     tokenizer = tiny_tokenizer()
     rows = varied_rows(30, conversational, seed=1)
@@ -136,7 +137,7 @@ def test_kto_matches_kto_preparation_and_collator(tmp_path, paired, conversation
     args = KTOWeightedConfig(**trainer_args(tmp_path, max_length=LIMIT, mix_batches=False))
     trainer = KTOWeightedTrainer(model=tiny_causal_lm(tokenizer), ref_model=tiny_causal_lm(tokenizer, seed=1),
                                  args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-    report = length_report("kto-weighted", args, Dataset.from_list(rows), tokenizer)
+    report = length_report("kto-weighted", args, Dataset.from_list(rows), tokenizer, method_of("kto-weighted"))
     prepared = trainer.train_dataset
     examples = 2 * len(rows) if paired else len(rows)
     assert report.total == report.measured == examples
@@ -169,7 +170,7 @@ def _tiny_classifier(tokenizer):
 @pytest.mark.parametrize("conversational,with_prompt,tokenizer_kind", [
     (False, True, "plain"), (True, True, "plain"), (False, False, "bos"), (True, False, "plain")])
 def test_margin_rm_matches_reward_filter(tmp_path, conversational, with_prompt, tokenizer_kind):
-    from trl_plugins.trainers.margin_reward import MarginRewardConfig, MarginRewardTrainer
+    from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig, MarginRewardTrainer
 
     tokenizer = bos_tokenizer() if tokenizer_kind == "bos" else tiny_tokenizer()
     rows = varied_rows(40, conversational, seed=2)
@@ -178,7 +179,7 @@ def test_margin_rm_matches_reward_filter(tmp_path, conversational, with_prompt, 
     args = MarginRewardConfig(**args_without_beta(tmp_path, max_length=LIMIT))
     trainer = MarginRewardTrainer(model=_tiny_classifier(tokenizer), args=args, train_dataset=Dataset.from_list(rows),
                                   processing_class=tokenizer)
-    report = length_report("margin-rm", args, Dataset.from_list(rows), tokenizer)
+    report = length_report("margin-rm", args, Dataset.from_list(rows), tokenizer, method_of("margin-rm"))
     prepared = trainer.train_dataset
     assert 0 < _count(report.dropped) == len(rows) - len(prepared)
     kept = ~report.dropped
@@ -191,12 +192,12 @@ def test_margin_rm_matches_reward_filter(tmp_path, conversational, with_prompt, 
 
 def test_margin_rm_with_no_pair_left_is_one_line_data_error(tmp_path):
     """The crash of issue 10 (RewardTrainer filtered every pair, then num_samples=0), caught before any model."""
-    from trl_plugins.trainers.margin_reward import MarginRewardConfig, MarginRewardTrainer
+    from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig, MarginRewardTrainer
 
     tokenizer = tiny_tokenizer()
     rows = varied_rows(12, prompt_sizes=(60,))
     args = MarginRewardConfig(**args_without_beta(tmp_path, max_length=LIMIT))
-    report = length_report("margin-rm", args, Dataset.from_list(rows), tokenizer)
+    report = length_report("margin-rm", args, Dataset.from_list(rows), tokenizer, method_of("margin-rm"))
     with pytest.raises(DataError) as error:
         report.check()
     message = str(error.value)
@@ -212,7 +213,7 @@ def test_prompt_filling_max_length_everywhere_is_one_line_data_error(tmp_path, n
     rows = varied_rows(10, prompt_sizes=(60,))
     config = type("C", (), {"max_length": LIMIT, "truncation_mode": "keep_start"})()
     with pytest.raises(DataError, match=r"no (pair|example) would remain") as error:
-        length_report(name, config, Dataset.from_list(rows), tiny_tokenizer()).check()
+        length_report(name, config, Dataset.from_list(rows), tiny_tokenizer(), method_of(name)).check()
     assert "\n" not in str(error.value) and "alone fills max_length=48" in str(error.value)
 
 
@@ -233,7 +234,7 @@ def test_sampling_phase_matches_sft_preparation(tmp_path, conversational):
     args = RAFTConfig(**args_without_beta(tmp_path, max_length=LIMIT, max_new_tokens=new,
                                           reward_funcs=["sampling_rewards:good_words"]))
     trainer = RAFTTrainer(model=tiny_causal_lm(tokenizer), args=args, train_dataset=dataset, processing_class=tokenizer)
-    report = length_report("raft", args, dataset, tokenizer, model_context=60)
+    report = length_report("raft", args, dataset, tokenizer, method_of("raft"), model_context=60)
 
     # the prompts as the generation backend encodes them
     special = not conversational
@@ -274,7 +275,7 @@ def test_sampling_phase_with_packing_matches_sft_packing(tmp_path, strategy):
                                           packing_strategy=strategy, reward_funcs=["sampling_rewards:good_words"]))
     dataset = Dataset.from_list([{"prompt": p} for p in prompts])
     trainer = RAFTTrainer(model=tiny_causal_lm(tokenizer), args=args, train_dataset=dataset, processing_class=tokenizer)
-    report = length_report("raft", args, dataset, tokenizer)
+    report = length_report("raft", args, dataset, tokenizer, method_of("raft"))
     rows = Dataset.from_list([{"prompt": p, "completion": " " + words(new, 5)} for p in prompts])
     packed = SFTTrainer._prepare_dataset(trainer, rows, tokenizer, args, True, None, "phase")
     full = report.lengths.sequences["completion"]
@@ -290,13 +291,11 @@ def test_sampling_phase_with_packing_matches_sft_packing(tmp_path, strategy):
 # -- mDPO: the vision collator (image tokens expanded by the processor, keep_start, nothing dropped) ---------------
 @pytest.mark.parametrize("conversational", [False, True])
 def test_mdpo_matches_vision_collator(conversational):
-    from tiny_vlm import shape_image
-
     from trl_plugins.embedded.tiny_llava import IMAGE_TOKEN
-    from trl_plugins.trainers.mdpo import MDPOConfig
-    from trl_plugins.trainers.mdpo_collator import DataCollatorForMDPO
+    from trl_plugins.trainers.mdpo.collator import DataCollatorForMDPO
+    from trl_plugins.trainers.mdpo.trainer import MDPOConfig
 
-    from tiny_vlm import tiny_vlm
+    from tiny_vlm import shape_image, tiny_vlm
 
     model, processor = tiny_vlm()
     rng = random.Random(4)
@@ -312,7 +311,7 @@ def test_mdpo_matches_vision_collator(conversational):
             rows.append({"image": image, "prompt": f"{IMAGE_TOKEN} {prompt}", "chosen": " " + chosen,
                          "rejected": " " + rejected})
     args = MDPOConfig(output_dir="unused", max_length=LIMIT, bf16=False, use_cpu=True, report_to="none")
-    report = length_report("mdpo", args, Dataset.from_list(rows), processor)
+    report = length_report("mdpo", args, Dataset.from_list(rows), processor, method_of("mdpo"))
     collate = DataCollatorForMDPO(processor=processor, max_length=None)
     truncating = DataCollatorForMDPO(processor=processor, max_length=LIMIT)
     truncated = 0
@@ -333,7 +332,7 @@ def test_mdpo_matches_vision_collator(conversational):
     # image tokens beyond max_length: TRL's model fails on them; we stop before the model loads
     short = MDPOConfig(output_dir="unused", max_length=10, bf16=False, use_cpu=True, report_to="none")
     with pytest.raises(DataError, match="image tokens beyond max_length=10") as error:
-        length_report("mdpo", short, Dataset.from_list(rows), processor).check()
+        length_report("mdpo", short, Dataset.from_list(rows), processor, method_of("mdpo")).check()
     assert "\n" not in str(error.value)
     batch = DataCollatorForMDPO(processor=processor, max_length=10)([dict(rows[0])])
     with pytest.raises(ValueError, match="Image features and image tokens do not match"):
@@ -348,13 +347,13 @@ def test_more_than_20000_rows_is_a_labelled_seeded_estimate():
             "rejected": [" bad"] * n}
     dataset = Dataset.from_dict(rows)
     config = type("C", (), {"max_length": LIMIT, "seed": 0})()
-    report = length_report("margin-rm", config, dataset, tiny_tokenizer())
+    report = length_report("margin-rm", config, dataset, tiny_tokenizer(), method_of("margin-rm"))
     line = report.line()
     assert report.sampled and report.measured == 20_000 and report.total == n
     assert "25,000 standard pairs (an estimate from a seeded sample of 20,000)" in line
     estimate = int(line.split("≈")[1].split(" ")[0].replace(",", ""))
     assert abs(estimate - n // 10) < 0.05 * n // 10  # 2,500 true
-    assert length_report("margin-rm", config, dataset, tiny_tokenizer()).line() == line  # seeded
+    assert length_report("margin-rm", config, dataset, tiny_tokenizer(), method_of("margin-rm")).line() == line  # seeded
 
 
 def test_third_party_trainer_gets_a_generic_report():
@@ -373,21 +372,21 @@ def test_rule_for_prefers_the_method_hook_and_builtin_rules():
         def length_rule(self, config):
             return LengthRule("max_length", config.max_length, "drop", layout="reward", unit="pairs")
 
-    assert rule_for("orpo", config, Method()).action == "drop"
-    assert rule_for("orpo", config, object()) == generic_rule(config)  # a method without the hook
-    assert rule_for("orpo", config).drop_prompt_fills and rule_for("orpo", config).side == "keep_start"
-    assert rule_for("margin-rm", config).action == "drop"
-    assert rule_for("raft", config).max_new_tokens == 32
-    assert rule_for("unknown-trainer", config) == generic_rule(config)
+    assert rule_for(config, Method()).action == "drop"
+    assert rule_for(config, object()) == generic_rule(config)  # a method without the hook
+    assert rule_for(config, method_of("orpo")).drop_prompt_fills and rule_for(config, method_of("orpo")).side == "keep_start"
+    assert rule_for(config, method_of("margin-rm")).action == "drop"
+    assert rule_for(config, method_of("raft")).max_new_tokens == 32
+    assert rule_for(config) == generic_rule(config)
     config.truncation_mode = "keep_end"
     with pytest.raises(ConfigError, match="keep_end"):
-        rule_for("mdpo", config)  # TRL refuses it for images when the trainer is built
+        rule_for(config, method_of("mdpo"))  # TRL refuses it for images when the trainer is built
     from trl_plugins.registry import get_registry
 
     config.truncation_mode = "keep_start"
     for name in ("orpo", "mdpo", "kto-weighted", "margin-rm", "rejection-sampling", "raft", "rest", "rest-em"):
-        assert rule_for(name, config).action != "unknown", name  # every built-in method states its rule
-    assert get_registry().trainer("orpo").load_method()(None).length_rule(config) == rule_for("orpo", config)
+        assert rule_for(config, method_of(name)).action != "unknown", name  # every built-in method states its rule
+    assert get_registry().trainer("orpo").load_method()(None).length_rule(config) == rule_for(config, method_of("orpo"))
 
 
 def test_streamed_split_is_measured_on_its_first_rows_as_an_estimate():
@@ -396,19 +395,20 @@ def test_streamed_split_is_measured_on_its_first_rows_as_an_estimate():
     rows = varied_rows(30, seed=6)
     streamed = IterableDataset.from_generator(lambda: iter(rows))
     config = type("C", (), {"max_length": LIMIT})()
-    report = length_report("margin-rm", config, streamed, tiny_tokenizer(), max_rows=10)
-    exact = length_report("margin-rm", config, Dataset.from_list(rows[:10]), tiny_tokenizer())
+    report = length_report("margin-rm", config, streamed, tiny_tokenizer(), method_of("margin-rm"), max_rows=10)
+    exact = length_report("margin-rm", config, Dataset.from_list(rows[:10]), tiny_tokenizer(), method_of("margin-rm"))
     assert report.lengths.sequences["chosen"].tolist() == exact.lengths.sequences["chosen"].tolist()
     assert report.line().startswith("margin-rm: first 10 standard pairs of a streamed split (an estimate);")
 
 
 def test_check_lengths_on_a_prepared_run(tmp_path, tiny_model_dir, monkeypatch):
     """The entry point the runner calls: a real RunContext (data checked), tokenizer only: no weights load."""
-    from conftest import write_jsonl, write_recipe
     from transformers import PreTrainedModel
 
-    from trl_plugins import runner
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
+
+    from helpers import write_jsonl, write_recipe
 
     def no_weights(*args, **kwargs):
         raise AssertionError("the length check loaded a model")

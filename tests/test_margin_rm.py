@@ -9,10 +9,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import write_jsonl, write_recipe
-from tiny import preference_rows
 
 from trl_plugins.losses import margin_reward_loss
+
+from helpers import write_jsonl, write_recipe
+from tiny import preference_rows
 
 LABELS = ["significantly better", "better", "slightly better", "negligibly better or unsure"]
 
@@ -68,7 +69,7 @@ def test_margin_loss_shape_safety():
 
 # -- per-bucket accuracy ---------------------------------------------------------------------------------------------
 def test_pairwise_report_buckets_by_rating():
-    from trl_plugins.trainers.reward_report import pairwise_report, report_metrics
+    from trl_plugins.trainers.margin_rm.report import pairwise_report, report_metrics
 
     gaps = torch.tensor([1.0, -1.0, 2.0, 3.0, -0.5, 0.1, 0.2, -0.2])
     margins = torch.tensor([0.0, 0.0, 1 / 3, 1 / 3, 1.0, 1.0, 1.0, 2 / 3])
@@ -89,7 +90,7 @@ def test_pairwise_report_buckets_by_rating():
 
 
 def test_pairwise_report_quartiles_for_many_margin_values():
-    from trl_plugins.trainers.reward_report import pairwise_report
+    from trl_plugins.trainers.margin_rm.report import pairwise_report
 
     margins = torch.arange(16, dtype=torch.float)  # 16 distinct values -> 4 quartile buckets of 4
     gaps = torch.tensor([1.0] * 4 + [-1.0] * 4 + [1.0, 1.0, -1.0, -1.0] + [1.0, 1.0, 1.0, -1.0])
@@ -129,7 +130,7 @@ def test_loss_equals_trl_reward_trainer(tiny_model_dir, tmp_path, with_margin):
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    from trl_plugins.trainers.margin_reward import MarginRewardConfig, MarginRewardTrainer
+    from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig, MarginRewardTrainer
 
     rows = preference_rows(8)
     if with_margin:
@@ -166,7 +167,7 @@ def test_loss_equals_trl_reward_trainer(tiny_model_dir, tmp_path, with_margin):
 def test_margin_sources_build_the_margin_column(tiny_model_dir, tmp_path, source):
     from datasets import Dataset
 
-    from trl_plugins.trainers.margin_reward import MarginRewardConfig, MarginRewardTrainer
+    from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig, MarginRewardTrainer
 
     rows = _rated_rows(8)
     model, tokenizer = _seqcls(tiny_model_dir)
@@ -182,10 +183,11 @@ def test_margin_sources_build_the_margin_column(tiny_model_dir, tmp_path, source
     assert got == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_trainer_learns_and_changes_parameters(tiny_model_dir, tmp_path):
     from datasets import Dataset
 
-    from trl_plugins.trainers.margin_reward import MarginRewardConfig, MarginRewardTrainer
+    from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig, MarginRewardTrainer
 
     data = Dataset.from_list(_rated_rows(16))
     model, tokenizer = _seqcls(tiny_model_dir)
@@ -211,7 +213,7 @@ def test_trainer_bucket_metrics_match_an_independent_computation(tiny_model_dir,
     """Evaluate on a crafted set (ratings unevenly spread) and recompute every bucket from the model's own rewards."""
     from datasets import Dataset
 
-    from trl_plugins.trainers.margin_reward import MarginRewardConfig, MarginRewardTrainer
+    from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig, MarginRewardTrainer
 
     rows = preference_rows(11)
     ratings = [LABELS[0]] * 5 + [LABELS[2]] * 4 + ["unsure"] * 2
@@ -379,9 +381,9 @@ def test_demo_recipe_and_qlora_recipes_parse(monkeypatch):
     import transformers.training_args as training_args
 
     monkeypatch.setattr(training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)  # GPU recipes ask bf16
-    from trl_plugins.recipe import StrictParser, shipped_recipes
     from trl_plugins.registry import get_registry
-    from trl_plugins.trainers.margin_reward import MarginRewardConfig
+    from trl_plugins.run.recipe import StrictParser, shipped_recipes
+    from trl_plugins.trainers.margin_rm.trainer import MarginRewardConfig
 
     spec = get_registry().trainer("margin-rm")
     recipes = shipped_recipes(spec)
@@ -401,8 +403,8 @@ def test_real_smollm2_reward_model_on_imdb_pairs(tmp_path, smollm2_path, capsys)
     pairs (standard error ≈ 0.028 near 0.8; 0.5 is chance): measured 0.795 after the review deduplication (0.810
     before, on other pairs); the test asks for 0.75, about 1.6 standard errors below, so it checks learning, not
     noise."""
-    from trl_plugins import runner
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
 
     spec = get_registry().trainer("margin-rm")
     run = runner.prepare_run(spec, ["--config", "demo/margin_rm", "--output_dir", str(tmp_path / "rm"),

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_vlm import save_tiny_vlm, shape_image, tiny_vlm, vision_rows
 
 from trl_plugins.losses import mdpo_loss
-from trl_plugins.vision import corrupt_image, crop_box
+from trl_plugins.models.vision import corrupt_image, crop_box
+
+from tiny_vlm import save_tiny_vlm, shape_image, tiny_vlm, vision_rows
 
 
 def _logsig(x: float) -> float:
@@ -103,7 +104,7 @@ def test_corruptions_are_seeded():
 
 # -- collator --------------------------------------------------------------------------------------------------------
 def _collator(processor, seed=0, corruption="crop"):
-    from trl_plugins.trainers.mdpo_collator import DataCollatorForMDPO
+    from trl_plugins.trainers.mdpo.collator import DataCollatorForMDPO
 
     return DataCollatorForMDPO(processor=processor, corruption=corruption, seed=seed)
 
@@ -133,7 +134,7 @@ def test_collator_opens_image_paths(tmp_path):
 
 # -- trainer ---------------------------------------------------------------------------------------------------------
 def _args(tmp_path, **overrides):
-    from trl_plugins.trainers.mdpo import MDPOConfig
+    from trl_plugins.trainers.mdpo.trainer import MDPOConfig
 
     values = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=3, learning_rate=5e-3,
                   report_to="none", use_cpu=True, logging_steps=1, save_strategy="no", disable_tqdm=True,
@@ -149,7 +150,7 @@ def _dataset(n=8):
 
 
 def test_trainer_full_finetune_updates_language_model_not_vision(tmp_path):
-    from trl_plugins.trainers.mdpo import MDPOTrainer
+    from trl_plugins.trainers.mdpo.trainer import MDPOTrainer
 
     model, processor = tiny_vlm()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -184,7 +185,7 @@ def _perturbed_pair(seed=0, scale=0.05):
 def test_trainer_loss_equals_dpo_trainer_when_extra_weights_are_zero(tmp_path):
     from trl import DPOConfig, DPOTrainer
 
-    from trl_plugins.trainers.mdpo import MDPOTrainer
+    from trl_plugins.trainers.mdpo.trainer import MDPOTrainer
 
     policy, reference, processor = _perturbed_pair()
     dataset = _dataset(4)
@@ -215,7 +216,7 @@ def test_trainer_loss_equals_dpo_trainer_when_extra_weights_are_zero(tmp_path):
 def test_trainer_three_terms_match_mdpo_loss_when_policy_differs_from_reference(tmp_path):
     """All three terms at full weight with policy != reference: the trainer's loss and each term equal
     ``mdpo_loss`` on sequence log-probs computed here independently from the same collated batch."""
-    from trl_plugins.trainers.mdpo import MDPOTrainer
+    from trl_plugins.trainers.mdpo.trainer import MDPOTrainer
 
     policy, reference, processor = _perturbed_pair(seed=1, scale=0.5)
     dataset = _dataset(4)
@@ -243,7 +244,7 @@ def test_trainer_three_terms_match_mdpo_loss_when_policy_differs_from_reference(
 def test_trainer_lora_keeps_vision_frozen_and_uses_adapter_free_reference(tmp_path):
     from peft import LoraConfig
 
-    from trl_plugins.trainers.mdpo import MDPOTrainer
+    from trl_plugins.trainers.mdpo.trainer import MDPOTrainer
 
     model, processor = tiny_vlm()
     peft_config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
@@ -265,7 +266,7 @@ def test_trainer_4bit_qlora(tmp_path):
     from peft import LoraConfig
     from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
-    from trl_plugins.trainers.mdpo import MDPOTrainer
+    from trl_plugins.trainers.mdpo.trainer import MDPOTrainer
 
     path = save_tiny_vlm(tmp_path / "tiny-vlm")
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32,
@@ -373,8 +374,8 @@ def test_cli_trains_tiny_vlm_from_image_paths(tmp_path, tiny_vlm_dir, run_cli):
 
 
 def test_shipped_recipes_parse_strictly():
-    from trl_plugins.recipe import StrictParser, shipped_recipes
     from trl_plugins.registry import get_registry
+    from trl_plugins.run.recipe import StrictParser, shipped_recipes
 
     spec = get_registry().trainer("mdpo")
     recipes = list(shipped_recipes(spec).values())
@@ -413,8 +414,8 @@ def test_real_smollm2_tiny_llava_learns_to_use_the_image(tmp_path, smollm2_path)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from trl_plugins.embedded import load_embedded_dataset
-    from trl_plugins.models import resolve_model_path
-    from trl_plugins.trainers.mdpo import MDPOTrainer
+    from trl_plugins.models.loading import resolve_model_path
+    from trl_plugins.trainers.mdpo.trainer import MDPOTrainer
 
     path = resolve_model_path("embedded:smollm2-tiny-llava")
     data = load_embedded_dataset("shapes-preference", "n_train=16,n_test=1,conversational=false")["train"]

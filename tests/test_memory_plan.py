@@ -1,4 +1,4 @@
-"""The memory planner (trl_plugins.memory_plan) and ``trl-plugins plan`` (trl_plugins.plan_command).
+"""The memory planner (trl_plugins.planning.memory_plan) and ``trl-plugins plan`` (trl_plugins.cli.plan).
 
 Terms are checked against numbers worked out by hand from the published configs, the per-layer activation bytes
 against what autograd really saves on a LoRA decoder layer, the whole plan against the four GPU measurements of
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from trl_plugins.cli.plan import SHIPPED_CONFIGS, parse_gpu, plan_run, run_plan
 from trl_plugins.errors import ConfigError, TrlPluginsError, UsageError
-from trl_plugins.memory_plan import (
+from trl_plugins.planning.memory_plan import (
     FIT_FRACTION,
     GIB,
     LAYER_BYTES,
@@ -28,7 +29,8 @@ from trl_plugins.memory_plan import (
     plan,
     profile_for,
 )
-from trl_plugins.plan_command import SHIPPED_CONFIGS, parse_gpu, plan_run, run_plan
+
+from helpers import method_of
 
 REPO = Path(__file__).resolve().parent.parent
 CONSUMER_RECIPES = sorted((REPO / "recipes").glob("*/*/config_qlora.yaml"))
@@ -79,7 +81,7 @@ def test_generation_kv_cache_by_hand():
     """The RAFT 8B run of issue 10: 64 sequences x (150 + 512) tokens x 2 (K, V) x 32 layers x 8 heads x 128 x 2 B."""
     settings = RunSettings(per_device_batch=8, lora_r=64, generation_batch_size=64, max_new_tokens=512,
                            prompt_length=150, **QLORA)
-    result = plan(LLAMA_8B, settings, profile_for("raft"))
+    result = plan(LLAMA_8B, settings, profile_for(method_of("raft")))
     assert result["peak_phase"].startswith("generation")
     assert result["breakdown"]["generation_kv_cache"] == pytest.approx(64 * 662 * 2 * 32 * 8 * 128 * 2 / GIB, abs=6e-4)
     assert result["breakdown"]["generation_kv_cache"] == pytest.approx(5.172, abs=0.001)
@@ -92,20 +94,20 @@ def test_merged_generation_copy_by_hand():
 
     settings = RunSettings(per_device_batch=8, lora_r=64, generation_batch_size=64, max_new_tokens=512,
                            prompt_length=150, **QLORA)
-    merged = plan(LLAMA_8B, dataclasses.replace(settings, merged_generation_copy=True), profile_for("raft"))
+    merged = plan(LLAMA_8B, dataclasses.replace(settings, merged_generation_copy=True), profile_for(method_of("raft")))
     per_layer = 2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336
     assert merged["breakdown"]["generation_merged_copy"] == pytest.approx(2 * 32 * per_layer / GIB, abs=1e-3)
-    plain = plan(LLAMA_8B, settings, profile_for("raft"))
+    plain = plan(LLAMA_8B, settings, profile_for(method_of("raft")))
     assert merged["peak_gib"] == pytest.approx(plain["peak_gib"] + 2 * 32 * per_layer / GIB, abs=0.01)
 
 
 def test_checkpointed_activations_by_hand():
     """Gradient checkpointing keeps each layer's input: layers x rows x length x hidden x 2 bytes (bf16)."""
     result = plan(QWEN_1_5B, RunSettings(per_device_batch=2, max_length=1024, lora_r=16, **QLORA),
-                  profile_for("orpo"))
+                  profile_for(method_of("orpo")))
     assert result["breakdown"]["activations_stored"] == pytest.approx(28 * 4 * 1024 * 1536 * 2 / GIB, abs=6e-4)
     no_checkpointing = plan(QWEN_1_5B, RunSettings(per_device_batch=2, max_length=1024, lora_r=16,
-                                                   gradient_checkpointing=False, **QLORA), profile_for("orpo"))
+                                                   gradient_checkpointing=False, **QLORA), profile_for(method_of("orpo")))
     assert no_checkpointing["peak_gib"] > 4 * result["peak_gib"]  # every layer's activations stay
 
 
@@ -136,18 +138,18 @@ def test_reward_model_of_the_sampling_recipes_is_counted_in_bf16():
     params = 28 * per_layer + 151936 * 1024 + 28 * 2 * 1024 + 1024 + 1024  # + norms, final norm, score head
     settings = RunSettings(per_device_batch=8, lora_r=64, generation_batch_size=64, max_new_tokens=512,
                            reward_models=[rm], num_iterations=2, **QLORA)
-    result = plan(LLAMA_8B, settings, profile_for("raft"))
+    result = plan(LLAMA_8B, settings, profile_for(method_of("raft")))
     assert result["peak_phase"] == "generation (later iterations, held-out)"  # the reward model stays loaded
-    first = plan(LLAMA_8B, RunSettings(**{**settings.__dict__, "num_iterations": 1}), profile_for("raft"))
+    first = plan(LLAMA_8B, RunSettings(**{**settings.__dict__, "num_iterations": 1}), profile_for(method_of("raft")))
     assert "generation (later iterations, held-out)" not in first["phases"]
     assert result["breakdown"]["reward_model"] == pytest.approx(params * 2 / GIB, abs=6e-4)
 
 
 def test_accumulated_gradients_stay_for_the_whole_backward():
     one = plan(QWEN_1_5B, RunSettings(lora_r=16, load_in_4bit=True, gradient_accumulation_steps=1),
-               profile_for("orpo"))
+               profile_for(method_of("orpo")))
     many = plan(QWEN_1_5B, RunSettings(lora_r=16, load_in_4bit=True, gradient_accumulation_steps=8),
-                profile_for("orpo"))
+                profile_for(method_of("orpo")))
     assert "gradients" not in one["breakdown"]  # the peak is at the top layer, before any LoRA gradient exists
     assert many["breakdown"]["gradients"] == pytest.approx(18_464_768 * 2 / GIB, abs=0.001)
 
@@ -155,7 +157,7 @@ def test_accumulated_gradients_stay_for_the_whole_backward():
 def test_vision_language_plan_counts_the_vision_tower_and_three_sequences():
     llava = shipped("llava-hf--llava-1.5-7b-hf")
     settings = RunSettings(per_device_batch=2, max_length=1536, lora_r=64, **QLORA)
-    result = plan(llava, settings, profile_for("mdpo"))
+    result = plan(llava, settings, profile_for(method_of("mdpo")))
     assert result["image_tokens_per_image"] == 576 and result["vision_patches_per_image"] == 577
     vision_linear = 24 * (4 * 1024 * 1024 + 2 * 1024 * 4096) + 1024 * 4096 + 4096 * 4096
     assert result["breakdown"]["vision_tower"] > vision_linear * NF4_BYTES / GIB
@@ -285,7 +287,7 @@ def test_shipped_recipe_plans_offline_within_50_to_85_percent_of_its_tier(path, 
 @pytest.mark.parametrize("gigabytes", [8, 12, 16, 24])
 @pytest.mark.parametrize("model", ["meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3"])
 def test_qlora_presets_hold_a_7_to_8b_pair_run_within_their_tier(gigabytes, model):
-    """What the presets are sized for (peft_presets.py): ORPO at max_length 1024 with the preset's own batch."""
+    """What the presets are sized for (models/peft_presets.py): ORPO at max_length 1024 with the preset's own batch."""
     result, run = plan_run("orpo", ["--model_name_or_path", model, "--peft_preset", f"qlora-{gigabytes}gb",
                                     "--output_dir", "outputs/x", "--max_length", "1024"])
     assert run["settings"].lora_r == {8: 8, 12: 16, 16: 32, 24: 64}[gigabytes]
@@ -296,28 +298,28 @@ def test_profiles_declared_by_a_method_win_and_third_party_default_is_one_sequen
     class Plugin:
         memory_profile = MemoryProfile(sequences_per_example=4)
 
-    assert profile_for("anything", Plugin) == MemoryProfile(sequences_per_example=4)
-    assert profile_for("orpo").sequences_per_example == 2 and profile_for("orpo").lm_head == "fused"
-    assert profile_for("mdpo").sequences_per_example == 3 and profile_for("kto-weighted").kl_batch
-    assert profile_for("margin-rm").lm_head == "none" and profile_for("rest-em").generation
-    assert profile_for("someone-elses-trainer", object()) == MemoryProfile()
+    assert profile_for(Plugin) == MemoryProfile(sequences_per_example=4)
+    assert profile_for(method_of("orpo")).sequences_per_example == 2 and profile_for(method_of("orpo")).lm_head == "fused"
+    assert profile_for(method_of("mdpo")).sequences_per_example == 3 and profile_for(method_of("kto-weighted")).kl_batch
+    assert profile_for(method_of("margin-rm")).lm_head == "none" and profile_for(method_of("rest-em")).generation
+    assert profile_for(object()) == MemoryProfile()
     with pytest.raises(ValueError):
         MemoryProfile(sequences_per_example=0)
 
 
 def test_largest_batch_and_max_length_are_the_fitting_boundary():
     settings = RunSettings(per_device_batch=2, max_length=1024, lora_r=16, **QLORA)
-    result = plan(QWEN_1_5B, settings, profile_for("orpo"), gpu_gib=12)
+    result = plan(QWEN_1_5B, settings, profile_for(method_of("orpo")), gpu_gib=12)
     limit = 12 * FIT_FRACTION
     import dataclasses
 
     batch, length = result["largest_batch"], result["largest_max_length"]
-    assert peak_gib(QWEN_1_5B, dataclasses.replace(settings, per_device_batch=batch), profile_for("orpo")) <= limit
+    assert peak_gib(QWEN_1_5B, dataclasses.replace(settings, per_device_batch=batch), profile_for(method_of("orpo"))) <= limit
     assert peak_gib(QWEN_1_5B, dataclasses.replace(settings, per_device_batch=batch + 1),
-                    profile_for("orpo")) > limit
-    assert peak_gib(QWEN_1_5B, dataclasses.replace(settings, max_length=length), profile_for("orpo")) <= limit
+                    profile_for(method_of("orpo"))) > limit
+    assert peak_gib(QWEN_1_5B, dataclasses.replace(settings, max_length=length), profile_for(method_of("orpo"))) <= limit
     assert peak_gib(QWEN_1_5B, dataclasses.replace(settings, max_length=length + 1),
-                    profile_for("orpo")) > limit
+                    profile_for(method_of("orpo"))) > limit
 
 
 def test_plan_command_prints_a_breakdown_and_json(capsys):
@@ -342,7 +344,7 @@ def test_plan_module_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, trl_plugins.memory_plan; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    code = "import sys, trl_plugins.planning.memory_plan; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 

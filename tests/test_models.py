@@ -6,8 +6,8 @@ import importlib.util
 
 import pytest
 
-from trl_plugins import models
 from trl_plugins.errors import ModelSourceError
+from trl_plugins.models import loading as models
 
 
 def test_missing_embedded_package_says_how_to_install(monkeypatch, run_cli, tiny_recipe, no_model_loading):

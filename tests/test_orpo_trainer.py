@@ -8,10 +8,11 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import LoraConfig
-from conftest import trainer_args
-from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
 
 from trl_plugins.trainers.orpo import ORPOConfig, ORPOTrainer
+
+from helpers import trainer_args
+from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from conftest import REPO
+from helpers import REPO
 
 DOC = (REPO / "docs" / "plugins.md").read_text()
 
@@ -21,8 +21,8 @@ def test_every_embedded_dataset_and_model_is_documented():
 
 
 def test_every_length_rule_and_memory_profile_argument_is_documented():
-    from trl_plugins.lengths import LengthRule
-    from trl_plugins.memory_plan import MemoryProfile
+    from trl_plugins.checks.lengths import LengthRule
+    from trl_plugins.planning.memory_plan import MemoryProfile
 
     for cls in (LengthRule, MemoryProfile):
         for field in dataclasses.fields(cls):

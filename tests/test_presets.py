@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trl_plugins.errors import ConfigError
-from trl_plugins.peft_presets import PRESETS, preset_values
+from trl_plugins.models.peft_presets import PRESETS, preset_values
 
 
 def test_every_tier_exists_in_both_kinds():

@@ -1,5 +1,5 @@
 """The ``trl-plugins`` command prints only what trl-plugins writes: no start-up noise of other libraries
-(trl_plugins/quiet.py), while their other warnings and ours still show."""
+(trl_plugins/compat/quiet.py), while their other warnings and ours still show."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+
+from helpers import REPO
 
 BNB_LOGGER = "bitsandbytes.backends.cpu.ops"
 BNB_MESSAGE = ("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
@@ -27,7 +28,7 @@ os.dup2(null, 1); os.dup2(null, 2)
 import torch, transformers, trl, peft, datasets, accelerate, bitsandbytes
 sys.stdout.flush(); sys.stderr.flush()
 os.dup2(saved[0], 1); os.dup2(saved[1], 2)
-from trl_plugins.cli import main
+from trl_plugins.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -105,7 +106,7 @@ def test_python_api_import_is_quiet():
 def test_filter_drops_only_the_listed_message(caplog):
     """The filter sits on bitsandbytes' own logger and matches one message: another warning of that logger, and
     warnings of ours, pass."""
-    from trl_plugins import quiet
+    from trl_plugins.compat import quiet
 
     quiet.install()
     quiet.install()  # idempotent
@@ -127,7 +128,7 @@ def test_dropped_texts_still_match_the_libraries_source():
     import importlib.util
     from pathlib import Path
 
-    from trl_plugins.quiet import DROPPED, IGNORED_WARNINGS
+    from trl_plugins.compat.quiet import DROPPED, IGNORED_WARNINGS
 
     def source(dotted: str) -> str | None:
         top, *rest = dotted.split(".")

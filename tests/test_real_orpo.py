@@ -10,9 +10,9 @@ pytestmark = pytest.mark.real
 
 
 def test_orpo_learns_to_prefer_positive_reviews(smollm2_path, tmp_path):
-    from trl_plugins import runner
-    from trl_plugins.evaluation import preference_accuracy
+    from trl_plugins.evaluation.heldout import preference_accuracy
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
 
     spec = get_registry().trainer("orpo")
     run = runner.prepare_run(spec, ["--config", "demo/orpo", "--output_dir", str(tmp_path / "out"),

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.real
 
 
 def test_raft_raises_vader_reward_of_fresh_samples(tmp_path, smollm2_path):
-    from trl_plugins import runner
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
 
     recipe = yaml.safe_load(open("recipes/demo/raft.yaml"))
     recipe.update(

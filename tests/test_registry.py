@@ -31,7 +31,7 @@ def test_listing_and_resolving_import_no_torch_transformers_or_trl():
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     code = (
-        "import sys\nfrom trl_plugins.cli import main\nassert main(['list']) == 0\n"
+        "import sys\nfrom trl_plugins.cli.main import main\nassert main(['list']) == 0\n"
         "heavy = [m for m in ('torch', 'transformers', 'trl') if m in sys.modules]\nassert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
@@ -55,7 +55,7 @@ def test_third_party_plugin_is_listed_and_resolved(with_plugins, run_cli):
 
 
 def test_third_party_plugin_trains(with_plugins, run_cli, tiny_model_dir, tmp_path):
-    from conftest import write_jsonl
+    from helpers import write_jsonl
 
     with_plugins("example")
     data = write_jsonl(tmp_path / "sft.jsonl", [{"prompt": "hello", "completion": " world ."}] * 8)
@@ -190,6 +190,17 @@ def test_duplicate_reward_function_is_an_error():
     registry.add_plugin(_Plugin(rewards=[reward]), "first")
     with pytest.raises(PluginError, match="duplicate reward function name 'r'.*first.*second"):
         registry.add_plugin(_Plugin(rewards=[reward]), "second")
+
+
+def test_a_reward_function_declares_the_columns_it_reads():
+    registry = Registry(strict=False)
+    registry.add_plugin(_Plugin(rewards=[dict(name="r", function="pkg.mod:f", reads_columns=["answer"])]), "p")
+    assert registry.reward_function("r").reads_columns == ("answer",)
+    assert registry.reward_function("r").as_dict()["reads_columns"] == ["answer"]
+    with pytest.warns(PluginLoadWarning, match="reads_columns must be a list"):
+        registry.add_plugin(_Plugin(rewards=[dict(name="q", function="pkg.mod:f", reads_columns="answer")]), "bad")
+    assert "q" not in registry.rewards
+    assert trl_plugins.get_registry().reward_function("exact_match").reads_columns == ("answer",)
 
 
 def test_unknown_names_suggest_the_closest():

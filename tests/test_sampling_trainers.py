@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_jsonl, write_recipe
+
+from helpers import write_jsonl, write_recipe
 
 PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
            "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
@@ -37,8 +38,8 @@ def sampling_recipe(tmp_path, tiny_model_dir, prompt_file):
 
 
 def build(name: str, recipe: str, *extra: str):
-    from trl_plugins import runner
     from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
 
     run = runner.prepare_run(get_registry().trainer(name), ["--config", recipe, "--overwrite_output_dir", "true",
                                                             *extra])
@@ -58,6 +59,7 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, extra, selection_file",
     [
@@ -110,6 +112,7 @@ def test_trainer_changes_parameters_and_writes_iteration_files(name, extra, sele
         assert max(per_prompt.values()) <= 2
 
 
+@pytest.mark.slow
 def test_heldout_scores_training_and_monitor_rewards(sampling_recipe, tmp_path, capsys):
     """Held-out samples are scored by the training reward (weighted) and by heldout_reward_funcs, which never
     enter selection; baseline and per-iteration values land in the summary and the printed table."""
@@ -148,6 +151,7 @@ def test_heldout_scores_training_and_monitor_rewards(sampling_recipe, tmp_path, 
             f"even_length {baseline['heldout/even_length']:.3f} ±{baseline['heldout/even_length_se']:.3f})") in printed
 
 
+@pytest.mark.slow
 def test_rest_em_fine_tunes_from_the_base_weights_each_iteration(sampling_recipe, monkeypatch):
     import trl_plugins.sampling.trainer as engine
 
@@ -169,6 +173,7 @@ def test_rest_em_fine_tunes_from_the_base_weights_each_iteration(sampling_recipe
     assert changed(base, trainer)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_regenerating(sampling_recipe, tmp_path):
     common = {"num_iterations": 3, "raft_selection": "local"}
     full = build("raft", sampling_recipe({**common, "output_dir": str(tmp_path / "full")}, "full.yaml"))
@@ -259,8 +264,9 @@ def test_none_rewards_are_dropped_and_counted(sampling_recipe):
 
 def _tokenizer_with_bos():
     """The tiny word tokenizer, but adding a BOS token like Llama 3's (its pad differs from its EOS, as Qwen2.5's)."""
-    from tiny import tiny_tokenizer
     from tokenizers.processors import TemplateProcessing
+
+    from tiny import tiny_tokenizer
 
     tok = tiny_tokenizer()
     bos = "<|im_start|>"
@@ -274,12 +280,13 @@ def test_reward_model_source_scores_as_reward_trainer_trained(tmp_path, bos):
     """A reward model is scored on exactly the tokens TRL's RewardTrainer trains it on (EOS appended, the
     tokenizer's special tokens, chat template for conversations), in batches with padding."""
     from datasets import Dataset
-    from tiny import tiny_llama_config, tiny_tokenizer
     from transformers import LlamaForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     from trl_plugins.sampling.reward_sources import build as build_sources
     from trl_plugins.sampling.reward_sources import resolve, score
+
+    from tiny import tiny_llama_config, tiny_tokenizer
 
     tok = _tokenizer_with_bos() if bos else tiny_tokenizer()
     assert tok.pad_token_id != tok.eos_token_id

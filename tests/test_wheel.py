@@ -18,7 +18,8 @@ import venv
 from pathlib import Path
 
 import pytest
-from conftest import CPU_RUN, REPO, write_jsonl
+
+from helpers import CPU_RUN, REPO, write_jsonl
 from tiny import preference_rows
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from tiny import tiny_causal_lm, tiny_tokenizer
-
 from trl_plugins.embedded.tiny_llava import IMAGE_TOKEN, llava_from_text_model
+
+from tiny import tiny_causal_lm, tiny_tokenizer
 
 TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                    image_size=32, patch_size=8)

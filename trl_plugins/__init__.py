@@ -13,13 +13,13 @@ Plugin authors: see ``trl_plugins.hookspecs``, ``trl_plugins.method`` and docs/p
 
 from __future__ import annotations
 
-from . import quiet
+from .compat import quiet
 from .hookspecs import hookimpl
 from .registry import PluginLoadWarning, RewardFunctionSpec, TrainerSpec, get_registry
 
 __version__ = "0.1.0"
 
-quiet.install()  # other libraries' start-up lines a user cannot act on (trl_plugins/quiet.py)
+quiet.install()  # other libraries' start-up lines a user cannot act on (trl_plugins/compat/quiet.py)
 
 __all__ = [
     "PluginLoadWarning",

@@ -27,38 +27,38 @@ def register_trainers(register):
     )
     register(
         "mdpo",
-        trainer="trl_plugins.trainers.mdpo:MDPOTrainer",
-        config="trl_plugins.trainers.mdpo:MDPOConfig",
+        trainer="trl_plugins.trainers.mdpo.trainer:MDPOTrainer",
+        config="trl_plugins.trainers.mdpo.trainer:MDPOConfig",
         summary="mDPO: DPO + image-conditional + anchored preference terms for vision-language models (Wang et al. 2024).",
         paper="https://arxiv.org/abs/2406.11839",
         data_format="vision_preference",
         model_kind="vision-language",
-        method="trl_plugins.trainers.mdpo:MDPOMethod",
+        method="trl_plugins.trainers.mdpo.trainer:MDPOMethod",
         recipes=RECIPES,
     )
     register(
         "kto-weighted",
-        trainer="trl_plugins.trainers.kto_weighted:KTOWeightedTrainer",
-        config="trl_plugins.trainers.kto_weighted:KTOWeightedConfig",
+        trainer="trl_plugins.trainers.kto_weighted.trainer:KTOWeightedTrainer",
+        config="trl_plugins.trainers.kto_weighted.trainer:KTOWeightedConfig",
         summary="KTO with class weights from the label counts (paper Eq. 8), per-example weights, mixed batches.",
         paper="https://arxiv.org/abs/2402.01306",
         data_format="unpaired_preference",
         other_formats=("preference",),  # paired rows are unpaired by the trainer; the method's check decides
         required_columns=(),
         optional_columns=("prompt", "completion", "label", "chosen", "rejected"),
-        method="trl_plugins.trainers.kto_weighted:KTOWeightedMethod",
+        method="trl_plugins.trainers.kto_weighted.trainer:KTOWeightedMethod",
         recipes=RECIPES,
     )
     register(
         "margin-rm",
-        trainer="trl_plugins.trainers.margin_reward:MarginRewardTrainer",
-        config="trl_plugins.trainers.margin_reward:MarginRewardConfig",
+        trainer="trl_plugins.trainers.margin_rm.trainer:MarginRewardTrainer",
+        config="trl_plugins.trainers.margin_rm.trainer:MarginRewardConfig",
         summary="Reward model with Llama 2's margin loss; margins from rating labels, score differences or a column.",
         paper="https://arxiv.org/abs/2307.09288",
         data_format="preference",
         optional_columns=("prompt", "margin", "rating", "chosen_score", "rejected_score"),
         model_kind="sequence-classification",
-        method="trl_plugins.trainers.margin_reward:MarginRewardMethod",
+        method="trl_plugins.trainers.margin_rm.trainer:MarginRewardMethod",
         recipes=RECIPES,
     )
     register(
@@ -106,4 +106,5 @@ def register_reward_functions(register):
         "exact_match",
         function="trl_plugins.builtin_rewards:exact_match",
         summary="1 if the completion's final answer (last number, ####, or \\boxed{}) equals the `answer` column, else 0.",
+        reads_columns=("answer",),
     )

@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-from . import quiet
+from .compat import quiet
 from .errors import TrlPluginsError
 
 # Held-out prompts of the ORPO demo: never a prompt of the training data (tests/test_demo.py checks it).
@@ -42,8 +42,8 @@ HELDOUT_REVIEW_PROMPTS = (
 def _before_after(method: str, recipe: str, output_dir: str, make_evaluate):
     """Check the run, evaluate the base model, train, evaluate the trained one: ``(run, trainer, minutes, before,
     after)``. ``make_evaluate(run)`` returns ``model -> {metric: [one value per held-out item]}``."""
-    from . import runner
     from .registry import get_registry
+    from .run import flow as runner
 
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
     run = runner.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
@@ -63,7 +63,7 @@ def _before_after(method: str, recipe: str, output_dir: str, make_evaluate):
 
 def _table(title: str, rows: list[tuple[str, str]], before: dict, after: dict) -> dict[str, tuple[float, float]]:
     """Print before ± SE, after ± SE, change [95% paired bootstrap interval]; returns the intervals by metric."""
-    from .intervals import change_line, paired_bootstrap
+    from .evaluation.intervals import change_line, paired_bootstrap
 
     print(f"\n{title}")
     print(f"{'held-out metric':<50}{'before ± SE':>14}{'after ± SE':>16}{'change [95% interval]':>29}")
@@ -86,7 +86,7 @@ def _verdict(intervals: dict, names: dict[str, str], primary: str) -> int:
 
 def run_orpo_demo(recipe: str, output_dir: str, n_test: int, n_generations: int) -> int:
     from .builtin_rewards import vader_sentiment
-    from .evaluation import preference_accuracy
+    from .evaluation.heldout import preference_accuracy
     from .sampling.generation import generate
 
     prompts = [[{"role": "user", "content": HELDOUT_REVIEW_PROMPTS[i % len(HELDOUT_REVIEW_PROMPTS)]}]
@@ -127,8 +127,8 @@ SAMPLING_DEMOS = ("raft", "rest", "rest-em", "rejection-sampling")
 
 def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
     """A sampling trainer's demo recipe through the runner; the verdict reads the engine's last summary."""
-    from . import runner
     from .registry import get_registry
+    from .run import flow as runner
     from .sampling.report import noise_keys
 
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
@@ -162,7 +162,7 @@ def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
 
 def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:
     """mDPO on generated shapes: held-out image-conditional margin and preference accuracy, before vs after."""
-    from .evaluation import image_conditional_margin
+    from .evaluation.heldout import image_conditional_margin
 
     def make_evaluate(run):
         test = run.datasets[run.script_args.dataset_test_split]
@@ -192,7 +192,7 @@ def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet.install()  # before the libraries load, as the trl-plugins command does (trl_plugins/quiet.py)
+    quiet.install()  # before the libraries load, as the trl-plugins command does (trl_plugins/compat/quiet.py)
     parser = argparse.ArgumentParser(prog="python -m trl_plugins.demo")
     parser.add_argument("method", nargs="?", default="raft", choices=["orpo", "mdpo", *SAMPLING_DEMOS])
     parser.add_argument("--recipe", default=None, help="recipe path (default: the method's shipped demo recipe)")

@@ -1,6 +1,6 @@
 """The dataset formats a trainer can register (``data_format=``): one row per format, the only copy of this table.
 
-The registry takes a format's columns as the trainer's default required/optional columns, ``data.py`` checks its
+The registry takes a format's columns as the trainer's default required/optional columns, ``checks/data.py`` checks its
 text columns, and docs/plugins.md shows the same table (``tests/test_registry.py`` checks that it matches).
 """
 

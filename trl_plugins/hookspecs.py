@@ -68,6 +68,7 @@ def register_reward_functions(register) -> None:
                 "my_reward",                                   # unique name, used in recipes: reward_funcs: [my_reward]
                 function="my_package.rewards:my_reward",       # imported lazily
                 summary="One line saying what it scores.",
+                reads_columns=("answer",),                     # optional: dataset columns it reads
             )
 
     The function has TRL's reward-function signature, so every ``trl.rewards`` function also works::
@@ -76,5 +77,6 @@ def register_reward_functions(register) -> None:
 
     ``prompts``/``completions`` are strings (standard data) or lists of chat messages (conversational data);
     ``columns`` holds the dataset's other columns, one list entry per completion. Return ``None`` for a
-    completion the function cannot score: that sample is dropped and counted.
+    completion the function cannot score: that sample is dropped and counted. ``reads_columns`` names the dataset
+    columns the function reads from ``columns``: a run whose training split lacks one stops before any model loads.
     """

@@ -4,11 +4,11 @@ A plugin registers ``method="pkg.module:MyMethod"``, a subclass of :class:`Metho
 hook has a default that does nothing special, so a method overrides only what it needs. The runner makes one
 instance per run and calls, in this order (all but ``build`` before any model loads):
 
-1. :meth:`Method.check_data` for every split the run uses, after the generic format checks of ``data.py``;
+1. :meth:`Method.check_data` for every split the run uses, after the generic format checks of ``checks/data.py``;
 2. :meth:`Method.check_run` once, with the whole run (model config files, reward sources, ...);
 3. :meth:`Method.build`, which loads the model(s) and returns the trainer.
 
-:meth:`Method.length_rule` tells the length check (``lengths.py``) what the trainer does to over-long rows.
+:meth:`Method.length_rule` tells the length check (``checks/lengths.py``) what the trainer does to over-long rows.
 
 Guide for plugin authors: docs/plugins.md ("The method class").
 """
@@ -17,17 +17,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .memory_plan import MemoryProfile
+from .planning.memory_plan import MemoryProfile
 
 if TYPE_CHECKING:
     from .registry import TrainerSpec
-    from .runner import RunContext
+    from .run.flow import RunContext
 
 
 class Method:
     """Base of every method's run hooks; subclass it and override what your trainer needs."""
 
-    memory_profile = MemoryProfile()  # what one example puts on the GPU, for `trl-plugins plan` (memory_plan.py)
+    memory_profile = MemoryProfile()  # what one example puts on the GPU, for `trl-plugins plan` (planning/memory_plan.py)
+    generates = False  # generates with the policy while training: refused under FSDP/ZeRO-3 (run/distributed.py)
 
     def __init__(self, spec: TrainerSpec):
         self.spec = spec
@@ -42,9 +43,9 @@ class Method:
         :class:`trl_plugins.errors.TrlPluginsError`. What it resolves can be kept on ``self`` for :meth:`build`."""
 
     def length_rule(self, config):
-        """What the trainer does to rows longer than its limit (a :class:`trl_plugins.lengths.LengthRule`); the
+        """What the trainer does to rows longer than its limit (a :class:`trl_plugins.checks.lengths.LengthRule`); the
         default reports token lengths against ``max_length`` with the action unknown."""
-        from .lengths import generic_rule
+        from .checks.lengths import generic_rule
 
         return generic_rule(config)
 

@@ -148,6 +148,7 @@ class RewardFunctionSpec(_Provided):
     function: str
     summary: str
     source: PluginSource = field(compare=False)
+    reads_columns: tuple[str, ...] = ()  # dataset columns it reads; a run whose data lacks one stops before loading
 
     def load(self):
         return import_string(self.function, f"reward function {self.name!r} ({self.distribution})")
@@ -157,6 +158,7 @@ class RewardFunctionSpec(_Provided):
             "name": self.name,
             "function": self.function,
             "summary": self.summary,
+            "reads_columns": list(self.reads_columns),
             "distribution": self.distribution,
             "version": self.version,
             "plugin": self.source.plugin,
@@ -235,11 +237,16 @@ class _Registration:
             )
         )
 
-    def register_reward(self, name: str, function: str, *, summary: str = "") -> None:
+    def register_reward(self, name: str, function: str, *, summary: str = "",
+                        reads_columns: tuple[str, ...] | list[str] = ()) -> None:
         name = self._check_name("reward function", name).replace("-", "_")
         self._check_import(f"reward function {name!r}: function", function)
         summary = str(summary).strip().splitlines()[0] if summary else ""
-        self.rewards.append(RewardFunctionSpec(name=name, function=function, summary=summary, source=self.source))
+        if isinstance(reads_columns, str) or not all(isinstance(c, str) and c for c in reads_columns):
+            raise PluginError(f"{self.source}: reward function {name!r}: reads_columns must be a list of column "
+                              f"names, got {reads_columns!r}")
+        self.rewards.append(RewardFunctionSpec(name=name, function=function, summary=summary, source=self.source,
+                                               reads_columns=tuple(reads_columns)))
 
 
 class Registry:

@@ -1,6 +1,6 @@
 """The catalogue of embedded models (``model_name_or_path: embedded:NAME``), one named row each.
 
-Loading, converting and caching them is ``trl_plugins/models.py``'s job; this file only says what exists.
+Loading, converting and caching them is ``trl_plugins/models/loading.py``'s job; this file only says what exists.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ import random
 
 from .reviews import labelled_reviews, text_key, unique
 
-
 OPENINGS_INSTRUCTION = "Continue this movie review in one or two sentences:"
 
 

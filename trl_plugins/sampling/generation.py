@@ -132,7 +132,7 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, model, tokenizer):
-        from ..bnb_cpu import keep_trainable
+        from ..compat.bnb_cpu import keep_trainable
 
         keep_trainable(model)  # the policy trains after generating: no CPU repacking of 4-bit layers (bnb_cpu.py)
         self.model = model

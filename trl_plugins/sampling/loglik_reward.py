@@ -13,7 +13,7 @@ from __future__ import annotations
 
 
 class LoglikReward:
-    """Scores with :func:`trl_plugins.evaluation.completion_logps` (token average, TRL's tokenization)."""
+    """Scores with :func:`trl_plugins.evaluation.heldout.completion_logps` (token average, TRL's tokenization)."""
 
     def __init__(self, entry, device=None, batch_size: int = 16):
         self.entry, self.device, self.batch_size = entry, device, batch_size
@@ -23,7 +23,7 @@ class LoglikReward:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ..models import resolve_model_path
+        from ..models.loading import resolve_model_path
 
         path = resolve_model_path(self.entry.target)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -33,7 +33,7 @@ class LoglikReward:
         self.model = model.to(torch.device(self.device or "cpu")).eval().requires_grad_(False)
 
     def __call__(self, prompts, completions, columns) -> list[float | None]:
-        from ..evaluation import completion_logps
+        from ..evaluation.heldout import completion_logps
 
         if self.model is None:
             self._load()

@@ -4,21 +4,19 @@ cached, the columns the rewards read are in the data — and handed to the train
 
 from __future__ import annotations
 
+from ..checks.lengths import sampling_rule
 from ..errors import ConfigError
-from ..lengths import sampling_rule
-from ..memory_plan import MemoryProfile
 from ..method import Method
+from ..planning.memory_plan import MemoryProfile
 from . import reward_sources
-
-# registered reward function -> dataset column it reads
-REWARD_COLUMNS = {"exact_match": "answer"}
 
 
 class SamplingMethod(Method):
     rewards: list[reward_sources.RewardEntry]
     heldout_rewards: list[reward_sources.RewardEntry]
 
-    memory_profile = MemoryProfile(lm_head="fused", generation=True)  # SFTTrainer (TRL 1.16) always fuses the head
+    generates = True
+    memory_profile = MemoryProfile(lm_head="fused", generation=generates)  # SFTTrainer (TRL 1.16) always fuses the head
 
     def length_rule(self, config):
         return sampling_rule(config)
@@ -29,10 +27,9 @@ class SamplingMethod(Method):
         self.heldout_rewards = (reward_sources.resolve(config.heldout_reward_funcs, key="heldout_reward_funcs")
                                 if config.heldout_reward_funcs else [])
         columns = list(run.train_dataset.column_names or [])
-        for key in ("reward_funcs", "heldout_reward_funcs"):
-            for entry in getattr(config, key) or []:
-                column = REWARD_COLUMNS.get(str(entry).replace("-", "_"))
-                if column and column not in columns:
+        for key, resolved in (("reward_funcs", self.rewards), ("heldout_reward_funcs", self.heldout_rewards)):
+            for entry, reward in zip(getattr(config, key) or [], resolved):  # the columns its registration declares
+                for column in [c for c in reward.reads_columns if c not in columns]:
                     raise ConfigError(f"{key}: reward {entry!r} needs a column {column!r} in the training split "
                                       f"(found: {', '.join(columns)})")
         self.heldout = self._heldout_split(run)

@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..intervals import mean_se, paired_bootstrap
+from ..evaluation.intervals import mean_se, paired_bootstrap
 from .store import RunStore, read_jsonl
 
 

@@ -39,6 +39,7 @@ class RewardEntry:
     target: str  # import string, or model path / hub id
     name: str  # short name used in files and logs
     weight: float = 1.0
+    reads_columns: tuple[str, ...] = ()  # dataset columns a registered function reads (its registration says)
 
 
 def _check_reward_model(path: Path, entry: str, key: str) -> None:
@@ -126,7 +127,7 @@ def resolve(entries: list[str] | None, weights: list[float] | None = None,
                 spec = get_registry().reward_function(entry)
             except Exception as exc:  # noqa: BLE001 - UsageError with a suggestion
                 raise ConfigError(f"{key}: {exc}") from exc
-            specs.append(RewardEntry("function", spec.function, spec.name, weight))
+            specs.append(RewardEntry("function", spec.function, spec.name, weight, spec.reads_columns))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"{key}: the same reward is listed twice ({', '.join(names)})")
@@ -217,7 +218,7 @@ def build(entries: list[RewardEntry], device=None, batch_size: int = 16) -> list
 def _check_loglik_model(model: str, entry: str, key: str) -> str:
     """``loglik:MODEL``'s model: an embedded one (its package installed), a local checkpoint or a hub id."""
     from ..errors import ModelSourceError
-    from ..models import check_model_source
+    from ..models.loading import check_model_source
 
     if not model:
         raise ConfigError(f"{key}: {entry!r} names no model (e.g. loglik:embedded:smollm2-135m-instruct)")

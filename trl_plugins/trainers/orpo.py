@@ -15,15 +15,15 @@ import torch
 from transformers import PretrainedConfig
 from trl import DPOTrainer
 
-from ..data import check_preference_pairs
+from ..checks.data import check_preference_pairs
+from ..checks.lengths import dpo_rule
 from ..losses import orpo_loss
-from ..lengths import dpo_rule
-from ..memory_plan import MemoryProfile
 from ..method import Method
-from .configs import FusedHeadDPOConfig, refuse_unsupported, resolve_config
-from .papers import ORPO
-from .token_logps import CompletionScoring
-from .token_metrics import log_means, log_token_stats
+from ..planning.memory_plan import MemoryProfile
+from .common.configs import FusedHeadDPOConfig, refuse_unsupported, resolve_config
+from .common.papers import ORPO
+from .common.token_logps import CompletionScoring
+from .common.token_metrics import log_means, log_token_stats
 
 # DPOConfig fields that only make sense with a reference model or a DPO loss: ORPO refuses non-default values.
 _UNSUPPORTED = {

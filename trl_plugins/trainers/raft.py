@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..sampling.selection import best_of_n, top_alpha
 from ..sampling.config import SamplingConfig
+from ..sampling.selection import best_of_n, top_alpha
 from ..sampling.trainer import SamplingTrainer
-from .papers import RAFT
+from .common.papers import RAFT
 
 
 @dataclass

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..sampling.selection import best_of_n, best_worst_pairs
 from ..sampling.config import SamplingConfig
+from ..sampling.selection import best_of_n, best_worst_pairs
 from ..sampling.trainer import SamplingTrainer
-from .papers import LLAMA2
+from .common.papers import LLAMA2
 
 
 @dataclass

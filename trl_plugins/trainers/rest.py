@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..sampling.selection import binary_capped, threshold
 from ..sampling.config import SamplingConfig
+from ..sampling.selection import binary_capped, threshold
 from ..sampling.trainer import SamplingTrainer
-from .papers import REST, REST_EM
+from .common.papers import REST, REST_EM
+
 
 @dataclass
 class ReSTConfig(SamplingConfig):

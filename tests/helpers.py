@@ -1,0 +1,44 @@
+"""Helpers the tests import (``from helpers import ...``; pyproject's ``pythonpath = ["tests"]`` puts this folder on
+``sys.path``): paths, files written for a run, the CPU settings of tiny training runs, a registered method by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+# the CPU settings every tiny training run here shares (TRL configs default to bf16, which a CPU lacks)
+CPU_RUN = {"bf16": False, "activation_checkpointing": False, "use_cpu": True, "report_to": "none",
+           "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def trainer_args(tmp_path, **overrides) -> dict:
+    """Keyword arguments of a short tiny-model training config (ORPO/KTO/DPO-style ``beta``); override any."""
+    values = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_length=64, beta=0.1,
+                  learning_rate=1e-2, max_steps=3, seed=0, **CPU_RUN)
+    values.update(overrides)
+    return values
+
+
+def write_recipe(path: Path, config: dict, extra: dict | None = None) -> str:
+    """A YAML recipe of ``config`` (CPU_RUN settings included) updated by ``extra``; returns its path."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({**CPU_RUN, **config, **(extra or {})}))
+    return str(path)
+
+
+def method_of(name: str):
+    """The run hooks of registered trainer ``name`` (an instance of its Method class), as the runner makes them."""
+    from trl_plugins.registry import get_registry
+
+    spec = get_registry().trainer(name)
+    return spec.load_method()(spec)

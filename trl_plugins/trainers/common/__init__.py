@@ -1,0 +1,2 @@
+"""Helpers shared by several trainers: config resolution, paper records, per-token log-probs and metrics, LoRA
+checkpoint merging."""
