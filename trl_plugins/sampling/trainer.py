@@ -37,6 +37,12 @@ class SamplingTrainer(SFTTrainer):
                  heldout_dataset=None, callbacks=None, rewards=None, heldout_rewards=None, **kwargs):
         if not isinstance(args, SamplingConfig):
             raise TypeError(f"`args` must be a SamplingConfig subclass, got {type(args).__name__}")
+        from datasets import IterableDataset
+
+        if isinstance(train_dataset, IterableDataset):
+            from .method import STREAMING_REFUSED
+
+            raise ValueError(STREAMING_REFUSED)
         if "prompt" not in train_dataset.column_names:
             raise ValueError("the sampling trainers need a 'prompt' column")
         self.prompt_dataset = train_dataset
