@@ -22,6 +22,8 @@ TESTS = Path(__file__).resolve().parent
 DOC = TESTS.parent / "docs" / "parity.md"
 FAMILIES = [  # file, title, sides (parent first)
     ("test_parity_dpo.py", "DPOTrainer (TRL tests/test_dpo_trainer.py)", ["DPOTrainer", "orpo"]),
+    ("test_parity_dpo.py", "DPOTrainer, vision cases (TRL tests/test_dpo_trainer.py, test_train_vlm*)",
+     ["DPOTrainer", "mdpo"]),
     ("test_parity_dpo.py", "experimental ORPOTrainer (TRL tests/experimental/test_orpo_trainer.py)",
      ["ORPOTrainer (experimental)", "orpo"]),
     ("test_parity_kto.py", "KTOTrainer (TRL tests/test_kto_trainer.py)", ["KTOTrainer", "kto-weighted"]),
@@ -76,7 +78,7 @@ def main() -> int:
             found = split_side(name, sides)
             if found:
                 table.setdefault(found[0], {})[found[1]] = outcome
-        table = {case: row for case, row in table.items() if sides[0] in row}
+        table = {case: row for case, row in table.items() if sides[0] in row and any(s in row for s in sides[1:])}
         lines += [f"### {title}", "", "| case | " + " | ".join(sides) + " |", "|---" * (len(sides) + 1) + "|"]
         lines += [f"| `{case}` | " + " | ".join(row.get(side, "-") for side in sides) + " |"
                   for case, row in table.items()]

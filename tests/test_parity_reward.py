@@ -21,7 +21,7 @@ def _trainer(side, model, tmp_path, train, tokenizer, args=None, **kwargs):
         from trl_plugins.trainers.margin_reward import MarginRewardConfig as config_cls
         from trl_plugins.trainers.margin_reward import MarginRewardTrainer as trainer_cls
     values = {**CPU, "output_dir": str(tmp_path / side), "learning_rate": 0.1, "per_device_train_batch_size": 4,
-              "max_steps": 2, "max_length": 64, "gradient_checkpointing": False, **(args or {})}
+              "max_steps": 1, "max_length": 64, "gradient_checkpointing": False, **(args or {})}
     return trainer_cls(model=model, args=config_cls(**values), train_dataset=train, processing_class=tokenizer,
                        **kwargs)
 
@@ -44,7 +44,7 @@ def test_train_dense_with_peft_config(side, tiny_model_dir, tok, tmp_path):
     from peft import LoraConfig
 
     trainer = _trainer(side, tiny_model_dir, tmp_path, dataset("standard_preference"), tok,
-                       peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                       args={"max_steps": 2}, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                               task_type="SEQ_CLS"))
     assert_trains(trainer)
 
@@ -60,7 +60,7 @@ def test_train_with_iterable_dataset(side, tiny_model_dir, tok, tmp_path):
 def test_evaluate_with_eval_dataset(side, eval_dataset_type, tiny_model_dir, tok, tmp_path):
     trainer = _trainer(side, tiny_model_dir, tmp_path, dataset("standard_preference"), tok)
     metrics = trainer.evaluate(dataset("standard_preference", 4, eval_dataset_type))
-    assert_evaluates(metrics, ("eval",) if eval_dataset_type.endswith("dataset") else ("eval_data1", "eval_data2"))
+    assert_evaluates(metrics, eval_dataset_type)
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -68,8 +68,8 @@ def test_train_with_chat_template_kwargs(side, tiny_model_dir, tok, tmp_path):
     data = dataset("conversational_preference", chat_template_kwargs=lambda i: {"mood": "happy" if i % 2 else None})
     trainer = _trainer(side, tiny_model_dir, tmp_path, data, with_tools_template(tok))
     header = tok("<|im_start|>system happy <|im_end|>")["input_ids"]
-    assert trainer.train_dataset[1]["chosen_input_ids"][: len(header)] == header
-    assert trainer.train_dataset[0]["chosen_input_ids"][: len(header)] != header
+    assert trainer.train_dataset[1]["chosen_ids"][: len(header)] == header
+    assert trainer.train_dataset[0]["chosen_ids"][: len(header)] != header
     assert_trains(trainer)
 
 
@@ -78,7 +78,7 @@ def test_train_toolcall_data(side, tiny_model_dir, tok, tmp_path):
     trainer = _trainer(side, tiny_model_dir, tmp_path, dataset("conversational_preference", tools=lambda i: TOOLS),
                        with_tools_template(tok))
     header = tok("<|im_start|>system answer <|im_end|>")["input_ids"]
-    assert trainer.train_dataset[0]["chosen_input_ids"][: len(header)] == header
+    assert trainer.train_dataset[0]["chosen_ids"][: len(header)] == header
     assert_trains(trainer)
 
 
