@@ -220,7 +220,8 @@ class SamplingTrainer(SFTTrainer):
             self.load_trainable(self._base_weights)
         carried = [c for c in TEMPLATE_COLUMNS if c in self.prompt_dataset.column_names]  # kept like SFTTrainer does
         data = Dataset.from_list([{"prompt": s["prompt"], "completion": s["completion"],
-                                   **{c: self._prompt_rows[s["row"]][c] for c in carried}} for s in selected])
+                                   **{c: self._prompt_rows[s["row"]][c] for c in carried if "row" in s}}
+                                  for s in selected])
         self.train_dataset = super()._prepare_dataset(data, self.processing_class, self.args, self.args.packing,
                                                       None, name)
         self.optimizer, self.lr_scheduler = None, None  # every phase is a fresh SFT run: new AdamW state and schedule
