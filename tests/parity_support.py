@@ -49,7 +49,8 @@ def rows(kind: str, n: int = 8) -> list[dict]:
             "standard_preference": lambda: {"prompt": prompt, "chosen": " " + good, "rejected": " " + bad},
             "conversational_preference": lambda: {"prompt": _user(prompt), "chosen": _assistant(good),
                                                   "rejected": _assistant(bad)},
-            "standard_implicit_prompt_preference": lambda: {"chosen": f"{prompt} {good}", "rejected": f"{prompt} {bad}"},
+            "standard_implicit_prompt_preference": lambda: {"chosen": f"{prompt} {good}",
+                                                            "rejected": f"{prompt} {bad}"},
             "conversational_implicit_prompt_preference": lambda: {"chosen": _user(prompt) + _assistant(good),
                                                                   "rejected": _user(prompt) + _assistant(bad)},
             "standard_unpaired_preference": lambda: {"prompt": prompt, "completion": " " + (good if i % 2 else bad),
@@ -85,6 +86,13 @@ def dataset(kind: str, n: int = 8, variant: str = "dataset", **columns):
     if variant in ("dataset_dict", "iterable_dataset_dict"):
         return (IterableDatasetDict if streaming else DatasetDict)({"data1": one, "data2": one})
     return {"data1": one, "data2": one}
+
+
+def lora(task_type: str = "CAUSAL_LM"):
+    """A small LoRA adapter on the attention projections (B starts at zero: A moves from the second step on)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type=task_type)
 
 
 def with_tools_template(tokenizer):

@@ -5,7 +5,7 @@ table: docs/parity.md. Run: pytest tests/test_parity_dpo.py -m parity."""
 from __future__ import annotations
 
 import pytest
-from parity_support import (CPU, assert_evaluates, assert_refused, assert_trains, dataset, with_tools_template)
+from parity_support import CPU, assert_evaluates, assert_refused, assert_trains, dataset, lora, with_tools_template
 
 pytestmark = pytest.mark.parity
 
@@ -57,11 +57,8 @@ def test_train_dataset_format(side, config_name, tiny_model_dir, tok, tmp_path):
 
 @pytest.mark.parametrize("side", SIDES)
 def test_train_dense_with_peft_config_lora(side, tiny_model_dir, tok, tmp_path):
-    from peft import LoraConfig
-
     trainer = _trainer(side, tiny_model_dir, tmp_path, dataset("standard_preference"), tok,
-                       args={"max_steps": 2}, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                              task_type="CAUSAL_LM"))
+                       args={"max_steps": 2}, peft_config=lora("CAUSAL_LM"))
     assert all("lora_" in n for n, p in trainer.model.named_parameters() if p.requires_grad)
     assert_trains(trainer)
 
@@ -155,7 +152,8 @@ def test_precompute_ref_log_probs_raises_for_iterable_dataset(side, tiny_model_d
 
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("option, value", [("loss_type", ["hinge"]), ("sync_ref_model", True),
-                                           ("label_smoothing", 0.1)])
+                                           ("label_smoothing", 0.1)], ids=["loss_type", "sync_ref_model",
+                                                                           "label_smoothing"])
 def test_reference_and_loss_options(side, option, value, tiny_model_dir, tok, tmp_path):
     if side == "orpo":
         return assert_refused(lambda: _config(side, tmp_path, **{option: value}), option)
@@ -176,11 +174,8 @@ def test_orpo_trainer(side, config_name, tiny_model_dir, tok, tmp_path):
 
 @pytest.mark.parametrize("side", ORPO_SIDES)
 def test_orpo_trainer_with_lora(side, tiny_model_dir, tok, tmp_path):
-    from peft import LoraConfig
-
     trainer = _trainer(side, tiny_model_dir, tmp_path, dataset("conversational_preference"), tok,
-                       args={"max_steps": 2}, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                              task_type="CAUSAL_LM"))
+                       args={"max_steps": 2}, peft_config=lora("CAUSAL_LM"))
     assert_trains(trainer)
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from parity_support import CPU, TOOLS, assert_evaluates, assert_trains, dataset, with_tools_template
+from parity_support import CPU, TOOLS, assert_evaluates, assert_trains, dataset, lora, with_tools_template
 
 pytestmark = pytest.mark.parity
 
@@ -86,11 +86,8 @@ def test_evaluate_with_eval_dataset(side, eval_dataset_type, tiny_model_dir, tok
 
 @pytest.mark.parametrize("side", SIDES)
 def test_train_without_providing_ref_model_with_lora(side, tiny_model_dir, tok, tmp_path):
-    from peft import LoraConfig
-
     trainer = _trainer(side, tiny_model_dir, tmp_path, dataset("standard_unpaired_preference"), tok,
-                       args={"max_steps": 2}, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                              task_type="CAUSAL_LM"))
+                       args={"max_steps": 2}, peft_config=lora("CAUSAL_LM"))
     assert_trains(trainer)
 
 

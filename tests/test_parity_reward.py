@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from parity_support import CPU, TOOLS, assert_evaluates, assert_trains, dataset, with_tools_template
+from parity_support import CPU, TOOLS, assert_evaluates, assert_trains, dataset, lora, with_tools_template
 
 pytestmark = pytest.mark.parity
 
@@ -41,11 +41,8 @@ def test_train_dataset_types(side, config_name, tiny_model_dir, tok, tmp_path):
 
 @pytest.mark.parametrize("side", SIDES)
 def test_train_dense_with_peft_config(side, tiny_model_dir, tok, tmp_path):
-    from peft import LoraConfig
-
     trainer = _trainer(side, tiny_model_dir, tmp_path, dataset("standard_preference"), tok,
-                       args={"max_steps": 2}, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                              task_type="SEQ_CLS"))
+                       args={"max_steps": 2}, peft_config=lora("SEQ_CLS"))
     assert_trains(trainer)
 
 

@@ -7,8 +7,17 @@ Shared pieces: parity_support.py; table: docs/parity.md."""
 from __future__ import annotations
 
 import pytest
-from parity_support import (CPU, TOOLS, assert_evaluates, assert_refused, assert_trains, dataset, rows,
-                            with_tools_template)
+from parity_support import (
+    CPU,
+    TOOLS,
+    assert_evaluates,
+    assert_refused,
+    assert_trains,
+    dataset,
+    lora,
+    rows,
+    with_tools_template,
+)
 
 pytestmark = pytest.mark.parity
 
@@ -68,11 +77,8 @@ def test_train_dataset_format(side, conversational, tiny_model_dir, tok, tmp_pat
 
 @pytest.mark.parametrize("side", ENGINE)
 def test_train_dense_with_peft_config_lora(side, tiny_model_dir, tok, tmp_path):
-    from peft import LoraConfig
-
     trainer = _trainer(side, tiny_model_dir, tmp_path, False, tok,
-                       args={"max_steps": 2}, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                              task_type="CAUSAL_LM"))
+                       args={"max_steps": 2}, peft_config=lora("CAUSAL_LM"))
     assert all("lora_" in n for n, p in trainer.model.named_parameters() if p.requires_grad)
     assert_trains(trainer)
 

@@ -21,8 +21,8 @@ from datasets import Dataset
 from trl import KTOConfig, KTOTrainer
 from trl.trainer.kto_trainer import disable_gradient_checkpointing, is_peft_model, use_adapter
 
-from ..losses import KTO_TARGET_RATIO_RANGE, kto_weight_ratio, kto_weighted_loss, kto_weights
 from ..lengths import kto_rule
+from ..losses import KTO_TARGET_RATIO_RANGE, kto_weight_ratio, kto_weighted_loss, kto_weights
 from ..memory_plan import MemoryProfile
 from ..method import Method
 from .configs import resolve_config
@@ -155,7 +155,7 @@ class KTOWeightedTrainer(KTOTrainer):
         if dataset_name != "train" or not isinstance(args, KTOWeightedConfig) or not isinstance(dataset, Dataset):
             if dataset_name == "train" and isinstance(args, KTOWeightedConfig) and args.weighting == "auto":
                 # Streaming: the class counts are unknown without reading the whole stream. Train with λ_D = λ_U = 1
-                # (TRL's default) and say so; TRL's own checks (e.g. precompute on a stream) still run as for the parent.
+                # (TRL's default) and say so; TRL's own checks (e.g. precompute on a stream) run as for the parent.
                 self._notes.append(
                     "weighting auto: the training set is streamed (no length), so the class counts are unknown: "
                     f"λ_D={args.desirable_weight:g}, λ_U={args.undesirable_weight:g} (TRL's default); set weighting: "
