@@ -46,6 +46,9 @@ def unsupported(model) -> str | None:
     config = getattr(model, "config", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
         return "not a decoder-only model"
+    peft_config = getattr(model, "active_peft_config", None)
+    if getattr(peft_config, "is_prompt_learning", False):
+        return f"PEFT {peft_config.peft_type.value.lower()} adds virtual tokens this loop does not cache"
     try:
         layers = DynamicCache(config=config).layers
     except Exception as exc:  # noqa: BLE001 - any failure means: not a model this loop knows

@@ -14,7 +14,8 @@ the unwrapped module). A backend samples what it is given, in this process; unde
 shares the prompts out and gathers the results (``SamplingTrainer._sharded``). ``backend.last_stats`` holds the last call's numbers (tokens,
 decoded slots, seconds, tokens/s).
 
-A backend is anything with ``generate(prompts, num_return_sequences, params, seed) -> list[list[Generation]]``
+A backend is anything with ``generate(prompts, num_return_sequences, params, seed, progress, chat_kwargs)
+-> list[list[Generation]]`` (``chat_kwargs``: per prompt, its row's ``tools``/``chat_template_kwargs``)
 (outer list: one entry per prompt, in input order) and a ``last_stats`` dict. A vLLM backend can implement that and be
 selected with ``generation_backend``; none ships here because none is tested here.
 
@@ -42,10 +43,27 @@ def is_conversational(value) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
 
 
-def prompt_text(tokenizer, prompt) -> str:
-    """A prompt as the text the model sees: chat template + generation prompt for message lists."""
+TEMPLATE_COLUMNS = ("chat_template_kwargs", "tools")  # per-row chat-template inputs, as TRL's trainers read them
+
+
+def template_kwargs(row: dict) -> dict | None:
+    """A dataset row's own chat-template arguments as TRL's SFTTrainer passes them: ``tools`` (a list, or its JSON
+    string) and the ``chat_template_kwargs`` dict; None when the row has neither."""
+    import json
+
+    tools = row.get("tools")
+    tools = json.loads(tools) if isinstance(tools, str) else tools
+    extra = row.get("chat_template_kwargs") or {}
+    if tools is None and not extra:
+        return None
+    return {"tools": tools, **extra}
+
+
+def prompt_text(tokenizer, prompt, chat_kwargs: dict | None = None) -> str:
+    """A prompt as the text the model sees: chat template + generation prompt for message lists (with the row's
+    ``chat_kwargs``, see :func:`template_kwargs`)."""
     if is_conversational(prompt):
-        return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False, **(chat_kwargs or {}))
     return prompt
 
 
@@ -89,7 +107,8 @@ class GenerationBackend(Protocol):
     last_stats: dict  # the last generate call: see TransformersBackend.last_stats
 
     def generate(
-        self, prompts: Sequence, num_return_sequences: int, params: SamplingParams, seed: int, progress: bool = False
+        self, prompts: Sequence, num_return_sequences: int, params: SamplingParams, seed: int, progress: bool = False,
+        chat_kwargs: Sequence[dict | None] | None = None,
     ) -> list[list[Generation]]: ...
 
 
@@ -141,8 +160,9 @@ class TransformersBackend:
         self.last_stats: dict = {}
         self._warned: set[str] = set()
 
-    def generate(self, prompts, num_return_sequences, params, seed, progress=False):
-        return self._generate(list(prompts), num_return_sequences, params, seed, progress)
+    def generate(self, prompts, num_return_sequences, params, seed, progress=False, chat_kwargs=None):
+        """``chat_kwargs``: per prompt, its row's chat-template arguments (:func:`template_kwargs`) or None."""
+        return self._generate(list(prompts), num_return_sequences, params, seed, progress, chat_kwargs)
 
     def path(self, params) -> str:
         """The decode path ``params`` select for this model: ``fast``, ``generate`` or ``compile``."""
@@ -167,7 +187,7 @@ class TransformersBackend:
             logger.warning(message)
             self._warned.add(message)
 
-    def _generate(self, prompts, k, params, seed, progress):
+    def _generate(self, prompts, k, params, seed, progress, chat_kwargs=None):
         from tqdm.auto import tqdm
 
         if k < 1:
@@ -177,7 +197,7 @@ class TransformersBackend:
                                "tokens_per_s": None, "path": None, "merge": None}
             return []
         tok, model = self.tokenizer, self.model
-        texts = [prompt_text(tok, p) for p in prompts]
+        texts = [prompt_text(tok, p, c) for p, c in zip(prompts, chat_kwargs or [None] * len(prompts))]
         special = not (prompts and is_conversational(prompts[0]))  # chat templates carry their own BOS
         eos = _eos_ids(model, tok)
         pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos), 0)

@@ -10,6 +10,9 @@ from ..method import Method
 from ..planning.memory_plan import MemoryProfile
 from . import reward_sources
 
+STREAMING_REFUSED = ("dataset_streaming: the sampling trainers sample from the whole training split every iteration "
+                     "(and resume by row number), so it cannot be a stream; load it without streaming")
+
 
 class SamplingMethod(Method):
     rewards: list[reward_sources.RewardEntry]
@@ -20,6 +23,11 @@ class SamplingMethod(Method):
 
     def length_rule(self, config):
         return sampling_rule(config)
+
+    def check_data(self, dataset, split, config, role):
+        from datasets import IterableDataset
+
+        return [STREAMING_REFUSED] if role == "train" and isinstance(dataset, IterableDataset) else []
 
     def check_run(self, run) -> None:
         config = run.training_args

@@ -16,6 +16,11 @@ open a file for writing; ``tests/test_distributed.py`` checks that). Every file 
 renamed, so a killed run leaves whole files only. A restarted run (with any number of processes: the files do not
 depend on it) skips finished iterations, loads the policy weights of the last one and, inside an unfinished
 iteration, reuses generations and rewards already on disk instead of sampling again.
+
+Who reads: the main process, and every other process gets its answer (:meth:`RunStore.from_main`) — is a file
+there, which iterations are finished, the rows of a file, the saved policy. Nodes that do not share a disk (each
+its own ``output_dir``) thus agree on where to resume and act on the same data (docs/distributed.md, "Several
+machines").
 """
 
 from __future__ import annotations
@@ -54,14 +59,35 @@ class RunStore:
     def __init__(self, output_dir: str | os.PathLike, processes=None):
         self.root = Path(output_dir)
         self.processes = processes
+        self._main_only = 0  # > 0 while the main process runs a write or a read alone: reads stay local there
 
     # -- the one write rule ---------------------------------------------------------------------------------------
     def on_main(self, write: Callable[[], object]) -> None:
         """Run ``write`` on the main process only; every process waits until it is done."""
         if self.processes is None or self.processes.is_main_process:
-            write()
+            self._alone(write)
         if self.processes is not None:
             self.processes.wait_for_everyone()
+
+    # -- the one read rule ----------------------------------------------------------------------------------------
+    def from_main(self, read: Callable[[], object]):
+        """``read()`` on the main process, its result sent to every process (every process must call this at the
+        same point). Inside :meth:`on_main` or another ``from_main`` it is a plain local read."""
+        processes = self.processes
+        if processes is None or processes.num_processes == 1 or self._main_only:
+            return self._alone(read)
+        from accelerate.utils import broadcast_object_list
+
+        box = [self._alone(read) if processes.is_main_process else None]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
+    def _alone(self, work: Callable[[], object]):
+        self._main_only += 1
+        try:
+            return work()
+        finally:
+            self._main_only -= 1
 
     def write_rows(self, k: int | None, name: str, rows: Sequence[dict]) -> None:
         """``iteration_K/name`` (``k=None``: ``output_dir/name``) as JSON lines."""
@@ -117,20 +143,28 @@ class RunStore:
         return self.iteration_dir(k) / name
 
     def has(self, k: int, name: str) -> bool:
-        return self.path(k, name).is_file()
+        return self.from_main(lambda: self.path(k, name).is_file())
 
     def rows(self, k: int, name: str) -> list[dict]:
-        return read_jsonl(self.path(k, name))
+        return self.from_main(lambda: read_jsonl(self.path(k, name)))
+
+    def record(self, name: str) -> dict | None:
+        """``output_dir/name`` (one JSON object), None when it is not there."""
+        path = self.root / name
+        return self.from_main(lambda: json.loads(path.read_text()) if path.is_file() else None)
 
     def finished(self, k: int) -> bool:
         return self.has(k, "summary.json")
 
     def finished_iterations(self) -> list[int]:
-        done, k = [], 1
-        while self.finished(k):
-            done.append(k)
-            k += 1
-        return done
+        def read():
+            done, k = [], 1
+            while self.finished(k):
+                done.append(k)
+                k += 1
+            return done
+
+        return self.from_main(read)
 
     @property
     def state_dir(self) -> Path:
@@ -138,7 +172,18 @@ class RunStore:
 
     def saved_iteration(self) -> int:
         state = self.state_dir / "state.json"
-        return json.loads(state.read_text())["iteration"] if state.is_file() else 0
+        return self.from_main(lambda: json.loads(state.read_text())["iteration"] if state.is_file() else 0)
+
+    def load_policy(self) -> dict:
+        """The trainable weights saved by :meth:`save_policy` (CPU tensors, read by the main process)."""
+
+        def read():
+            from safetensors.torch import load_file
+
+            return load_file(str(self.state_dir / "policy.safetensors"))
+
+        return self.from_main(read)
 
     def summaries(self) -> list[dict]:
-        return [json.loads(self.path(k, "summary.json").read_text()) for k in self.finished_iterations()]
+        return self.from_main(lambda: [json.loads(self.path(k, "summary.json").read_text())
+                                       for k in self.finished_iterations()])

@@ -18,7 +18,7 @@ from trl import SFTTrainer
 
 from . import reward_sources
 from .config import SamplingConfig
-from .generation import is_conversational, make_backend
+from .generation import TEMPLATE_COLUMNS, is_conversational, make_backend, template_kwargs
 from .report import heldout_changes, heldout_summary, noise_keys, plot_rewards, summarize
 from .store import RunStore
 
@@ -37,6 +37,12 @@ class SamplingTrainer(SFTTrainer):
                  heldout_dataset=None, callbacks=None, rewards=None, heldout_rewards=None, **kwargs):
         if not isinstance(args, SamplingConfig):
             raise TypeError(f"`args` must be a SamplingConfig subclass, got {type(args).__name__}")
+        from datasets import IterableDataset
+
+        if isinstance(train_dataset, IterableDataset):
+            from .method import STREAMING_REFUSED
+
+            raise ValueError(STREAMING_REFUSED)
         if "prompt" not in train_dataset.column_names:
             raise ValueError("the sampling trainers need a 'prompt' column")
         self.prompt_dataset = train_dataset
@@ -62,7 +68,10 @@ class SamplingTrainer(SFTTrainer):
 
     # -- SFTTrainer hooks --------------------------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
-        if "completion" not in dataset.column_names and "input_ids" not in dataset.column_names:
+        from trl.data_utils import get_dataset_column_names
+
+        columns = get_dataset_column_names(dataset)
+        if "prompt" in columns and "completion" not in columns and "input_ids" not in columns:
             return dataset  # the prompt source: tokenized per phase after selection, not here
         return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
 
@@ -94,11 +103,18 @@ class SamplingTrainer(SFTTrainer):
             results[i] = value
         return results
 
-    def _generate(self, prompts: list, k: int, params, seed: int, progress: bool = False) -> list:
-        """K generations per prompt, the prompts shared out over the processes (each seeded on its own); the speed
-        of the call, over all processes, in ``self.generation_stats``."""
+    def _generate(self, prompts: list, k: int, params, seed: int, progress: bool = False, rows=None) -> list:
+        """K generations per prompt, the prompts shared out over the processes (each seeded on its own), each
+        rendered with its dataset row's ``tools``/``chat_template_kwargs`` (``rows``); the speed of the call, over
+        all processes, in ``self.generation_stats``."""
         seed = seed + 10_007 * self.accelerator.process_index
-        out = self._sharded(prompts, lambda mine: self.backend.generate(mine, k, params, seed=seed, progress=progress))
+        chat = [template_kwargs(row) for row in rows] if rows is not None else [None] * len(prompts)
+
+        def work(mine):
+            extra = {"chat_kwargs": [c for _, c in mine]} if any(c for _, c in mine) else {}
+            return self.backend.generate([p for p, _ in mine], k, params, seed=seed, progress=progress, **extra)
+
+        out = self._sharded(list(zip(prompts, chat)), work)
         stats = [dict(self.backend.last_stats)]
         if self.accelerator.num_processes > 1:
             from accelerate.utils import gather_object
@@ -116,7 +132,7 @@ class SamplingTrainer(SFTTrainer):
         rows = self.iteration_rows(k)
         prompts = [self._prompt_rows[r]["prompt"] for r in rows]
         out = self._generate(prompts, self.args.num_generations, self.args.sampling_params(), self.args.seed + k,
-                             self._progress)
+                             self._progress, [self._prompt_rows[r] for r in rows])
         samples = []
         for r, prompt, gens in zip(rows, prompts, out):
             for j, g in enumerate(gens):
@@ -150,7 +166,7 @@ class SamplingTrainer(SFTTrainer):
         rows = self.heldout_dataset.to_list()
         prompts = [r["prompt"] for r in rows]
         out = self._generate(prompts, self.args.heldout_num_generations, self.args.sampling_params(True),
-                             self.args.seed + 7_919)
+                             self.args.seed + 7_919, rows=rows)
         flat_prompts, completions, extra = [], [], []
         for row, prompt, gens in zip(rows, prompts, out):
             for g in gens:
@@ -189,9 +205,7 @@ class SamplingTrainer(SFTTrainer):
         self.store.save_policy(k, self.trainable_snapshot)
 
     def load_policy(self) -> None:
-        from safetensors.torch import load_file
-
-        self.load_trainable(load_file(str(self.store.state_dir / "policy.safetensors")))
+        self.load_trainable(self.store.load_policy())
 
     # -- one SFT phase -----------------------------------------------------------------------------------------------
     def sft_phase(self, selected: list[dict], name: str, seed: int):
@@ -204,7 +218,10 @@ class SamplingTrainer(SFTTrainer):
             return None
         if self.restart_from_base:
             self.load_trainable(self._base_weights)
-        data = Dataset.from_list([{"prompt": s["prompt"], "completion": s["completion"]} for s in selected])
+        carried = [c for c in TEMPLATE_COLUMNS if c in self.prompt_dataset.column_names]  # kept like SFTTrainer does
+        data = Dataset.from_list([{"prompt": s["prompt"], "completion": s["completion"],
+                                   **{c: self._prompt_rows[s["row"]][c] for c in carried if "row" in s}}
+                                  for s in selected])
         self.train_dataset = super()._prepare_dataset(data, self.processing_class, self.args, self.args.packing,
                                                       None, name)
         self.optimizer, self.lr_scheduler = None, None  # every phase is a fresh SFT run: new AdamW state and schedule
@@ -277,14 +294,12 @@ class SamplingTrainer(SFTTrainer):
         """Held-out scores of the policy before any training (read back on resume)."""
         if self.heldout_dataset is None:
             return
-        path = self.store.root / "heldout_baseline.json"
-        if path.is_file():
-            import json
-
-            self.heldout_baseline_scores = json.loads(path.read_text())
+        saved = self.store.record("heldout_baseline.json")
+        if saved is not None:
+            self.heldout_baseline_scores = saved
         else:
             self.heldout_baseline_scores = self.heldout_scores()
-            self.store.write_record(path.name, self.heldout_baseline_scores)
+            self.store.write_record("heldout_baseline.json", self.heldout_baseline_scores)
         self.heldout_baseline = self.heldout_baseline_scores.get("heldout_reward_mean")
 
     def _iteration(self, k: int) -> None:

@@ -134,8 +134,10 @@ class KTOWeightedTrainer(KTOTrainer):
     # -- data ------------------------------------------------------------------------------------------------------
     def _set_class_weights(self, n_desirable: int, n_undesirable: int, args: KTOWeightedConfig) -> None:
         self.class_counts = (n_desirable, n_undesirable)
-        if args.weighting == "auto":
+        if args.weighting == "auto" and min(n_desirable, n_undesirable) > 0:
             self.desirable_weight, self.undesirable_weight = kto_weights(n_desirable, n_undesirable, args.target_ratio)
+        elif args.weighting == "auto":  # one class left (TRL dropped fully truncated rows): nothing to balance
+            self.desirable_weight, self.undesirable_weight = 1.0, 1.0
         if args.weighting == "none" or min(n_desirable, n_undesirable) == 0:
             return
         ratio = kto_weight_ratio(self.desirable_weight, self.undesirable_weight, n_desirable, n_undesirable)
@@ -152,7 +154,13 @@ class KTOWeightedTrainer(KTOTrainer):
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if dataset_name != "train" or not isinstance(args, KTOWeightedConfig) or not isinstance(dataset, Dataset):
             if dataset_name == "train" and isinstance(args, KTOWeightedConfig) and args.weighting == "auto":
-                raise ValueError("weighting: auto needs a training set with a length (not streaming); use manual")
+                # Streaming: the class counts are unknown without reading the whole stream. Train with λ_D = λ_U = 1
+                # (TRL's default) and say so; TRL's own checks (e.g. precompute on a stream) run as for the parent.
+                self._notes.append(
+                    "weighting auto: the training set is streamed (no length), so the class counts are unknown: "
+                    f"λ_D={args.desirable_weight:g}, λ_U={args.undesirable_weight:g} (TRL's default); set weighting: "
+                    "manual with desirable_weight/undesirable_weight to balance a stream"
+                )
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         # Weights first (so TRL's own imbalance check sees them), from the raw rows: paired rows give one of each.
         columns = dataset.column_names
@@ -171,7 +179,13 @@ class KTOWeightedTrainer(KTOTrainer):
         if args.weighting == "none":
             self._notes.append(f"weighting none (TRL): desirable_weight={self.desirable_weight:g}, "
                                f"undesirable_weight={self.undesirable_weight:g}; {n_d} desirable, {n_u} undesirable")
-        elif min(n_d, n_u) > 0:
+        elif min(n_d, n_u) == 0:
+            self._notes.append(
+                f"weighting {args.weighting}: only {'desirable' if n_d else 'undesirable'} rows are left after TRL "
+                f"dropped the rows whose prompt fills max_length ({n_d} desirable, {n_u} undesirable): "
+                f"λ_D={self.desirable_weight:.4g}, λ_U={self.undesirable_weight:.4g}"
+            )
+        else:
             ratio = kto_weight_ratio(self.desirable_weight, self.undesirable_weight, n_d, n_u)
             self._notes.append(
                 f"weighting {args.weighting}: λ_D={self.desirable_weight:.4g}, λ_U={self.undesirable_weight:.4g} for "
