@@ -20,7 +20,6 @@ from test_distributed import PROMPTS, _env
 from helpers import CPU_RUN, write_jsonl
 from tiny import save_tiny_causal_lm
 
-
 pytestmark = pytest.mark.distributed
 
 
