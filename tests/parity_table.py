@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -54,11 +55,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         junit, refused = Path(tmp) / "junit.xml", Path(tmp) / "refused.jsonl"
         env = dict(os.environ, PARITY_REFUSED=str(refused), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-        start = time.time()
+        start, cpu_before = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
         files = sorted({str(TESTS / f) for f, _, _ in FAMILIES})
         subprocess.run([sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider",
                         f"--junitxml={junit}"], env=env, check=False)
         seconds = time.time() - start
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+        load = os.getloadavg()[0]
         refused_tests = {json.loads(line)["test"].split("::")[-1] for line in refused.read_text().splitlines()} \
             if refused.exists() else set()
         results: dict[tuple[str, str], str] = {}
@@ -68,8 +72,9 @@ def main() -> int:
             outcome = "FAIL" if case.find("failure") is not None or case.find("error") is not None else \
                 "skipped" if case.find("skipped") is not None else "refused" if name in refused_tests else "pass"
             results[(file, name)] = outcome
-    lines = [BEGIN, "", f"Produced by `python tests/parity_table.py` ({len(results)} tests, {seconds:.0f} s on this "
-             f"machine, {time.strftime('%Y-%m-%d')}).", ""]
+    lines = [BEGIN, "", f"Produced by `python tests/parity_table.py` ({len(results)} tests, {seconds:.0f} s wall and "
+             f"{cpu:.0f} s CPU time on {os.cpu_count()} cores, load average {load:.1f} at the end, "
+             f"{time.strftime('%Y-%m-%d')}).", ""]
     for file, title, sides in FAMILIES:
         table: dict[str, dict[str, str]] = {}
         for (f, name), outcome in results.items():
