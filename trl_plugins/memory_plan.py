@@ -328,7 +328,7 @@ def _phases(config: dict, settings: RunSettings, profile: MemoryProfile) -> tupl
     else:
         reward = sum(_reward_model_bytes(c) for c in settings.reward_models)
         sft_length = min(settings.max_length, settings.prompt_length + settings.max_new_tokens)
-        phases = training_phases(settings.per_device_batch, sft_length, "fine-tuning: ",
+        phases = training_phases(rows, sft_length, "fine-tuning: ",
                                  {"reward_model": reward} if reward else {})
         length = settings.prompt_length + settings.max_new_tokens
         kv_token = 2 * model.layers * model.kv_width * act
