@@ -7,7 +7,8 @@ each with its standard error and a paired 95% bootstrap interval of the change.
 ORPO (embedded Rotten Tomatoes pairs): preference accuracy and log-prob margin on held-out test pairs, and the VADER
 sentiment of reviews sampled for held-out prompts — paraphrases of the request that no training row carries (every
 training row has the prompt "Write a one-sentence movie review."). mDPO (embedded shapes): the held-out
-image-conditional margin and preference accuracy.
+image-conditional margin and preference accuracy. iterative-dpo / iterative-orpo (embedded arithmetic, held out by
+facts): the sampling engine's own held-out greedy accuracy, before training and after each iteration.
 """
 
 from __future__ import annotations
@@ -147,10 +148,33 @@ def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:
     return _verdict(intervals, names, primary="image_margin")
 
 
+def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
+    """A sampling trainer's demo: its run prints the held-out table per iteration; then before vs after, once more."""
+    from . import runner
+    from .registry import get_registry
+    from .sampling.report import noise_keys
+
+    argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
+    run = runner.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
+    start = time.time()
+    trainer = runner.train(run)
+    last, key = trainer.summaries[-1], "heldout_reward_mean"
+    se, low, high, _ = noise_keys(key)
+    print(f"\n{method} demo: {run.model_args.model_name_or_path}, {len(trainer.summaries)} iterations in "
+          f"{(time.time() - start) / 60:.1f} min; held-out reward (greedy accuracy with exact_match) before "
+          f"{trainer.heldout_baseline:.3f} ± {trainer.heldout_baseline_scores.get(se, float('nan')):.3f}, after "
+          f"{last[key]:.3f} ± {last[se]:.3f}, change {last[key] - trainer.heldout_baseline:+.3f} "
+          f"[{last[low]:+.3f}, {last[high]:+.3f}] (paired 95% interval over the held-out prompts)")
+    return 0 if last[low] > 0 else 1
+
+
+SAMPLING_DEMOS = ("iterative-dpo", "iterative-orpo")
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet.install()  # before the libraries load, as the trl-plugins command does (trl_plugins/quiet.py)
     parser = argparse.ArgumentParser(prog="python -m trl_plugins.demo")
-    parser.add_argument("method", nargs="?", default="orpo", choices=["orpo", "mdpo"])
+    parser.add_argument("method", nargs="?", default="orpo", choices=["orpo", "mdpo", *SAMPLING_DEMOS])
     parser.add_argument("--recipe", default=None, help="recipe path (default: the method's shipped demo recipe)")
     parser.add_argument("--output_dir", default=None)
     parser.add_argument("--n_test", type=int, default=200)
@@ -158,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    recipe = args.recipe or f"demo/{args.method}"
+    recipe = args.recipe or f"demo/{args.method.replace('-', '_')}"
     output_dir = args.output_dir or f"outputs/{args.method}-demo"
     try:
+        if args.method in SAMPLING_DEMOS:
+            return run_sampling_demo(args.method, recipe, output_dir)
         if args.method == "mdpo":
             return run_mdpo_demo(recipe, output_dir, min(args.n_test, 64))
         return run_orpo_demo(recipe, output_dir, args.n_test, args.n_generations)
