@@ -50,10 +50,16 @@ def test_correct_threshold_decides_what_counts_as_correct():
     assert made.pairs == [(1, 0)]
 
 
-def test_cut_off_samples_enter_only_as_the_rewards_say():
-    """The trainer passes None for samples cut off at max_new_tokens (unless keep_unfinished): they never pair."""
-    made = best_worst(["p"] * 3, [None, 0.5, 0.1])
-    assert made.pairs == [(1, 2)]
+def test_cut_off_samples_are_never_chosen_but_may_be_rejected():
+    """The trainer marks samples cut off at max_new_tokens not choosable (unless keep_unfinished): a cut-off sample
+    with the best reward is passed over for the chosen side, and can still be the rejected one."""
+    rewards, cut = [0.9, 0.5, 0.1], [False, True, True]  # sample 0 is cut off
+    assert best_worst(["p"] * 3, rewards, choosable=cut).pairs == [(1, 2)]
+    assert best_worst(["p"] * 3, [0.1, 0.5, 0.9], choosable=cut).pairs == [(2, 0)]  # rejected: the cut-off one
+    assert all_pairs(["p"] * 3, rewards, choosable=cut).pairs == [(1, 2)]
+    assert correct_incorrect(["p"] * 3, [1.0, 1.0, 0.0], choosable=cut).pairs == [(1, 2)]
+    only_cut = correct_incorrect(["p"] * 2, [1.0, 0.0], choosable=[False, True])
+    assert only_cut == PairSet(pairs=[], ties=1, too_few=0)  # no choosable correct answer
     assert best_worst(["p"] * 3, [None, None, 0.1]) == PairSet(pairs=[], ties=0, too_few=1)
 
 
@@ -62,6 +68,7 @@ def test_cut_off_samples_enter_only_as_the_rewards_say():
     (lambda: correct_incorrect(["a"], [1.0], pairs_per_prompt=0), "pairs_per_prompt"),
     (lambda: make_pairs("best_of_n", ["a"], [1.0]), "pair_rule"),
     (lambda: best_worst(["a", "b"], [1.0]), "differ in length"),
+    (lambda: all_pairs(["a", "a"], [1.0, 0.0], choosable=[True]), "differ in length"),
 ])
 def test_bad_arguments_name_what_is_wrong(call, message):
     with pytest.raises(ValueError, match=message):

@@ -109,6 +109,25 @@ def test_reference_initial_keeps_the_starting_weights_as_reference(recipe):
     assert trainer._initial_weights is not None
 
 
+@pytest.mark.parametrize("reject_unfinished", [True, False])
+def test_cut_off_samples_are_never_chosen_and_rejected_only_if_allowed(recipe, reject_unfinished):
+    trainer = build("iterative-orpo", recipe({"num_iterations": 1, "keep_unfinished": False, "max_steps": 1,
+                                              "reject_unfinished": reject_unfinished}))
+    # per prompt: the best-rewarded sample and the worst one are cut off
+    candidates = [("good good good", False), ("good movie", True), ("the plot", True), ("bad", False)]
+
+    def samples(k):
+        return [{"row": r, "sample": j, "prompt": p, "completion": text, "num_tokens": 3, "finished": finished}
+                for r, p in enumerate(PROMPTS) for j, (text, finished) in enumerate(candidates)]
+
+    trainer.generate_samples = samples
+    trainer.train()
+    pairs = read(Path(trainer.args.output_dir) / "iteration_1" / "pairs.jsonl")
+    assert len(pairs) == len(PROMPTS) and trainer.summaries[0]["unfinished"] == 2 * len(PROMPTS)
+    assert {p["chosen"] for p in pairs} == {"good movie"}
+    assert {p["rejected"] for p in pairs} == ({"bad"} if reject_unfinished else {"the plot"})
+
+
 def _dpo_config(tmp_path, **extra):
     from trl import DPOConfig
 

@@ -43,6 +43,13 @@ class PairOptions:
                   "one (no sample used twice)."},
     )
 
+    reject_unfinished: bool = field(
+        default=True,
+        metadata={"help": "Let samples cut off at max_new_tokens be the rejected side of a pair (a cut-off answer is a "
+                  "worse answer). They are never the chosen side unless keep_unfinished. false: cut-off samples make "
+                  "no pair at all."},
+    )
+
     def __post_init__(self):
         super().__post_init__()
         if self.pair_rule not in RULES:
@@ -89,11 +96,14 @@ class PreferenceEngine(SamplingEngine):
 
     # -- the pair rule and one preference phase ----------------------------------------------------------------------
     def make_pairs(self, samples: list[dict], rewards: list[float | None]):
-        """The :class:`~trl_plugins.sampling.pairs.PairSet` of the config's rule; ``rewards`` as
-        :meth:`selectable` gives them (cut-off samples ``None`` unless ``keep_unfinished``)."""
+        """The :class:`~trl_plugins.sampling.pairs.PairSet` of the config's rule. Samples cut off at
+        ``max_new_tokens`` are never chosen unless ``keep_unfinished``, and rejected only if ``reject_unfinished``."""
         a = self.args
+        choosable = [bool(a.keep_unfinished or s.get("finished", True)) for s in samples]
+        if not a.reject_unfinished:
+            rewards = [r if ok else None for r, ok in zip(rewards, choosable)]
         return make_pairs(a.pair_rule, [s["row"] for s in samples], rewards, min_reward_gap=a.min_reward_gap,
-                          correct=a.correct_threshold, pairs_per_prompt=a.pairs_per_prompt)
+                          correct=a.correct_threshold, pairs_per_prompt=a.pairs_per_prompt, choosable=choosable)
 
     def preference_phase(self, pairs: list[dict], name: str, seed: int):
         """Train the current policy on ``{"prompt", "chosen", "rejected"}`` rows with the TRL parent's own loop."""
@@ -113,7 +123,7 @@ class PreferenceEngine(SamplingEngine):
         return out
 
     def run_iteration(self, k, samples, rewards):
-        made = self.make_pairs(samples, self.selectable(samples, rewards))
+        made = self.make_pairs(samples, rewards)
         pairs = [{"prompt": samples[c]["prompt"], "chosen": samples[c]["completion"],
                   "rejected": samples[r]["completion"], "row": samples[c]["row"], "chosen_index": c,
                   "rejected_index": r, "chosen_reward": rewards[c], "rejected_reward": rewards[r],
