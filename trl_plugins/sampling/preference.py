@@ -114,8 +114,11 @@ class PreferenceEngine(SamplingEngine):
             logger.warning("%s: no preference pair; the policy is left as it is", name)
             return None
         data = Dataset.from_list([{key: p[key] for key in ("prompt", "chosen", "rejected")} for p in pairs])
-        self.train_dataset = self.with_reference(self._prepare_dataset(data, self.processing_class, self.args, name),
-                                                 name)
+        data = self._prepare_dataset(data, self.processing_class, self.args, name)
+        if len(data) == 0:  # DPOTrainer drops pairs whose prompt alone fills max_length
+            logger.warning("%s: every pair's prompt fills max_length; the policy is left as it is", name)
+            return None
+        self.train_dataset = self.with_reference(data, name)
         self.optimizer, self.lr_scheduler = None, None  # every phase is a fresh run: new AdamW state and schedule
         set_seed(seed)
         out = super(SamplingEngine, self).train()  # the TRL parent's train(), not the engine's loop
