@@ -221,6 +221,34 @@ def test_killed_run_resumes_to_the_uninterrupted_pairs(recipe, tmp_path):
     assert all(torch.allclose(final_full[n], final_resumed[n]) for n in final_full)
 
 
+def test_run_killed_during_the_held_out_evaluation_resumes(recipe, tmp_path):
+    """The held-out evaluation (minutes on a real run) comes before the policy is saved: a run killed during it still
+    holds the previous iteration's policy, and resuming redoes the iteration from its files to the same end."""
+    common = {"num_iterations": 2, "max_steps": 1}
+    full = build("iterative-dpo", recipe({**common, "output_dir": str(tmp_path / "full")}, "full.yaml"))
+    full.train()
+    killed = build("iterative-dpo", recipe({**common, "output_dir": str(tmp_path / "killed")}, "killed.yaml"))
+    calls = []
+
+    def die_in_iteration_2():  # no held-out split, so no call before training: call 2 follows iteration 2's update
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return {}
+
+    killed.heldout_scores = die_in_iteration_2
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    out = tmp_path / "killed"
+    assert (out / "iteration_2" / "pairs.jsonl").is_file() and not (out / "iteration_2" / "summary.json").exists()
+    resumed = build("iterative-dpo", recipe({**common, "output_dir": str(out)}, "resumed.yaml"),
+                    "--resume_from_checkpoint", "true")
+    resumed.train(resume_from_checkpoint=True)
+    assert read(out / "iteration_2" / "pairs.jsonl") == read(tmp_path / "full" / "iteration_2" / "pairs.jsonl")
+    final_full, final_resumed = trainable(full.model), trainable(resumed.model)
+    assert all(torch.allclose(final_full[n], final_resumed[n]) for n in final_full)
+
+
 @pytest.mark.parametrize("name, extra, message", [
     ("iterative-dpo", {"pair_rule": "best_of_n"}, "pair_rule"),
     ("iterative-dpo", {"reference": "base"}, "reference"),

@@ -256,13 +256,15 @@ class SamplingEngine:
         scored = self._load_or_make(k, "rewards.jsonl", lambda: self.score_samples(samples))
         rewards = [s["reward"] for s in scored]
         result = self.run_iteration(k, samples, rewards)
+        # held-out scores (minutes) before the policy is saved: a run killed while they are computed still holds the
+        # policy of iteration k - 1 and redoes iteration k from its files on resume
+        heldout = self.heldout_scores()
         self.save_policy(k)
         summary = summarize(k, samples, rewards, result["selected"])
         summary.update({key: generation.get(key) for key in ("generation_tokens_per_s", "generation_seconds",
                                                              "generation_tokens", "generation_decoded_slots")})
         summary.update({key: v for key, v in result.items() if key != "selected"})
         summary["heldout_reward_mean"] = None  # keeps the summary's column order when there is no held-out set
-        heldout = self.heldout_scores()
         per_prompt = heldout.pop("heldout_per_prompt", None)
         summary.update(heldout)
         summary["heldout_reward_baseline"] = self.heldout_baseline
