@@ -268,6 +268,46 @@ def test_raft_two_processes_killed_in_iteration_2_resumes_to_the_same_selections
     assert [(s["iteration"], s["processes"]) for s in summaries] == [(1, 2), (2, 1), (3, 1)]
 
 
+def test_iterative_dpo_two_processes_build_the_pairs_and_losses_of_one_from_the_same_samples(tmp_path):
+    """The same samples and rewards on disk (an unfinished iteration 1, resumed): 2 processes (torchrun, per-device
+    batch 2) write the pairs one process writes (per-device batch 4, the same global batch), and each phase's mean
+    loss agrees — the reference log-probs were computed on shards of the pairs and gathered."""
+    import yaml
+
+    sys.path.insert(0, str(TESTS))
+    from sampling_rewards import good_words
+
+    save_tiny_causal_lm(tmp_path / "lm")
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
+    words = ["good movie", "a great plot", "bad", "the best story , good", "boring film", "the acting"]
+    samples = [{"row": r, "sample": j, "prompt": p, "completion": " " + words[(r + j) % len(words)],
+                "num_tokens": len(words[(r + j) % len(words)].split()), "finished": True}
+               for r, p in enumerate(PROMPTS) for j in range(4)]
+    rewards = good_words(None, [s["completion"] for s in samples])
+    outputs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"n{processes}"
+        write_jsonl(out / "iteration_1" / "generations.jsonl", samples)
+        write_jsonl(out / "iteration_1" / "rewards.jsonl", [{"reward": r, "reward/good_words": r} for r in rewards])
+        config = {**CPU_RUN, "model_name_or_path": str(tmp_path / "lm"), "dataset_name": str(tmp_path / "prompts.jsonl"),
+                  "output_dir": str(out), "reward_funcs": ["sampling_rewards:good_words"], "num_iterations": 1,
+                  "num_generations": 4, "max_new_tokens": 6, "pair_rule": "all_pairs", "max_steps": 3,
+                  "per_device_train_batch_size": 4 // processes, "max_length": 64, "learning_rate": 1e-2, "seed": 5}
+        (tmp_path / f"n{processes}.yaml").write_text(yaml.safe_dump(config))
+        launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+                  if processes == 2 else [sys.executable])
+        done = subprocess.run(launch + ["-m", "trl_plugins", "train", "iterative-dpo", "--config",
+                                        str(tmp_path / f"n{processes}.yaml"), "--resume_from_checkpoint", "true"],
+                              env=_env(), capture_output=True, text=True, timeout=600, start_new_session=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        outputs[processes] = out
+    pairs = [_read(outputs[n] / "iteration_1" / "pairs.jsonl") for n in (1, 2)]
+    assert pairs[0] == pairs[1] and len(pairs[0]) > 4
+    summaries = [json.loads((outputs[n] / "iteration_1" / "summary.json").read_text()) for n in (1, 2)]
+    assert [s["processes"] for s in summaries] == [1, 2]
+    assert max(_relative([summaries[0]["train_loss"]], [summaries[1]["train_loss"]])) < 1e-4
+
+
 def test_only_the_store_writes_sampling_files():
     """The one write rule of the sampling engine (main process writes, every process waits) lives in
     sampling/store.py: no other engine or trainer module writes a file itself."""
@@ -277,7 +317,10 @@ def test_only_the_store_writes_sampling_files():
                          r"save_file\(")
     sources = [REPO / "trl_plugins" / "sampling" / name for name in ("trainer.py", "method.py", "generation.py",
                                                                       "reward_sources.py", "selection.py")]
-    sources += [REPO / "trl_plugins" / "trainers" / f"{name}.py" for name in ("raft", "rest", "rejection_sampling")]
+    sources += [REPO / "trl_plugins" / "sampling" / name for name in ("pairs.py", "preference.py",
+                                                                       "preference_method.py")]
+    sources += [REPO / "trl_plugins" / "trainers" / f"{name}.py" for name in ("raft", "rest", "rejection_sampling",
+                                                                               "iterative_dpo", "iterative_orpo")]
     for path in sources:
         assert not writers.search(path.read_text()), f"{path.name} writes a file outside RunStore"
 

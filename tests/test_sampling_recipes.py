@@ -7,7 +7,7 @@ import pytest
 from trl_plugins.registry import get_registry
 from trl_plugins.run.recipe import StrictParser, shipped_recipes
 
-NAMES = ("raft", "rejection-sampling", "rest", "rest-em")
+NAMES = ("raft", "rejection-sampling", "rest", "rest-em", "iterative-dpo", "iterative-orpo")
 
 
 def _recipes():

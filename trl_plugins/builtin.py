@@ -11,6 +11,8 @@ from .hookspecs import hookimpl
 RECIPES = "trl_plugins:recipes"
 # what the four sampling trainers share: prompt-only data and one method class (rewards resolved before loading)
 SAMPLING = {"data_format": "prompt_only", "method": "trl_plugins.sampling.method:SamplingMethod", "recipes": RECIPES}
+# the iterative preference trainers: the same engine, pairs and a DPO/ORPO phase instead of selection and SFT
+PREFERENCE_SAMPLING = dict(SAMPLING, method="trl_plugins.sampling.preference_method:PreferenceSamplingMethod")
 
 
 @hookimpl
@@ -92,6 +94,23 @@ def register_trainers(register):
         summary="ReST: Grow (N samples per prompt), then Improve steps on rising reward thresholds (Gulcehre et al. 2023).",
         paper="https://arxiv.org/abs/2308.08998",
         **SAMPLING,
+    )
+    register(
+        "iterative-dpo",
+        trainer="trl_plugins.trainers.iterative_dpo:IterativeDPOTrainer",
+        config="trl_plugins.trainers.iterative_dpo:IterativeDPOConfig",
+        summary="Iterative DPO / IRPO: sample K per prompt, pair (best-worst or correct-incorrect), DPO, repeat "
+                "(Xiong et al. 2024; Pang et al. 2024).",
+        paper="https://arxiv.org/abs/2312.11456",
+        **PREFERENCE_SAMPLING,
+    )
+    register(
+        "iterative-orpo",
+        trainer="trl_plugins.trainers.iterative_orpo:IterativeORPOTrainer",
+        config="trl_plugins.trainers.iterative_orpo:IterativeORPOConfig",
+        summary="Iterative ORPO: sample K per prompt, pair them, ORPO (no reference model), repeat.",
+        paper="https://arxiv.org/abs/2403.07691",
+        **PREFERENCE_SAMPLING,
     )
 
 

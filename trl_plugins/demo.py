@@ -5,7 +5,7 @@ each with its standard error and a paired 95% bootstrap interval of the change.
     python -m trl_plugins.demo orpo                 # ORPO on preference pairs
     python -m trl_plugins.demo mdpo --recipe demo/mdpo --output_dir outputs/mdpo-demo
 
-RAFT (and the other sampling trainers: raft, rest, rest-em, rejection-sampling): the engine's own held-out table,
+RAFT (and the other sampling trainers: rest, rest-em, rejection-sampling, iterative-dpo, iterative-orpo): the engine's own held-out table,
 then the headline — the held-out mean of the training reward (VADER sentiment of continuations of held-out IMDB
 openings) — beside a fluency check: the base model's mean log-likelihood per token of the same samples
 (``loglik:`` monitor, trl_plugins/sampling/loglik_reward.py), each before → after with a paired 95% interval.
@@ -13,7 +13,8 @@ openings) — beside a fluency check: the base model's mean log-likelihood per t
 ORPO (embedded Rotten Tomatoes pairs): preference accuracy and log-prob margin on held-out test pairs, and the VADER
 sentiment of reviews sampled for held-out prompts — paraphrases of the request that no training row carries (every
 training row has the prompt "Write a one-sentence movie review."). mDPO (embedded shapes): the held-out
-image-conditional margin and preference accuracy.
+image-conditional margin and preference accuracy. iterative-dpo / iterative-orpo (embedded arithmetic, held out by
+facts): the sampling engine's own held-out greedy accuracy, before training and after each iteration.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def run_orpo_demo(recipe: str, output_dir: str, n_test: int, n_generations: int)
     return _verdict(intervals, {"accuracy": "accuracy", "margin": "margin", "vader": "VADER"}, primary="margin")
 
 
-SAMPLING_DEMOS = ("raft", "rest", "rest-em", "rejection-sampling")
+SAMPLING_DEMOS = ("raft", "rest", "rest-em", "rejection-sampling", "iterative-dpo", "iterative-orpo")
 
 
 def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:

@@ -71,7 +71,8 @@ def run(args, rest: list[str]) -> int:
     print(f"  provided by: {spec.distribution} {spec.version} (entry point {spec.source.plugin!r})")
     if spec.paper:
         print(f"  paper: {spec.paper}")
-    print(f"  trainer: {spec.trainer} (subclass of {trainer_cls.__mro__[1].__module__}.{trainer_cls.__mro__[1].__name__})")
+    parent = next((b for b in trainer_cls.__mro__[1:] if b.__module__.startswith("trl.")), trainer_cls.__mro__[1])
+    print(f"  trainer: {spec.trainer} (subclass of {parent.__module__}.{parent.__name__})")
     print(f"  config: {spec.config}")
     print(f"  model: {spec.model_kind}")
     if spec.other_formats:

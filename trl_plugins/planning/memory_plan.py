@@ -408,8 +408,8 @@ def _sampling_phases(run: _Run) -> dict:
     settings = run.settings
     reward = sum(_reward_model_bytes(c) for c in settings.reward_models)
     sft_length = min(settings.max_length, settings.prompt_length + settings.max_new_tokens)
-    phases = _training_phases(run, settings.per_device_batch, sft_length, "fine-tuning: ",
-                              {"reward_model": reward} if reward else {})
+    rows = settings.per_device_batch * run.profile.sequences_per_example  # preference phases: 2 rows per pair
+    phases = _training_phases(run, rows, sft_length, "fine-tuning: ", {"reward_model": reward} if reward else {})
     first = {k: v for k, v in run.static.items() if k != "optimizer_states"}
     if reward and settings.heldout:  # held-out samples are scored before iteration 1 generates
         first["reward_model"] = reward

@@ -1,5 +1,6 @@
 """The sampling trainers' config: every ``SFTConfig`` field (each fine-tuning phase's) plus the loop's knobs —
-rewards, generation, iterations, held-out tracking. Each knob is described in its ``help`` (``trl-plugins info
+rewards, generation, iterations, held-out tracking (:class:`SamplingOptions`, which the preference trainers mix into
+their ``DPOConfig``). Each knob is described in its ``help`` (``trl-plugins info
 raft`` prints them) and in docs/methods/sampling_engine.md."""
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from .generation import SamplingParams
 
 
 @dataclass
-class SamplingConfig(SFTConfig):
-    """Every :class:`trl.SFTConfig` field (they apply to each fine-tuning phase), plus the sampling loop's knobs."""
+class SamplingOptions:
+    """The sampling loop's knobs, mixed in before a TRL config (``SamplingConfig``: SFTConfig; the preference trainers:
+    DPOConfig), whose ``__post_init__`` runs first."""
 
     reward_funcs: list[str] = field(
         default_factory=list,
@@ -83,10 +85,6 @@ class SamplingConfig(SFTConfig):
                   "they never are — fine-tuning on them would teach the model to stop mid-sentence — and are counted "
                   "as `unfinished` in each iteration's summary."},
     )
-    # SFT defaults that differ from SFTConfig's
-    completion_only_loss: bool | None = field(
-        default=True, metadata={"help": "Loss on completion tokens only (default true for the sampling trainers)."}
-    )
     num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the selected data per phase."})
 
     def __post_init__(self):
@@ -117,3 +115,13 @@ class SamplingConfig(SFTConfig):
                               fast_decode=self.generation_fast_decode, refill=self.generation_refill,
                               merge_adapters=self.generation_merge_adapters, merge_quantized=merge_quantized,
                               compile=self.generation_compile)
+
+
+@dataclass
+class SamplingConfig(SamplingOptions, SFTConfig):
+    """Every :class:`trl.SFTConfig` field (they apply to each fine-tuning phase), plus the sampling loop's knobs."""
+
+    # SFT defaults that differ from SFTConfig's
+    completion_only_loss: bool | None = field(
+        default=True, metadata={"help": "Loss on completion tokens only (default true for the sampling trainers)."}
+    )

@@ -2,7 +2,8 @@
 
 ``SamplingTrainer.train()`` runs ``num_iterations`` iterations: sample K completions per prompt from the current
 policy (``generation.py``), score them (``reward_sources.py``), select (the subclass's rule, ``selection.py``) and
-fine-tune on the selection with SFTTrainer's own loop (a fresh optimizer and schedule per phase). Files and resume:
+fine-tune on the selection with SFTTrainer's own loop (a fresh optimizer and schedule per phase). The loop itself is
+:class:`SamplingEngine`, which the preference trainers share (``preference.py``: pairs -> DPO/ORPO). Files and resume:
 ``store.py``; summaries and the plot: ``report.py``. Docs: docs/methods/sampling_engine.md.
 """
 
@@ -25,30 +26,17 @@ from .store import RunStore
 logger = logging.getLogger(__name__)
 
 
-class SamplingTrainer(SFTTrainer):
-    """Base class of the sampling trainers; see the module docstring. Built like an SFTTrainer on prompt-only data;
-    ``rewards``/``heldout_rewards`` are resolved ``reward_funcs``/``heldout_reward_funcs`` entries (resolved from
-    ``args`` when not given)."""
+class SamplingEngine:
+    """The loop shared by every sampling trainer, whatever TRL trainer runs its update phase: prompts, generation,
+    scoring, held-out statistics, sharding, the store, resume and the summary rows. A trainer mixes it in before its
+    TRL parent, calls :meth:`_init_engine` after the parent's ``__init__`` and implements :meth:`run_iteration` (the
+    select -> SFT phase of :class:`SamplingTrainer`; the pair -> preference phase of ``sampling/preference.py``)."""
 
-    _tag_names = ["trl", "sft", "trl-plugins", "sampling"]
     restart_from_base = False  # ReST-EM: every phase fine-tunes the base weights, not the last policy
 
-    def __init__(self, model, args: SamplingConfig, train_dataset, processing_class=None, peft_config=None,
-                 heldout_dataset=None, callbacks=None, rewards=None, heldout_rewards=None, **kwargs):
-        if not isinstance(args, SamplingConfig):
-            raise TypeError(f"`args` must be a SamplingConfig subclass, got {type(args).__name__}")
-        from datasets import IterableDataset
-
-        if isinstance(train_dataset, IterableDataset):
-            from .method import STREAMING_REFUSED
-
-            raise ValueError(STREAMING_REFUSED)
-        if "prompt" not in train_dataset.column_names:
-            raise ValueError("the sampling trainers need a 'prompt' column")
+    def _init_engine(self, args, train_dataset, heldout_dataset=None, rewards=None, heldout_rewards=None) -> None:
         self.prompt_dataset = train_dataset
         self.heldout_dataset = heldout_dataset
-        super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class,
-                         peft_config=peft_config, callbacks=callbacks, **kwargs)
         if rewards is None:
             rewards = reward_sources.resolve(args.reward_funcs, args.reward_weights)
         if heldout_rewards is None and args.heldout_reward_funcs:
@@ -63,17 +51,8 @@ class SamplingTrainer(SFTTrainer):
         self.heldout_baseline: float | None = None
         self.heldout_baseline_scores: dict[str, float | None] = {}
         self._prompt_rows = train_dataset.to_list()
-        self.total_phase_steps = 0  # optimizer steps over every SFT phase of this process's run
+        self.total_phase_steps = 0  # optimizer steps over every update phase of this process's run
         self.generation_stats: dict = {}  # speed of the last generation call (see _generate)
-
-    # -- SFTTrainer hooks --------------------------------------------------------------------------------------------
-    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
-        from trl.data_utils import get_dataset_column_names
-
-        columns = get_dataset_column_names(dataset)
-        if "prompt" in columns and "completion" not in columns and "input_ids" not in columns:
-            return dataset  # the prompt source: tokenized per phase after selection, not here
-        return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
 
     # -- engine ------------------------------------------------------------------------------------------------------
     @property
@@ -207,33 +186,6 @@ class SamplingTrainer(SFTTrainer):
     def load_policy(self) -> None:
         self.load_trainable(self.store.load_policy())
 
-    # -- one SFT phase -----------------------------------------------------------------------------------------------
-    def sft_phase(self, selected: list[dict], name: str, seed: int):
-        """Fine-tune the current model on selected ``{"prompt", "completion"}`` rows with SFTTrainer's loop."""
-        from datasets import Dataset
-        from transformers import set_seed
-
-        if not selected:
-            logger.warning("%s: no sample selected; the policy is left as it is", name)
-            return None
-        if self.restart_from_base:
-            self.load_trainable(self._base_weights)
-        carried = [c for c in TEMPLATE_COLUMNS if c in self.prompt_dataset.column_names]  # kept like SFTTrainer does
-        data = Dataset.from_list([{"prompt": s["prompt"], "completion": s["completion"],
-                                   **{c: self._prompt_rows[s["row"]][c] for c in carried if "row" in s}}
-                                  for s in selected])
-        self.train_dataset = super()._prepare_dataset(data, self.processing_class, self.args, self.args.packing,
-                                                      None, name)
-        self.optimizer, self.lr_scheduler = None, None  # every phase is a fresh SFT run: new AdamW state and schedule
-        set_seed(seed)
-        out = SFTTrainer.train(self)
-        self.total_phase_steps += out.global_step
-        return out
-
-    # -- per-iteration rule (subclasses) -------------------------------------------------------------------------
-    def select(self, k: int, samples: list[dict], rewards: list[float | None]) -> list[int]:
-        raise NotImplementedError
-
     def selectable(self, samples: list[dict], rewards: list[float | None]) -> list[float | None]:
         """The rewards as the selection rules see them: ``None`` (never selected) for samples cut off at
         ``max_new_tokens`` unless ``keep_unfinished``."""
@@ -242,12 +194,9 @@ class SamplingTrainer(SFTTrainer):
         return [r if s.get("finished", True) else None for s, r in zip(samples, rewards)]
 
     def run_iteration(self, k: int, samples: list[dict], rewards: list[float | None]) -> dict:
-        """Select and fine-tune; returns ``{"selected": indices, ...extra summary fields}``."""
-        chosen = self.select(k, samples, self.selectable(samples, rewards))
-        selected = [dict(samples[i], index=i, reward=rewards[i]) for i in chosen]
-        self.store.write_rows(k, "selection.jsonl", selected)
-        out = self.sft_phase(selected, f"iteration_{k}", seed=self.args.seed + 1000 * k)
-        return {"selected": chosen, "train_loss": out.training_loss if out else None}
+        """Turn iteration ``k``'s scored samples into training rows and update the policy; returns
+        ``{"selected": indices, ...extra summary fields}``."""
+        raise NotImplementedError
 
     def restore(self, k: int) -> None:
         """Rebuild in-memory state (e.g. a pool) from finished iteration ``k``'s files on resume."""
@@ -310,13 +259,15 @@ class SamplingTrainer(SFTTrainer):
         scored = self._load_or_make(k, "rewards.jsonl", lambda: self.score_samples(samples))
         rewards = [s["reward"] for s in scored]
         result = self.run_iteration(k, samples, rewards)
+        # held-out scores (minutes) before the policy is saved: a run killed while they are computed still holds the
+        # policy of iteration k - 1 and redoes iteration k from its files on resume
+        heldout = self.heldout_scores()
         self.save_policy(k)
         summary = summarize(k, samples, rewards, result["selected"])
         summary.update({key: generation.get(key) for key in ("generation_tokens_per_s", "generation_seconds",
                                                              "generation_tokens", "generation_decoded_slots")})
         summary.update({key: v for key, v in result.items() if key != "selected"})
         summary["heldout_reward_mean"] = None  # keeps the summary's column order when there is no held-out set
-        heldout = self.heldout_scores()
         per_prompt = heldout.pop("heldout_per_prompt", None)
         summary.update(heldout)
         summary["heldout_reward_baseline"] = self.heldout_baseline
@@ -365,3 +316,71 @@ class SamplingTrainer(SFTTrainer):
                                f"{s['kept']:>6} {s['dropped']:>5} {s['unfinished']:>5} {f(s['distinct2_all'])} "
                                f"{f(s['mean_tokens_all'])} {f(s['heldout_reward_mean'])} {noise('heldout_reward_mean')}"
                                + "".join(f"      {f(s.get(key))} {noise(key)}" for key in monitors))
+
+
+class SamplingTrainer(SamplingEngine, SFTTrainer):
+    """Base class of the sampling trainers; see the module docstring. Built like an SFTTrainer on prompt-only data;
+    ``rewards``/``heldout_rewards`` are resolved ``reward_funcs``/``heldout_reward_funcs`` entries (resolved from
+    ``args`` when not given)."""
+
+    _tag_names = ["trl", "sft", "trl-plugins", "sampling"]
+
+    def __init__(self, model, args: SamplingConfig, train_dataset, processing_class=None, peft_config=None,
+                 heldout_dataset=None, callbacks=None, rewards=None, heldout_rewards=None, **kwargs):
+        if not isinstance(args, SamplingConfig):
+            raise TypeError(f"`args` must be a SamplingConfig subclass, got {type(args).__name__}")
+        from datasets import IterableDataset
+
+        if isinstance(train_dataset, IterableDataset):
+            from .method import STREAMING_REFUSED
+
+            raise ValueError(STREAMING_REFUSED)
+        if "prompt" not in train_dataset.column_names:
+            raise ValueError("the sampling trainers need a 'prompt' column")
+        super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class,
+                         peft_config=peft_config, callbacks=callbacks, **kwargs)
+        self._init_engine(args, train_dataset, heldout_dataset, rewards, heldout_rewards)
+
+    # -- SFTTrainer hooks --------------------------------------------------------------------------------------------
+    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+        from trl.data_utils import get_dataset_column_names
+
+        columns = get_dataset_column_names(dataset)
+        if "prompt" in columns and "completion" not in columns and "input_ids" not in columns:
+            return dataset  # the prompt source: tokenized per phase after selection, not here
+        return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+
+    # -- one SFT phase -----------------------------------------------------------------------------------------------
+    def sft_phase(self, selected: list[dict], name: str, seed: int):
+        """Fine-tune the current model on selected ``{"prompt", "completion"}`` rows with SFTTrainer's loop."""
+        from datasets import Dataset
+        from transformers import set_seed
+
+        if not selected:
+            logger.warning("%s: no sample selected; the policy is left as it is", name)
+            return None
+        if self.restart_from_base:
+            self.load_trainable(self._base_weights)
+        carried = [c for c in TEMPLATE_COLUMNS if c in self.prompt_dataset.column_names]  # kept like SFTTrainer does
+        data = Dataset.from_list([{"prompt": s["prompt"], "completion": s["completion"],
+                                   **{c: self._prompt_rows[s["row"]][c] for c in carried if "row" in s}}
+                                  for s in selected])
+        self.train_dataset = super()._prepare_dataset(data, self.processing_class, self.args, self.args.packing,
+                                                      None, name)
+        self.optimizer, self.lr_scheduler = None, None  # every phase is a fresh SFT run: new AdamW state and schedule
+        set_seed(seed)
+        out = SFTTrainer.train(self)
+        self.total_phase_steps += out.global_step
+        return out
+
+    # -- per-iteration rule (subclasses) -------------------------------------------------------------------------
+    def select(self, k: int, samples: list[dict], rewards: list[float | None]) -> list[int]:
+        raise NotImplementedError
+
+    def run_iteration(self, k: int, samples: list[dict], rewards: list[float | None]) -> dict:
+        """Select and fine-tune; returns ``{"selected": indices, ...extra summary fields}``."""
+        chosen = self.select(k, samples, self.selectable(samples, rewards))
+        selected = [dict(samples[i], index=i, reward=rewards[i]) for i in chosen]
+        self.store.write_rows(k, "selection.jsonl", selected)
+        out = self.sft_phase(selected, f"iteration_{k}", seed=self.args.seed + 1000 * k)
+        return {"selected": chosen, "train_loss": out.training_loss if out else None}

@@ -34,3 +34,9 @@ REST = _paper("Reinforced Self-Training (ReST) for Language Modeling", "2308.089
               "Caglar Gulcehre and Tom Le Paine and Srivatsan Srinivasan and others", 2023)
 REST_EM = _paper("Beyond Human Data: Scaling Self-Training for Problem-Solving with Language Models", "2312.06585",
                  "singh2023beyond", "Avi Singh and John D. Co-Reyes and Rishabh Agarwal and others", 2023)
+ITERATIVE_DPO = _paper("Iterative Preference Learning from Human Feedback: Bridging Theory and Practice for RLHF under "
+                       "KL-Constraint", "2312.11456", "xiong2024iterative",
+                       "Wei Xiong and Hanze Dong and Chenlu Ye and others", 2024, venue="ICML")
+IRPO = _paper("Iterative Reasoning Preference Optimization", "2404.19733", "pang2024iterative",
+              "Richard Yuanzhe Pang and Weizhe Yuan and Kyunghyun Cho and He He and Sainbayar Sukhbaatar and "
+              "Jason Weston", 2024, venue="NeurIPS")
