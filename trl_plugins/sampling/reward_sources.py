@@ -57,7 +57,7 @@ def _check_reward_model(path: Path, entry: str, key: str) -> None:
         )
 
 
-_TRAIN_HINT = "; train one first, e.g. trl-plugins train margin-rm --config recipes/demo/margin_rm.yaml"
+_TRAIN_HINT = "; train one first, e.g. trl-plugins train margin-rm --config demo/margin_rm"
 
 
 def _check_hub_reward_model(entry: str, key: str) -> None:

@@ -7,7 +7,7 @@ Every DPOConfig option applies to each phase (any ``loss_type``; IRPO's NLL term
 before its first step, by the policy at the iteration's start (``reference: previous``) or by the initial weights
 (``initial``; with LoRA: the adapter off) — no second model is ever held. Docs: docs/methods/iterative_dpo.md.
 
-    trl-plugins train iterative-dpo --config recipes/demo/iterative_dpo.yaml
+    trl-plugins train iterative-dpo --config demo/iterative_dpo
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 score them, pair them by the rule of ``pair_rule`` (as iterative-dpo), run ORPOTrainer's own step loop on the pairs,
 repeat. ORPO needs no reference model, so no reference is computed or held. Docs: docs/methods/iterative_dpo.md.
 
-    trl-plugins train iterative-orpo --config recipes/demo/iterative_orpo.yaml
+    trl-plugins train iterative-orpo --config demo/iterative_orpo
 """
 
 from __future__ import annotations

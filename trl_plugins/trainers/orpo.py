@@ -4,7 +4,7 @@ What it adds over ``DPOTrainer``: the ORPO loss (:func:`trl_plugins.losses.orpo_
 reference model is ever loaded, copied or evaluated (not even for PEFT); ``nll_on_prompt`` chooses the SFT term's
 tokens. Docs: docs/methods/orpo.md.
 
-    trl-plugins train orpo --config recipes/demo/orpo.yaml
+    trl-plugins train orpo --config demo/orpo
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ or the global top-alpha (``top``), then SFT — a sampling trainer (``SFTTrainer
 What it adds over LMFlow's RAFT: batched generation, TRL's SFT loop (PEFT, QLoRA, accelerate), iteration files and
 resume, distinct-2 in every summary row. Docs: docs/methods/raft.md.
 
-    trl-plugins train raft --config recipes/demo/raft.yaml
+    trl-plugins train raft --config demo/raft
 """
 
 from __future__ import annotations

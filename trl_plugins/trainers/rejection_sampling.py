@@ -5,7 +5,7 @@ pairs for iterative DPO.
 What it adds over OpenRLHF's removed version: generation inside the training process, any reward source, TRL's SFT
 loop, iteration files and resume. Docs: docs/methods/rejection_sampling.md.
 
-    trl-plugins train rejection-sampling --config recipes/demo/rejection_sampling.yaml
+    trl-plugins train rejection-sampling --config demo/rejection_sampling
 """
 
 from __future__ import annotations

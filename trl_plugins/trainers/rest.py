@@ -4,7 +4,7 @@ iteration — sampling trainers (``SFTTrainer``).
 
 No official code exists; trlx's ReST is the reference for the percentile schedule. Docs: docs/methods/rest.md.
 
-    trl-plugins train rest-em --config recipes/demo/rest_em.yaml
+    trl-plugins train rest-em --config demo/rest_em
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ What it adds over ``KTOTrainer``: ``weighting: auto`` computes λ_D/λ_U from th
 training set so every per-device batch holds both classes (``batches.py``); the loss is
 :func:`trl_plugins.losses.kto_weighted_loss`. Docs: docs/methods/kto_weighted.md.
 
-    trl-plugins train kto-weighted --config recipes/demo/kto_weighted.yaml
+    trl-plugins train kto-weighted --config demo/kto_weighted
 """
 
 from __future__ import annotations

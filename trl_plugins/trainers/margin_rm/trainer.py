@@ -5,7 +5,7 @@ differences (``margin_source``); the loss :func:`trl_plugins.losses.margin_rewar
 bucket in the metrics and the model card (``report.py``); with LoRA, a merged checkpoint on save
 (``lora_merge.py``). Docs: docs/methods/margin_rm.md.
 
-    trl-plugins train margin-rm --config recipes/demo/margin_rm.yaml
+    trl-plugins train margin-rm --config demo/margin_rm
 """
 
 from __future__ import annotations

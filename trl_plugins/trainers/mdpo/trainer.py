@@ -5,7 +5,7 @@ the chosen answer given a corrupted image, so policy and reference each score ``
 one forward; ``_compute_loss`` is :func:`trl_plugins.losses.mdpo_loss`; the vision tower stays frozen. Docs:
 docs/methods/mdpo.md.
 
-    trl-plugins train mdpo --config recipes/demo/mdpo.yaml
+    trl-plugins train mdpo --config demo/mdpo
 """
 
 from __future__ import annotations
