@@ -7,6 +7,7 @@
     trl-plugins plan NAME --config RECIPE.yaml [--key value ...] [--gpu 24GB] [--json]   peak GPU memory, no weights
     trl-plugins recipes [TRAINER] [--path NAME | --copy NAME [--to DIR]]   shipped recipes (trl_plugins/shipped.py)
     trl-plugins docs [PAGE] [--example [--to DIR]]                         shipped docs and the example plugin
+    trl-plugins compare --methods a,b --config TASK.yaml [--budget N]     methods side by side (trl_plugins/compare/)
 
 Exit codes: 0 success, 2 usage/config/data errors (one line each, no traceback), 1 unexpected failure.
 ``list`` and ``info``'s registry lookups never import torch; ``train`` works in-process under
@@ -56,6 +57,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("page", nargs="?", help="a page name: plugins, memory, distributed, orpo, raft, ...")
     p.add_argument("--example", action="store_true", help="copy the example plugin package into --to (default: here)")
     p.add_argument("--to", metavar="DIR")
+    from .compare import add_compare_parser
+
+    add_compare_parser(sub)
     return parser
 
 
@@ -282,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import shipped
 
             return {"recipes": shipped.cmd_recipes, "docs": shipped.cmd_docs}[args.command](args)
+        if args.command == "compare":
+            from .compare import cmd_compare
+
+            return cmd_compare(args)
         return {"list": cmd_list, "info": cmd_info}[args.command](args)
     except TrlPluginsError as exc:
         for line in exc.lines():
