@@ -41,7 +41,7 @@ def method_figures(plan, attempts: list[dict]) -> dict:
         "method": plan.name, "sampling": plan.sampling, "budget_unit": plan.share.unit, "budget_used":
         plan.share.used, "budget_detail": plan.share.detail, "budget_setting": plan.share.setting,
         "before": before[KEY], "before_se": before.get(se), "after": after[KEY], "after_se": after.get(se),
-        "change": after[KEY] - before[KEY], "change_low": after.get(low), "change_high": after.get(high),
+        "change": None if None in (after[KEY], before[KEY]) else after[KEY] - before[KEY], "change_low": after.get(low), "change_high": after.get(high),
         "before_per_prompt": before["heldout_per_prompt"][KEY],
         "after_per_prompt": after["heldout_per_prompt"][KEY],
         "curve": [{"spent": 0.0, "metric": before[KEY], "se": before.get(se)}] + curve,
@@ -60,9 +60,10 @@ def table(results: dict[str, dict]) -> str:
               "budget"]
     rows = []
     for name, r in results.items():
-        interval = ("" if r["change_low"] is None else f" [{r['change_low']:+.3f}, {r['change_high']:+.3f}]")
+        interval = "" if r["change_low"] is None else f" [{r['change_low']:+.3f}, {r['change_high']:+.3f}]"
+        change = "-" if r["change"] is None else f"{r['change']:+.3f}{interval}"
         rows.append([name, f"{_num(r['before'])} ±{_num(r['before_se'])}", f"{_num(r['after'])} ±{_num(r['after_se'])}",
-                     f"{r['change']:+.3f}{interval}", f"{r['wall_seconds']:.0f}", f"{r['generated_tokens']:,}",
+                     change, f"{r['wall_seconds']:.0f}", f"{r['generated_tokens']:,}",
                      f"{r['trained_tokens']:,}", f"{r['budget_used']} {r['budget_unit']}"])
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + rows)

@@ -57,9 +57,9 @@ def _write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
-def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
-    """One method's recipe and budget share, checked by the runner without loading a model."""
-    from .. import runner
+def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
+    """One method's whole recipe (shared + dataset + its own keys + the compare's) with its budget share, parsed
+    strictly and written to OUTPUT_DIR/recipes/<method>.yaml; no data, no model."""
     from ..recipe import StrictParser
     from ..registry import get_registry
     from ..sampling.config import SamplingConfig
@@ -86,7 +86,10 @@ def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
     if sampling:
         recipe.update(_sampling_keys(task))
     path = _write_yaml(out / "recipes" / f"{spec.name}.yaml", recipe)
-    (_, args, _, _), _ = parser.parse([], path)
+    try:
+        (_, args, _, _), _ = parser.parse([], path)
+    except TrlPluginsError as exc:
+        raise ConfigError(f"{spec.name}: {exc.lines()[0]}") from exc
     if sampling:
         share = sampling_share(spec.name, task.budget, args.num_iterations, args.num_generations)
     else:
@@ -94,14 +97,26 @@ def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
                                args.gradient_accumulation_steps)
     recipe.update(share.setting)
     _write_yaml(path, recipe)
-    try:
-        run = runner.prepare_run(spec, ["--config", str(path)], check_output=False)
-    except TrlPluginsError as exc:
-        raise UsageError(f"{spec.name}: does not apply to this task: {exc.lines()[0]}") from exc
-    if sampling and share.setting["prompts_per_iteration"] > len(run.train_dataset):
-        raise ConfigError(f"{spec.name}: the budget asks for {share.setting['prompts_per_iteration']} prompts per "
-                          f"iteration but the training split has {len(run.train_dataset)}; lower --budget")
     return MethodPlan(spec.name, sampling, share, path, output_dir, args.num_iterations if sampling else None)
+
+
+def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
+    """:func:`method_recipe`, then the runner's checks of that recipe (data format, rewards, lengths: the tokenizer
+    only); a method that does not apply to the task's data is refused in one line naming it."""
+    from .. import runner
+    from ..registry import get_registry
+
+    plan = method_recipe(task, name, out)
+    try:
+        run = runner.prepare_run(get_registry().trainer(plan.name), ["--config", str(plan.recipe)],
+                                 check_output=False)
+    except TrlPluginsError as exc:
+        raise UsageError(f"{plan.name}: does not apply to this task: {exc.lines()[0]}") from exc
+    prompts = plan.share.setting.get("prompts_per_iteration", 0)
+    if prompts > len(run.train_dataset):
+        raise ConfigError(f"{plan.name}: the budget asks for {prompts} prompts per iteration but the training split "
+                          f"has {len(run.train_dataset)}; lower --budget")
+    return plan
 
 
 def check_heldout(task: Task) -> None:
