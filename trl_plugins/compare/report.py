@@ -79,8 +79,9 @@ def plot(results: dict[str, dict], metric: str, path: Path) -> Path | None:
     except ImportError:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for name, r in results.items():
-        xs = [p["spent"] for p in r["curve"]]
+    for i, (name, r) in enumerate(results.items()):
+        shift = (i - (len(results) - 1) / 2) * 0.01  # methods side by side, not on top of each other
+        xs = [p["spent"] + shift for p in r["curve"]]
         ys = [p["metric"] if p["metric"] is not None else float("nan") for p in r["curve"]]
         errors = [p["se"] or 0.0 for p in r["curve"]]
         ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=name)
