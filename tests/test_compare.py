@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -108,7 +107,7 @@ def test_bad_task_or_method_is_one_line_exit_2_before_any_model(change, methods,
         for split, prompts in (("train", PROMPTS), ("test", PROMPTS[:4])):
             write_jsonl(tmp_path / "prompts" / f"{split}.jsonl", [{"prompt": p} for p in prompts])
     out = tmp_path / "compare"
-    code, stdout, stderr = run_cli("compare", "--config", path, "--output_dir", out,
+    code, _, stderr = run_cli("compare", "--config", path, "--output_dir", out,
                                    *(["--methods", methods] if methods else []))
     assert code == 2, stderr
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]
@@ -155,7 +154,8 @@ def test_killed_compare_resumes_the_unfinished_method_and_the_table_is_the_runs_
     assert len(summaries) == 2 and sum(s["samples"] for s in summaries) == raft["generated_samples"] == 16
     assert raft["before"] == baseline["heldout_reward_mean"] == summaries[-1]["heldout_reward_baseline"]
     assert raft["before_se"] == baseline["heldout_reward_se"]
-    assert raft["after"] == summaries[-1]["heldout_reward_mean"] and raft["after_se"] == summaries[-1]["heldout_reward_se"]
+    assert raft["after"] == summaries[-1]["heldout_reward_mean"]
+    assert raft["after_se"] == summaries[-1]["heldout_reward_se"]
     assert (raft["change_low"], raft["change_high"]) == (summaries[-1]["heldout_reward_change_low"],
                                                         summaries[-1]["heldout_reward_change_high"])
     assert [p["metric"] for p in raft["curve"]] == [baseline["heldout_reward_mean"]] + [

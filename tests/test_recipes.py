@@ -14,7 +14,7 @@ from trl_plugins.registry import get_registry
 RECIPES = resource_dir("trl_plugins:recipes")
 ACCELERATE = RECIPES / "accelerate_configs"
 COMPARE_TASKS = RECIPES / "compare"  # task files of `trl-plugins compare`, not recipes (tests/test_compare.py)
-RECIPE_FILES = sorted(p for p in RECIPES.rglob("*.yaml") if ACCELERATE not in p.parents and COMPARE_TASKS not in p.parents)
+RECIPE_FILES = sorted(p for p in RECIPES.rglob("*.yaml") if not {ACCELERATE, COMPARE_TASKS} & set(p.parents))
 
 
 def _owners(path: Path):

@@ -41,7 +41,8 @@ def method_figures(plan, attempts: list[dict]) -> dict:
         "method": plan.name, "sampling": plan.sampling, "budget_unit": plan.share.unit, "budget_used":
         plan.share.used, "budget_detail": plan.share.detail, "budget_setting": plan.share.setting,
         "before": before[KEY], "before_se": before.get(se), "after": after[KEY], "after_se": after.get(se),
-        "change": None if None in (after[KEY], before[KEY]) else after[KEY] - before[KEY], "change_low": after.get(low), "change_high": after.get(high),
+        "change": None if None in (after[KEY], before[KEY]) else after[KEY] - before[KEY],
+        "change_low": after.get(low), "change_high": after.get(high),
         "before_per_prompt": before["heldout_per_prompt"][KEY],
         "after_per_prompt": after["heldout_per_prompt"][KEY],
         "curve": [{"spent": 0.0, "metric": before[KEY], "se": before.get(se)}] + curve,
@@ -62,9 +63,9 @@ def table(results: dict[str, dict]) -> str:
     for name, r in results.items():
         interval = "" if r["change_low"] is None else f" [{r['change_low']:+.3f}, {r['change_high']:+.3f}]"
         change = "-" if r["change"] is None else f"{r['change']:+.3f}{interval}"
-        rows.append([name, f"{_num(r['before'])} ±{_num(r['before_se'])}", f"{_num(r['after'])} ±{_num(r['after_se'])}",
-                     change, f"{r['wall_seconds']:.0f}", f"{r['generated_tokens']:,}",
-                     f"{r['trained_tokens']:,}", f"{r['budget_used']} {r['budget_unit']}"])
+        rows.append([name, f"{_num(r['before'])} ±{_num(r['before_se'])}",
+                     f"{_num(r['after'])} ±{_num(r['after_se'])}", change, f"{r['wall_seconds']:.0f}",
+                     f"{r['generated_tokens']:,}", f"{r['trained_tokens']:,}", f"{r['budget_used']} {r['budget_unit']}"])
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + rows)
 
@@ -104,9 +105,10 @@ def write_report(task, plans, results: dict[str, dict], out: Path) -> str:
     write_json(out / "compare.json", figures)
     image = plot(results, metric, out / "compare.png")
     bases = {round(r["before"], 6) for r in results.values() if r["before"] is not None}
-    lines = [f"held-out {metric} on {task.heldout['prompts']} prompts x {task.heldout['num_generations']} "
-             f"(temperature {task.heldout['temperature']}); change = after - before with its paired 95% bootstrap "
-             "interval over prompts", table(results)]
+    heading = (f"held-out {metric} on {task.heldout['prompts']} prompts x {task.heldout['num_generations']} "
+               f"(temperature {task.heldout['temperature']}); change = after - before with its paired 95% bootstrap "
+               "interval over prompts")
+    lines = [heading, table(results)]
     if len(bases) > 1:
         lines.append("note: the 'before' values differ between methods (the same base sampled with the same seed "
                      "should agree; see docs/compare.md)")

@@ -174,7 +174,8 @@ def run_method(task: Task, plan: MethodPlan) -> dict:
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     start = time.perf_counter()
-    code = subprocess.run([sys.executable, "-m", "trl_plugins.compare.worker", str(job_file)], env=env).returncode
+    worker = [sys.executable, "-m", "trl_plugins.compare.worker", str(job_file)]
+    code = subprocess.run(worker, env=env, check=False).returncode
     attempts = out / "compare_attempts.jsonl"
     history = read_jsonl(attempts) if attempts.is_file() and resume else []
     write_jsonl(attempts, history + [{"seconds": time.perf_counter() - start, "exit_code": code, "resumed": resume}])

@@ -25,9 +25,10 @@ DATASET_KEYS = {"name": "dataset_name", "config": "dataset_config", "train_split
 HELDOUT_DEFAULTS = {"prompts": None, "num_generations": 1, "temperature": 0.0, "max_new_tokens": 64, "top_p": 1.0,
                     "top_k": 0, "batch_size": 64}
 # set by the compare for every method (the budget, the output folder, resume, the metric, the held-out evaluation)
-COMPARE_KEYS = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "reward_funcs", "reward_weights", "heldout_prompts", "heldout_num_generations", "heldout_temperature",
-                "heldout_reward_funcs", "include_num_input_tokens_seen", "dataset_test_split", "max_new_tokens",
-                "top_p", "top_k", "generation_batch_size", "max_train_samples", "max_eval_samples")
+COMPARE_KEYS = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "reward_funcs", "reward_weights",
+                "heldout_prompts", "heldout_num_generations", "heldout_temperature", "heldout_reward_funcs",
+                "include_num_input_tokens_seen", "dataset_test_split", "max_new_tokens", "top_p", "top_k",
+                "generation_batch_size", "max_train_samples", "max_eval_samples")
 BUDGET_KEYS = {"sampling": "prompts_per_iteration", "training": "max_steps"}  # the budget sets one per method
 SHARED_ONLY = ("seed", "model_name_or_path")  # one base and one seed for all: not per method
 DATASET_ONLY = tuple(DATASET_KEYS.values())  # in `dataset:`; a method may override all but the test split
