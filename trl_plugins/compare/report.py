@@ -65,7 +65,8 @@ def table(results: dict[str, dict]) -> str:
         change = "-" if r["change"] is None else f"{r['change']:+.3f}{interval}"
         rows.append([name, f"{_num(r['before'])} ±{_num(r['before_se'])}",
                      f"{_num(r['after'])} ±{_num(r['after_se'])}", change, f"{r['wall_seconds']:.0f}",
-                     f"{r['generated_tokens']:,}", f"{r['trained_tokens']:,}", f"{r['budget_used']} {r['budget_unit']}"])
+                     f"{r['generated_tokens']:,}", f"{r['trained_tokens']:,}",
+                     f"{r['budget_used']} {r['budget_unit']}"])
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + rows)
 
