@@ -13,7 +13,8 @@ from trl_plugins.run.recipe import StrictParser, shipped_recipes
 
 RECIPES = resource_dir("trl_plugins:recipes")
 ACCELERATE = RECIPES / "accelerate_configs"
-RECIPE_FILES = sorted(p for p in RECIPES.rglob("*.yaml") if ACCELERATE not in p.parents)
+COMPARE_TASKS = RECIPES / "compare"  # task files of `trl-plugins compare`, not recipes (tests/test_compare.py)
+RECIPE_FILES = sorted(p for p in RECIPES.rglob("*.yaml") if not {ACCELERATE, COMPARE_TASKS} & set(p.parents))
 
 
 def _owners(path: Path):

@@ -7,6 +7,7 @@
     trl-plugins plan NAME --config RECIPE.yaml [--key value ...] [--gpu 24GB] [--json]   peak GPU memory, no weights
     trl-plugins recipes [TRAINER] [--path NAME | --copy NAME [--to DIR]]   shipped recipes, found or copied out
     trl-plugins docs [PAGE] [--example [--to DIR]]                         shipped docs and the example plugin
+    trl-plugins compare --methods a,b --config TASK.yaml [--budget N]      methods side by side, equal budget
 
 Exit codes: 0 success, 2 usage/config/data errors (one line each, no traceback), 3 a run that trained nothing,
 1 unexpected failure.
@@ -26,11 +27,11 @@ import warnings
 from ..compat import quiet
 from ..errors import TrlPluginsError, UsageError
 from ..registry import PluginLoadWarning
-from . import check_data, docs, info, plan, recipes, train
+from . import check_data, compare, docs, info, plan, recipes, train
 from . import list as list_command
 from .resolve import print_command_help
 
-COMMANDS = {command.NAME: command for command in (list_command, info, train, check_data, plan, recipes, docs)}
+COMMANDS = {command.NAME: command for command in (list_command, info, train, check_data, plan, recipes, docs, compare)}
 
 
 class _ArgumentParser(argparse.ArgumentParser):

@@ -37,5 +37,7 @@ def run(args, rest: list[str]) -> int:
             print(f"{name:60s} {', '.join(owners[path])}")
         elif not args.trainer and name.startswith("accelerate_configs/"):
             print(f"{name:60s} (accelerate config: --accelerate_config {name.split('/', 1)[1]})")
+        elif not args.trainer and name.startswith("compare/"):
+            print(f"{name:60s} (task file: trl-plugins compare --config {name})")
     print(f"\nfolder: {recipes_root()}\nuse: --config NAME; edit a copy: trl-plugins recipes --copy NAME")
     return 0

@@ -1,0 +1,199 @@
+"""``trl-plugins compare`` on a tiny random model: bad tasks and methods that do not apply are refused in one line
+before any model loads; the budget is split equally; a killed compare resumes its unfinished method only; the table
+and compare.json hold the numbers of each method's own run files; the shipped task files parse strictly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from trl_plugins.compare.budget import sampling_share, training_share
+from trl_plugins.errors import ConfigError
+
+from helpers import CPU_RUN, REPO, TESTS, write_jsonl
+from tiny import preference_rows
+
+PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
+           "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
+
+
+@pytest.fixture
+def task_file(tmp_path, tiny_model_dir, monkeypatch):
+    """Write a task for the tiny model (raft on prompts, orpo on pairs); ``change(task)`` edits it before writing."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    prompts = tmp_path / "prompts"
+    write_jsonl(prompts / "train.jsonl", [{"prompt": p, "answer": "3"} for p in PROMPTS])
+    write_jsonl(prompts / "test.jsonl", [{"prompt": p, "answer": "3"} for p in PROMPTS[:4]])
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(16))
+
+    def make(change=None) -> str:
+        task = {"shared": {"model_name_or_path": tiny_model_dir, **CPU_RUN, "learning_rate": 1e-2, "max_length": 64,
+                           "per_device_train_batch_size": 4, "seed": 3},
+                "dataset": {"name": str(prompts)}, "metric": ["sampling_rewards:good_words"],
+                "heldout": {"prompts": 4, "num_generations": 2, "temperature": 1.0, "max_new_tokens": 6,
+                            "batch_size": 16},
+                "budget": 16,
+                "methods": {"raft": {"num_iterations": 2, "num_generations": 2, "keep_unfinished": True,
+                                     "max_steps": 2},
+                            "orpo": {"dataset_name": pairs}}}
+        if change:
+            change(task)
+        path = tmp_path / "task.yaml"
+        path.write_text(yaml.safe_dump(task, sort_keys=False))
+        return str(path)
+
+    return make
+
+
+# -- the budget ----------------------------------------------------------------------------------------------------
+def test_budget_split_is_equal_and_never_more_than_the_budget():
+    assert sampling_share("raft", 384, 3, 4).setting == {"prompts_per_iteration": 32}
+    assert sampling_share("raft", 384, 3, 4).used == 384
+    rest = sampling_share("rest", 384, 2, 8)  # 2 x 24 x 8
+    assert rest.setting == {"prompts_per_iteration": 24} and rest.used == 384
+    odd = sampling_share("raft", 100, 3, 4)  # 8 prompts x 12 = 96: rounded down, and the line says so
+    assert odd.used == 96 and "4 of the budget unused" in odd.line(100)
+    orpo = training_share("orpo", 384, 4, 2, processes=2)  # 24 steps x 4 x 2 x 2
+    assert orpo.setting == {"max_steps": 24} and orpo.used == 384
+    assert training_share("orpo", 100, 8, 1).used == 96
+    with pytest.raises(ConfigError, match="below one optimizer step"):
+        training_share("orpo", 7, 8, 1)
+    with pytest.raises(ConfigError, match="below one prompt per iteration"):
+        sampling_share("raft", 11, 3, 4)
+
+
+# -- refusals ------------------------------------------------------------------------------------------------------
+def _set(path: str, value):
+    def change(task):
+        *parents, last = path.split(".")
+        node = task
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is None:
+            node.pop(last)
+        else:
+            node[last] = value
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, methods, message",
+    [
+        (None, "raft,no-such-method", "no-such-method"),
+        (None, "raft,margin-rm", "margin-rm: cannot be compared: it trains a sequence-classification model"),
+        (_set("methods.orpo.dataset_name", None), "raft,orpo", "orpo: does not apply to this task: "),
+        (_set("metrc", ["x"]), None, "unknown key 'metrc'; did you mean 'metric'?"),
+        (_set("heldout.temprature", 1.0), None, "heldout: unknown key 'temprature'; did you mean 'temperature'?"),
+        (_set("methods.raft.num_iteratons", 2), None, "methods.raft: unknown key 'num_iteratons'"),
+        (_set("methods.raft.reward_funcs", ["vader_sentiment"]), None, "'reward_funcs' is set by metric:"),
+        (_set("methods.orpo.max_steps", 5), None, "methods.orpo: 'max_steps' is set by the budget"),
+        (_set("methods.raft.seed", 1), None, "'seed' must be the same for every method"),
+        (_set("shared.temperature", 0.5), "raft,orpo", "shared (for orpo): unknown key 'temperature'"),
+        (_set("budget", 3), "orpo", "orpo: budget 3 is below one optimizer step"),
+        (_set("budget", 64), "raft", "raft: the budget asks for 16 prompts per iteration but the training split has 6"),
+        (_set("metric", ["exact_match"]), "orpo", "held-out split 'test' lacks column"),
+    ],
+)
+def test_bad_task_or_method_is_one_line_exit_2_before_any_model(change, methods, message, task_file, run_cli,
+                                                               no_model_loading, tmp_path):
+    path = task_file(change)
+    if message.startswith("held-out split"):  # prompts without the metric's column
+        for split, prompts in (("train", PROMPTS), ("test", PROMPTS[:4])):
+            write_jsonl(tmp_path / "prompts" / f"{split}.jsonl", [{"prompt": p} for p in prompts])
+    out = tmp_path / "compare"
+    code, _, stderr = run_cli("compare", "--config", path, "--output_dir", out,
+                                   *(["--methods", methods] if methods else []))
+    assert code == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], stderr
+    assert not list(out.rglob("compare_job.json"))  # no method was started
+
+
+# -- a whole compare, killed and resumed ---------------------------------------------------------------------------
+def _compare_command(path, out) -> list[str]:
+    return [sys.executable, "-m", "trl_plugins", "compare", "--config", path, "--methods", "orpo,raft",
+            "--output_dir", str(out)]
+
+
+def test_killed_compare_resumes_the_unfinished_method_and_the_table_is_the_runs_numbers(task_file, run_cli,
+                                                                                      tmp_path):
+    path, out = task_file(), tmp_path / "compare"
+    process = subprocess.Popen(_compare_command(path, out), start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    first_iteration = out / "raft" / "iteration_1" / "summary.json"
+    deadline = time.time() + 300
+    while not first_iteration.is_file() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)  # the compare and the method's process with it
+    process.wait()
+    assert first_iteration.is_file(), "raft never finished its first iteration"
+    assert (out / "orpo" / "compare_result.json").is_file() and not (out / "raft" / "compare_result.json").exists()
+    orpo_result = (out / "orpo" / "compare_result.json").read_text()
+    generations = out / "raft" / "iteration_1" / "generations.jsonl"
+    generated_at = generations.stat().st_mtime_ns
+
+    code, stdout, stderr = run_cli(*_compare_command(path, out)[3:])
+    assert code == 0, stderr
+    assert "orpo: finished earlier" in stdout and "raft: resuming" in stdout
+    assert (out / "orpo" / "compare_result.json").read_text() == orpo_result  # not run again
+    assert generations.stat().st_mtime_ns == generated_at  # the finished iteration was not sampled again
+    assert "orpo: 16 training examples = 4 steps x 4 per device" in stdout
+    assert "raft: 16 generated samples = 2 iterations x 4 prompts x 2 samples" in stdout
+
+    figures = json.loads((out / "compare.json").read_text())["methods"]
+    # raft: the sampling engine's own files
+    summaries = [json.loads(line) for line in (out / "raft" / "sampling_summary.jsonl").read_text().splitlines()]
+    baseline = json.loads((out / "raft" / "heldout_baseline.json").read_text())
+    raft = figures["raft"]
+    assert len(summaries) == 2 and sum(s["samples"] for s in summaries) == raft["generated_samples"] == 16
+    assert raft["before"] == baseline["heldout_reward_mean"] == summaries[-1]["heldout_reward_baseline"]
+    assert raft["before_se"] == baseline["heldout_reward_se"]
+    assert raft["after"] == summaries[-1]["heldout_reward_mean"]
+    assert raft["after_se"] == summaries[-1]["heldout_reward_se"]
+    assert (raft["change_low"], raft["change_high"]) == (summaries[-1]["heldout_reward_change_low"],
+                                                        summaries[-1]["heldout_reward_change_high"])
+    assert [p["metric"] for p in raft["curve"]] == [baseline["heldout_reward_mean"]] + [
+        s["heldout_reward_mean"] for s in summaries]
+    tokens = [json.loads(line)["num_tokens"] for k in (1, 2)
+              for line in (out / "raft" / f"iteration_{k}" / "generations.jsonl").read_text().splitlines()]
+    assert raft["generated_tokens"] == sum(tokens) > 0
+    phases = [json.loads(line) for line in (out / "raft" / "compare_phases.jsonl").read_text().splitlines()]
+    assert [p["iteration"] for p in phases] == [1, 2] and raft["trained_tokens"] == sum(
+        p["trained_tokens"] for p in phases) > 0
+    # orpo: scored the same way on the same held-out prompts, before and after its 4 steps
+    orpo = figures["orpo"]
+    final = json.loads((out / "orpo" / "heldout_final.json").read_text())
+    assert orpo["after"] == final["heldout_reward_mean"] and final["global_step"] == 4
+    assert orpo["before_per_prompt"] == baseline["heldout_per_prompt"]["heldout_reward_mean"]  # same base, same seed
+    assert orpo["generated_tokens"] == 0 and orpo["trained_tokens"] > 0 and orpo["optimizer_steps"] == 4
+    # the printed table is those numbers
+    for name, r in figures.items():
+        row = next(line for line in stdout.splitlines() if line.startswith(name + " "))
+        assert f"{r['before']:.3f} ±{r['before_se']:.3f}" in row and f"{r['after']:.3f} ±{r['after_se']:.3f}" in row
+        assert f"{r['change']:+.3f} [{r['change_low']:+.3f}, {r['change_high']:+.3f}]" in row
+        assert f"{r['trained_tokens']:,}" in row and f"{r['generated_tokens']:,}" in row
+    assert (out / "compare.png").stat().st_size > 0
+
+
+# -- shipped task files --------------------------------------------------------------------------------------------
+TASKS = sorted((REPO / "recipes" / "compare").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TASKS, ids=lambda p: p.stem)
+def test_shipped_task_parses_strictly_for_each_of_its_methods(path, tmp_path):
+    from trl_plugins.compare.run import method_recipe
+    from trl_plugins.compare.task import load_task
+
+    task = load_task(f"compare/{path.stem}")
+    assert task.shared["model_name_or_path"].startswith("embedded:") and task.dataset["dataset_name"].startswith(
+        "embedded:")
+    for name in task.methods:
+        plan = method_recipe(task, name, tmp_path)
+        assert plan.share.used == task.budget, plan.share.line(task.budget)  # an exactly equal split

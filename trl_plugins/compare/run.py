@@ -1,0 +1,207 @@
+"""The compare flow: 1. read the task (``task.py``); 2. for every method, before any model loads: its trainer is a
+generator, its recipe (shared + dataset + its own keys + the compare's) parses strictly, its budget share is set
+(``budget.py``) and the runner's checks pass (``runner.prepare_run``: data format, rewards, lengths) — else one line
+naming the method, exit 2; 3. each method runs in its own process (``worker.py``) in OUTPUT_DIR/<method>/, unless a
+finished one left its ``compare_result.json``; an unfinished sampling run is resumed, any other restarted; 4. the
+table, plot and JSON (``report.py``). Docs: docs/compare.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, DataError, TrlPluginsError, UsageError
+from ..sampling.store import read_jsonl, write_json, write_jsonl
+from .budget import Share, sampling_share, training_share
+from .task import BUDGET_KEYS, Task, load_task
+
+RESULT = "compare_result.json"
+
+
+class MethodFailed(TrlPluginsError):
+    """A method's run ended with an error (its own lines are above); the compare stops with its exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class MethodPlan:
+    name: str
+    sampling: bool
+    share: Share
+    recipe: Path  # the method's whole recipe, as written for its run
+    output_dir: Path
+    iterations: int | None = None  # sampling methods: num_iterations
+
+
+def _sampling_keys(task: Task) -> dict:
+    h = task.heldout
+    return {"reward_funcs": task.metric, "heldout_prompts": h["prompts"], "heldout_num_generations":
+            h["num_generations"], "heldout_temperature": h["temperature"], "max_new_tokens": h["max_new_tokens"],
+            "top_p": h["top_p"], "top_k": h["top_k"], "generation_batch_size": h["batch_size"]}
+
+
+def _write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
+    """One method's whole recipe (shared + dataset + its own keys + the compare's) with its budget share, parsed
+    strictly and written to OUTPUT_DIR/recipes/<method>.yaml; no data, no model."""
+    from ..registry import get_registry
+    from ..run.recipe import StrictParser
+    from ..sampling.config import SamplingConfig
+
+    spec = get_registry().trainer(name)
+    if spec.model_kind != "causal-lm":
+        raise UsageError(f"{spec.name}: cannot be compared: it trains a {spec.model_kind} model, and the compare "
+                         "scores text the trained model generates (only causal-lm trainers apply)")
+    _, config_cls = spec.load()
+    sampling = issubclass(config_cls, SamplingConfig)
+    overrides = task.methods.get(name, task.methods.get(spec.name, {}))
+    budget_key = BUDGET_KEYS["sampling" if sampling else "training"]
+    if budget_key in overrides:
+        raise ConfigError(f"{task.path}: methods.{name}: {budget_key!r} is set by the budget (docs/compare.md)")
+    moved = [k for k in ("dataset_name", "dataset_config") if sampling and k in overrides]
+    if moved:  # a sampling method's held-out prompts are its dataset's test split: they must be the task's
+        raise ConfigError(f"{task.path}: methods.{name}: {moved[0]!r} of a sampling method is the task's dataset "
+                          "(its held-out prompts come from it): set it under dataset:")
+    parser = StrictParser(config_cls)
+    parser.check_keys(task.shared, f"{task.path}: shared (for {spec.name})")
+    parser.check_keys(overrides, f"{task.path}: methods.{name}")
+    output_dir = out / spec.name
+    recipe = {**task.shared, **task.dataset, **overrides, "output_dir": str(output_dir)}
+    if sampling:
+        recipe.update(_sampling_keys(task))
+    path = _write_yaml(out / "recipes" / f"{spec.name}.yaml", recipe)
+    try:
+        (_, args, _, _), _ = parser.parse([], path)
+    except TrlPluginsError as exc:
+        raise ConfigError(f"{spec.name}: {exc.lines()[0]}") from exc
+    if sampling:
+        share = sampling_share(spec.name, task.budget, args.num_iterations, args.num_generations)
+    else:
+        share = training_share(spec.name, task.budget, args.per_device_train_batch_size,
+                               args.gradient_accumulation_steps)
+    recipe.update(share.setting)
+    _write_yaml(path, recipe)
+    return MethodPlan(spec.name, sampling, share, path, output_dir, args.num_iterations if sampling else None)
+
+
+def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
+    """:func:`method_recipe`, then the runner's checks of that recipe (data format, rewards, lengths: the tokenizer
+    only); a method that does not apply to the task's data is refused in one line naming it."""
+    from ..registry import get_registry
+    from ..run import flow as runner
+
+    plan = method_recipe(task, name, out)
+    try:
+        run = runner.prepare_run(get_registry().trainer(plan.name), ["--config", str(plan.recipe)],
+                                 check_output=False)
+    except TrlPluginsError as exc:
+        raise UsageError(f"{plan.name}: does not apply to this task: {exc.lines()[0]}") from exc
+    prompts = plan.share.setting.get("prompts_per_iteration", 0)
+    if prompts > len(run.train_dataset):
+        raise ConfigError(f"{plan.name}: the budget asks for {prompts} prompts per iteration but the training split "
+                          f"has {len(run.train_dataset)}; lower --budget")
+    return plan
+
+
+def check_heldout(task: Task) -> None:
+    """The task's held-out split: there, with prompts, and with the columns the metric reads (the sampling methods'
+    runs check theirs; this is the one the others are scored on)."""
+    from ..checks.data import load_source
+    from ..sampling import reward_sources
+
+    resolved = reward_sources.resolve(task.metric, key=f"{task.path}: metric")
+    dsd = load_source(task.dataset["dataset_name"], task.dataset.get("dataset_config"))
+    split = task.dataset["dataset_test_split"]
+    if split not in dsd:
+        raise DataError(f"{task.path}: dataset {task.dataset['dataset_name']!r} has no held-out split {split!r} "
+                        f"(splits: {', '.join(dsd)})")
+    columns = dsd[split].column_names
+    for entry, reward in zip(task.metric, resolved):  # the columns its registration declares
+        missing = [c for c in ("prompt", *reward.reads_columns) if c not in columns]
+        if missing:
+            raise DataError(f"{task.path}: held-out split {split!r} lacks column {missing[0]!r} (metric {entry!r})")
+
+
+def _job(task: Task, plan: MethodPlan) -> dict:
+    """What the worker needs; a run left by a different job in the same folder is restarted, not resumed."""
+    return {"method": plan.name, "recipe": str(plan.recipe), "recipe_text": plan.recipe.read_text(),
+            "output_dir": str(plan.output_dir), "sampling": plan.sampling, "metric": task.metric,
+            "heldout": task.heldout, "seed": task.seed, "heldout_source": task.dataset}
+
+
+def _resumable(plan: MethodPlan) -> bool:
+    pattern = "iteration_*" if plan.sampling else "checkpoint-*"
+    return any(plan.output_dir.glob(pattern))
+
+
+def run_method(task: Task, plan: MethodPlan) -> dict:
+    """The method's figures: read from its ``compare_result.json`` when an earlier compare finished it with the same
+    job, else run it (resuming or restarting) and write them there."""
+    from .report import method_figures
+
+    out, job = plan.output_dir, _job(task, plan)
+    result = out / RESULT
+    if result.is_file():
+        done = json.loads(result.read_text())
+        if done.get("job") == job:
+            print(f"compare: {plan.name}: finished earlier ({result}); not run again", flush=True)
+            return done
+    job_file = out / "compare_job.json"
+    earlier = json.loads(job_file.read_text()) if job_file.is_file() else None
+    resume = earlier is not None and {k: v for k, v in earlier.items() if k != "resume"} == job and _resumable(plan)
+    result.unlink(missing_ok=True)
+    write_json(job_file, {**job, "resume": resume})
+    print(f"compare: {plan.name}: {'resuming' if resume else 'running'} in {out}", flush=True)
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    start = time.perf_counter()
+    worker = [sys.executable, "-m", "trl_plugins.compare.worker", str(job_file)]
+    code = subprocess.run(worker, env=env, check=False).returncode
+    attempts = out / "compare_attempts.jsonl"
+    history = read_jsonl(attempts) if attempts.is_file() and resume else []
+    write_jsonl(attempts, history + [{"seconds": time.perf_counter() - start, "exit_code": code, "resumed": resume}])
+    if code != 0:
+        raise MethodFailed(f"compare: {plan.name} failed (exit {code}, its output is above); the methods finished "
+                           "so far are kept: run the same command again to continue", code)
+    figures = method_figures(plan, read_jsonl(attempts))
+    figures["job"] = job
+    write_json(result, figures)  # written last, atomically: the method is finished
+    return figures
+
+
+def compare(config: str, methods: str | None, budget: int | None, output_dir: str | None) -> int:
+    from .report import write_report
+
+    task = load_task(config, budget)
+    names = [m.strip() for m in (methods.split(",") if methods else task.methods) if m.strip()]
+    if not names:
+        raise UsageError(f"no methods: pass --methods a,b or list them under methods: in {task.path}")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--methods names a method twice: {methods}")
+    out = Path(output_dir or f"outputs/compare-{task.path.stem}")
+    check_heldout(task)
+    plans = [plan_method(task, name, out) for name in names]  # every check before any model loads
+    print(f"compare: {len(plans)} methods on {task.dataset['dataset_name']} (metric {', '.join(task.metric)}; "
+          f"{task.heldout['prompts']} held-out prompts), budget {task.budget} each:")
+    for plan in plans:
+        print(f"  {plan.share.line(task.budget)}")
+    results = {plan.name: run_method(task, plan) for plan in plans}
+    print(write_report(task, plans, results, out))
+    return 0

@@ -1,0 +1,122 @@
+"""One method's run inside ``trl-plugins compare``: ``python -m trl_plugins.compare.worker JOB.json``.
+
+The ``train`` flow of ``runner.py`` (same checks, same trainer) with one callback added to the trainer, which records
+per fine-tuning phase the tokens trained (the Trainer's own ``num_input_tokens_seen``, non-padding) in
+``compare_phases.jsonl`` and, for a method that is not a sampling trainer, scores the held-out prompts before and
+after training (``heldout.py``) into ``heldout_baseline.json`` / ``heldout_final.json``. The compare (``run.py``)
+writes the job file and reads these files back. Docs: docs/compare.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from ..sampling.report import heldout_changes
+from ..sampling.store import read_jsonl, write_json, write_jsonl
+
+PHASES = "compare_phases.jsonl"
+
+
+class CompareRecorder(TrainerCallback):
+    """Tokens trained per phase; held-out scores before/after for a non-sampling method (``rows`` given)."""
+
+    def __init__(self, out_dir: Path, job: dict, rows: list[dict] | None):
+        self.out, self.job, self.rows = out_dir, job, rows
+        self.trainer = None  # set once built: a sampling phase's iteration is len(trainer.summaries) + 1
+        self.phases = read_jsonl(out_dir / PHASES) if (out_dir / PHASES).is_file() else []
+        baseline = out_dir / "heldout_baseline.json"  # a resumed run keeps the score of the base, not its own
+        self.baseline = json.loads(baseline.read_text()) if job["resume"] and baseline.is_file() else None
+        self._start = time.perf_counter()
+
+    def _evaluate(self, model, tokenizer) -> dict:
+        from .heldout import heldout_scores
+
+        return heldout_scores(model, tokenizer, self.rows, self.job["metric"], self.job["heldout"], self.job["seed"])
+
+    def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
+        self._start = time.perf_counter()
+        if self.rows is not None and self.baseline is None and state.is_world_process_zero:
+            self.baseline = self._evaluate(model, processing_class)
+            write_json(self.out / "heldout_baseline.json", self.baseline)
+
+    def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        iteration = len(self.trainer.summaries) + 1 if hasattr(self.trainer, "summaries") else None
+        self.phases.append({"iteration": iteration, "trained_tokens": state.num_input_tokens_seen,
+                            "steps": state.global_step, "seconds": time.perf_counter() - self._start})
+        write_jsonl(self.out / PHASES, self.phases)
+        if self.rows is not None:
+            final = self._evaluate(model, processing_class)
+            final.update(heldout_changes(self.baseline["heldout_per_prompt"], final["heldout_per_prompt"],
+                                         seed=self.job["seed"]))
+            final["global_step"] = state.global_step
+            write_json(self.out / "heldout_final.json", final)
+
+
+def heldout_rows(job: dict) -> list[dict]:
+    from ..checks.data import load_source
+
+    source = job["heldout_source"]
+    split = load_source(source["dataset_name"], source.get("dataset_config"))[source["dataset_test_split"]]
+    return split.select(range(min(job["heldout"]["prompts"], len(split)))).to_list()
+
+
+def _forget_unfinished(out: Path, resume: bool, sampling: bool) -> None:
+    """A fresh run forgets the compare's files of an earlier one; a resumed sampling run keeps the phase records of
+    its finished iterations only (the unfinished one is run again)."""
+    if not resume:
+        for name in (PHASES, "heldout_final.json", "heldout_baseline.json"):
+            (out / name).unlink(missing_ok=True)
+        return
+    if sampling and (out / PHASES).is_file():
+        from ..sampling.store import RunStore
+
+        done = len(RunStore(out).finished_iterations())
+        write_jsonl(out / PHASES, [p for p in read_jsonl(out / PHASES) if (p["iteration"] or 0) <= done])
+
+
+def run_job(job: dict) -> None:
+    from ..registry import get_registry
+    from ..run import flow as runner
+
+    spec = get_registry().trainer(job["method"])
+    out = Path(job["output_dir"])
+    argv = ["--config", job["recipe"]]
+    argv += ["--resume_from_checkpoint", "true"] if job["resume"] else ["--overwrite_output_dir", "true"]
+    run = runner.prepare_run(spec, argv)
+    run.training_args.include_num_input_tokens_seen = "non_padding"  # the parser reads this str | bool field as a bool
+    _forget_unfinished(out, job["resume"], job["sampling"])
+    recorder = CompareRecorder(out, job, None if job["sampling"] else heldout_rows(job))
+    build = run.method.build
+
+    def build_with_recorder(r):
+        trainer = build(r)
+        trainer.add_callback(recorder)
+        recorder.trainer = trainer
+        return trainer
+
+    run.method.build = build_with_recorder
+    runner.train(run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import TrlPluginsError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        run_job(json.loads(Path(argv[0]).read_text()))
+    except TrlPluginsError as exc:
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
