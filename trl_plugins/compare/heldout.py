@@ -6,8 +6,8 @@ reward sources and summary (``sampling/report.py``), so its numbers sit in the s
 from __future__ import annotations
 
 from ..sampling import reward_sources
-from ..sampling.generation import SamplingParams, is_conversational, make_backend
-from ..sampling.report import heldout_summary
+from ..sampling.generation import SamplingParams, flatten_samples, make_backend
+from ..sampling.report import heldout_columns, heldout_summary
 
 # SamplingTrainer.heldout_scores samples the held-out prompts with seed `args.seed + 7_919` (process 0)
 HELDOUT_SEED_OFFSET = 7_919
@@ -26,19 +26,11 @@ def heldout_scores(model, tokenizer, rows: list[dict], metric: list[str], heldou
     backend = make_backend("transformers", model, tokenizer)
     out = backend.generate(prompts, heldout["num_generations"], sampling_params(heldout),
                            seed=seed + HELDOUT_SEED_OFFSET)
-    flat_prompts, completions, extra = [], [], []
-    for row, prompt, gens in zip(rows, prompts, out):
-        for g in gens:
-            flat_prompts.append(prompt)
-            completions.append([{"role": "assistant", "content": g.text}] if is_conversational(prompt) else g.text)
-            extra.append({c: v for c, v in row.items() if c != "prompt"})
+    flat_prompts, completions, extra = flatten_samples(rows, out)
     device = next(model.parameters()).device
     sources = reward_sources.build(reward_sources.resolve(metric, key="metric"), device)
     totals, parts = reward_sources.score(sources, flat_prompts, completions, extra)
     scored = [{"reward": t, **{f"reward/{name}": parts[name][i] for name in parts}} for i, t in enumerate(totals)]
-    columns = {"heldout_reward_mean": "reward"}
-    if len(parts) > 1:
-        columns.update({f"heldout/{name}": f"reward/{name}" for name in parts})
-    summary = heldout_summary(scored, [len(gens) for gens in out], columns)
+    summary = heldout_summary(scored, [len(gens) for gens in out], heldout_columns(list(parts)))
     summary["generated_tokens"] = sum(g.num_tokens for gens in out for g in gens)
     return summary

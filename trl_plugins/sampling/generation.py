@@ -39,6 +39,19 @@ from .adapter_merge import merged_for_generation
 logger = logging.getLogger(__name__)
 
 
+def flatten_samples(rows: list[dict], out: list) -> tuple[list, list, list[dict]]:
+    """The samples of each row (``out[i]``: row ``i``'s generations) one per entry, as reward functions take them:
+    ``(prompts, completions, extra columns)``; a conversational prompt's completion is an assistant message."""
+    prompts, completions, extra = [], [], []
+    for row, gens in zip(rows, out):
+        prompt = row["prompt"]
+        for g in gens:
+            prompts.append(prompt)
+            completions.append([{"role": "assistant", "content": g.text}] if is_conversational(prompt) else g.text)
+            extra.append({c: v for c, v in row.items() if c != "prompt"})
+    return prompts, completions, extra
+
+
 def is_conversational(value) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
 

@@ -59,6 +59,14 @@ def noise_keys(key: str) -> tuple[str, str, str, str]:
     return f"{stem}_se", f"{stem}_change_low", f"{stem}_change_high", f"{stem}_baseline"
 
 
+def heldout_columns(reward_names: list[str]) -> dict[str, str]:
+    """Summary key -> reward key of the scored rows: the total, and each component when there are several."""
+    columns = {"heldout_reward_mean": "reward"}
+    if len(reward_names) > 1:
+        columns.update({f"heldout/{name}": f"reward/{name}" for name in reward_names})
+    return columns
+
+
 def heldout_summary(scored: list[dict], group_sizes: list[int], columns: dict[str, str]) -> dict:
     """Held-out means of scored samples (in prompt order, ``group_sizes`` samples per prompt) for each summary key of
     ``columns`` (summary key -> reward key), each with its standard error over prompts — the unit, since a prompt's

@@ -19,8 +19,8 @@ from trl import SFTTrainer
 
 from . import reward_sources
 from .config import SamplingConfig
-from .generation import TEMPLATE_COLUMNS, is_conversational, make_backend, template_kwargs
-from .report import heldout_changes, heldout_summary, noise_keys, plot_rewards, summarize
+from .generation import TEMPLATE_COLUMNS, flatten_samples, is_conversational, make_backend, template_kwargs
+from .report import heldout_changes, heldout_columns, heldout_summary, noise_keys, plot_rewards, summarize
 from .store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -146,22 +146,14 @@ class SamplingEngine:
         prompts = [r["prompt"] for r in rows]
         out = self._generate(prompts, self.args.heldout_num_generations, self.args.sampling_params(True),
                              self.args.seed + 7_919, rows=rows)
-        flat_prompts, completions, extra = [], [], []
-        for row, prompt, gens in zip(rows, prompts, out):
-            for g in gens:
-                flat_prompts.append(prompt)
-                completions.append([{"role": "assistant", "content": g.text}] if is_conversational(prompt) else g.text)
-                extra.append({c: v for c, v in row.items() if c != "prompt"})
+        flat_prompts, completions, extra = flatten_samples(rows, out)
         scored = self._score(self.reward_sources, flat_prompts, completions, extra)
         if self.heldout_sources:
             for row, more in zip(scored, self._score(self.heldout_sources, flat_prompts, completions, extra)):
                 row.update({key: v for key, v in more.items() if key != "reward"})
 
-        names = [key for key in (scored[0] if scored else {}) if key.startswith("reward/")]
-        columns = {"heldout_reward_mean": "reward"}  # summary key -> reward key of the scored rows
-        if len(names) > 1:
-            columns.update({f"heldout/{key.removeprefix('reward/')}": key for key in names})
-        return heldout_summary(scored, [len(gens) for gens in out], columns)
+        names = [key.removeprefix("reward/") for key in (scored[0] if scored else {}) if key.startswith("reward/")]
+        return heldout_summary(scored, [len(gens) for gens in out], heldout_columns(names))
 
     # -- weights -----------------------------------------------------------------------------------------------------
     def _trainable(self) -> dict[str, torch.nn.Parameter]:
