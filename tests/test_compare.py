@@ -197,3 +197,5 @@ def test_shipped_task_parses_strictly_for_each_of_its_methods(path, tmp_path):
     for name in task.methods:
         plan = method_recipe(task, name, tmp_path)
         assert plan.share.used == task.budget, plan.share.line(task.budget)  # an exactly equal split
+        # the iterative preference trainers run on the sampling engine: they spend the budget on generated samples
+        assert plan.sampling == (name != "orpo"), name

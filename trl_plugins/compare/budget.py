@@ -1,6 +1,6 @@
 """The equal-budget rule of ``trl-plugins compare`` (docs/compare.md, "Budget"), pure arithmetic.
 
-A sampling method (config a ``SamplingConfig``) spends the budget on generated samples:
+A sampling method (config with ``SamplingOptions``: SamplingConfig, iterative-dpo, iterative-orpo) spends the budget on generated samples:
 ``num_iterations x prompts_per_iteration x num_generations``; the compare sets ``prompts_per_iteration``. Any other
 method spends it on training examples seen: ``max_steps x per_device_train_batch_size x gradient_accumulation_steps x
 processes``; the compare sets ``max_steps``. Both are rounded down, so a method never gets more than the budget;

@@ -62,14 +62,14 @@ def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
     strictly and written to OUTPUT_DIR/recipes/<method>.yaml; no data, no model."""
     from ..registry import get_registry
     from ..run.recipe import StrictParser
-    from ..sampling.config import SamplingConfig
+    from ..sampling.config import SamplingOptions
 
     spec = get_registry().trainer(name)
     if spec.model_kind != "causal-lm":
         raise UsageError(f"{spec.name}: cannot be compared: it trains a {spec.model_kind} model, and the compare "
                          "scores text the trained model generates (only causal-lm trainers apply)")
     _, config_cls = spec.load()
-    sampling = issubclass(config_cls, SamplingConfig)
+    sampling = issubclass(config_cls, SamplingOptions)  # SFT phases (SamplingConfig) or preference phases
     overrides = task.methods.get(name, task.methods.get(spec.name, {}))
     budget_key = BUDGET_KEYS["sampling" if sampling else "training"]
     if budget_key in overrides:
