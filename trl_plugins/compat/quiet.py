@@ -30,6 +30,9 @@ IGNORED_WARNINGS = (
     ("`gradient_checkpointing` is deprecated", FutureWarning, "transformers/training_args.py"),
     # peft and TRL read the deprecated `model.is_gradient_checkpointing` property (transformers >= 5.25).
     ("`is_gradient_checkpointing` is deprecated", FutureWarning, "transformers/modeling_utils.py"),
+    # TRL's KTO/DPO trainers switch checkpointing off and on around no-grad forwards with the old method names.
+    ("`gradient_checkpointing_enable` is deprecated", FutureWarning, "transformers/modeling_utils.py"),
+    ("`gradient_checkpointing_disable` is deprecated", FutureWarning, "transformers/modeling_utils.py"),
 )
 
 
