@@ -42,3 +42,13 @@ def method_of(name: str):
 
     spec = get_registry().trainer(name)
     return spec.load_method()(spec)
+
+
+def build_trainer(name: str, recipe: str, *extra: str):
+    """A registered trainer built from a recipe through the runner (every input check first), output dir overwritten."""
+    from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow as runner
+
+    run = runner.prepare_run(get_registry().trainer(name), ["--config", recipe, "--overwrite_output_dir", "true",
+                                                            *extra])
+    return runner.build_trainer(run)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from helpers import CPU_RUN, write_jsonl, write_recipe
+from helpers import build_trainer as build
 from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
 
 PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
@@ -31,15 +32,6 @@ def recipe(tmp_path, tiny_model_dir):
         return write_recipe(tmp_path / name, config, extra)
 
     return make
-
-
-def build(name: str, recipe: str, *extra: str):
-    from trl_plugins.registry import get_registry
-    from trl_plugins.run import flow as runner
-
-    run = runner.prepare_run(get_registry().trainer(name), ["--config", recipe, "--overwrite_output_dir", "true",
-                                                            *extra])
-    return runner.build_trainer(run)
 
 
 def trainable(model) -> dict[str, torch.Tensor]:

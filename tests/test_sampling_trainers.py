@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import build_trainer as build
 from helpers import write_jsonl, write_recipe
 
 PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
@@ -35,15 +36,6 @@ def sampling_recipe(tmp_path, tiny_model_dir, prompt_file):
         return write_recipe(tmp_path / name, config, extra)
 
     return make
-
-
-def build(name: str, recipe: str, *extra: str):
-    from trl_plugins.registry import get_registry
-    from trl_plugins.run import flow as runner
-
-    run = runner.prepare_run(get_registry().trainer(name), ["--config", recipe, "--overwrite_output_dir", "true",
-                                                            *extra])
-    return runner.build_trainer(run)
 
 
 def trainable(trainer) -> dict[str, torch.Tensor]:
