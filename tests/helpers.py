@@ -52,3 +52,20 @@ def build_trainer(name: str, recipe: str, *extra: str):
     run = runner.prepare_run(get_registry().trainer(name), ["--config", recipe, "--overwrite_output_dir", "true",
                                                             *extra])
     return runner.build_trainer(run)
+
+
+def kill_in_iteration(trainer, k: int) -> None:
+    """Train a sampling trainer that is killed (KeyboardInterrupt) in iteration ``k`` after that iteration's samples
+    and rewards were written, before its update phase; the test then resumes it."""
+    import pytest
+
+    original = trainer.run_iteration
+
+    def die(i, samples, rewards):
+        if i == k:
+            raise KeyboardInterrupt("killed")
+        return original(i, samples, rewards)
+
+    trainer.run_iteration = die
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()

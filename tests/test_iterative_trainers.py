@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import CPU_RUN, write_jsonl, write_recipe
+from helpers import CPU_RUN, kill_in_iteration, write_jsonl, write_recipe
 from helpers import build_trainer as build
 from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
 
@@ -191,16 +191,7 @@ def test_killed_run_resumes_to_the_uninterrupted_pairs(recipe, tmp_path):
     full.train()
 
     killed = build("iterative-dpo", recipe({**common, "output_dir": str(tmp_path / "killed")}, "killed.yaml"))
-    original = killed.run_iteration
-
-    def die_in_iteration_2(k, samples, rewards):
-        if k == 2:
-            raise KeyboardInterrupt("killed")  # after iteration 2's samples and rewards were written
-        return original(k, samples, rewards)
-
-    killed.run_iteration = die_in_iteration_2
-    with pytest.raises(KeyboardInterrupt):
-        killed.train()
+    kill_in_iteration(killed, 2)
     out = tmp_path / "killed"
     assert (out / "iteration_2" / "rewards.jsonl").is_file() and not (out / "iteration_2" / "pairs.jsonl").exists()
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import build_trainer as build
-from helpers import write_jsonl, write_recipe
+from helpers import kill_in_iteration, write_jsonl, write_recipe
 
 PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
            "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
@@ -174,16 +174,7 @@ def test_killed_run_resumes_without_regenerating(sampling_recipe, tmp_path):
     calls_per_iteration = full_calls // 3
 
     killed = build("raft", sampling_recipe({**common, "output_dir": str(tmp_path / "killed")}, "killed.yaml"))
-    original = killed.run_iteration
-
-    def die_in_iteration_2(k, samples, rewards):
-        if k == 2:
-            raise KeyboardInterrupt("killed")  # after iteration 2's samples and rewards were written
-        return original(k, samples, rewards)
-
-    killed.run_iteration = die_in_iteration_2
-    with pytest.raises(KeyboardInterrupt):
-        killed.train()
+    kill_in_iteration(killed, 2)
     out = tmp_path / "killed"
     assert (out / "iteration_1" / "summary.json").is_file()
     assert (out / "iteration_2" / "generations.jsonl").is_file()
