@@ -31,6 +31,14 @@ def preference_file(tmp_path) -> str:
 
 
 @pytest.fixture
+def tok(tiny_model_dir):
+    """The tiny model's tokenizer, loaded as a TRL test loads its model's (the parity suite)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture
 def tiny_recipe(tmp_path, tiny_model_dir, preference_file):
     """Write a recipe for the tiny model; returns a function(extra: dict) -> recipe path."""
 

@@ -29,13 +29,6 @@ def _trainer(side, model, tmp_path, train, tokenizer, args=None, **kwargs):
                        **kwargs)
 
 
-@pytest.fixture
-def tok(tiny_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("config_name, loss_type, pre_compute", [
     ("standard_preference", "kto", False),

@@ -26,13 +26,6 @@ def _trainer(side, model, tmp_path, train, tokenizer, args=None, **kwargs):
                        **kwargs)
 
 
-@pytest.fixture
-def tok(tiny_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("config_name", FORMATS)
 def test_train_dataset_types(side, config_name, tiny_model_dir, tok, tmp_path):

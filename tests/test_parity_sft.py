@@ -62,13 +62,6 @@ def _trainer(side, model, tmp_path, conversational, tokenizer, args=None, column
                        train_dataset=dataset(kind, 6, **(columns or {})), processing_class=tokenizer, **kwargs)
 
 
-@pytest.fixture
-def tok(tiny_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("conversational", [False, True], ids=["standard", "conversational"])
 def test_train_dataset_format(side, conversational, tiny_model_dir, tok, tmp_path):
