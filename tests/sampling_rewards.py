@@ -23,3 +23,10 @@ def even_length(prompts, completions, **columns):
 def none_for_short(prompts, completions, **columns):
     """None (unscorable) for completions under 3 words, else the word count."""
     return [None if len(_text(c).split()) < 3 else float(len(_text(c).split())) for c in completions]
+
+
+def negated_vader(prompts, completions, **columns):
+    """Minus VADER's compound score: a reward that always disagrees with the check."""
+    from trl_plugins.builtin_rewards import vader_sentiment
+
+    return [-v for v in vader_sentiment(prompts, completions)]

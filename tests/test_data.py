@@ -55,6 +55,25 @@ def test_imdb_rm_pairs_continuations_match_the_openings_prompts():
         load_embedded_dataset("imdb-rm-pairs", "style=stories")
 
 
+def test_imdb_rm_pairs_chosen_by_vader():
+    """chosen_by=vader: the chosen text is always the one VADER scores higher (ties left out, sizes kept), the texts
+    are those of the label-ordered pairs, and no test text is in train."""
+    options = "style=continuations,n_test=30,n_train=120,max_words=24"
+    by_label = load_embedded_dataset("imdb-rm-pairs", options)
+    by_vader = load_embedded_dataset("imdb-rm-pairs", options + ",chosen_by=vader")
+    assert len(by_vader["train"]) == 120 and len(by_vader["test"]) == 30
+    for split in ("train", "test"):
+        assert all(row["vader_gap"] > 0 and row["chosen_score"] > row["rejected_score"] for row in by_vader[split])
+    assert any(row["vader_gap"] < 0 for row in by_label["train"])  # IMDB's label and VADER disagree on some pairs
+    texts = {frozenset((r["chosen"][0]["content"], r["rejected"][0]["content"])) for r in by_label["train"]}
+    kept = [frozenset((r["chosen"][0]["content"], r["rejected"][0]["content"])) for r in by_vader["train"]]
+    assert sum(pair in texts for pair in kept) >= 100  # the same pairs, reordered (a few more read past the ties)
+    test_texts = {r[c][0]["content"] for r in by_vader["test"] for c in ("chosen", "rejected")}
+    assert not test_texts & {r[c][0]["content"] for r in by_vader["train"] for c in ("chosen", "rejected")}
+    with pytest.raises(ValueError, match="chosen_by must be label or vader"):
+        load_embedded_dataset("imdb-rm-pairs", "chosen_by=stars")
+
+
 def test_embedded_dataset_errors():
     with pytest.raises(UsageError, match="rt-preference"):
         load_embedded_dataset("rt-preferences")

@@ -16,7 +16,12 @@ Columns: ``prompt``, ``chosen``, ``rejected``, ``rating`` (the label above), ``c
 
 Options (``dataset_config: "n_test=200,max_words=64"``): ``n_test``, ``n_train``, ``seed``, ``max_words`` (reviews are
 cut to their opening sentences, about ``max_words`` words, so CPU training stays fast), ``conversational``, ``prompt``,
-``style``:
+``chosen_by``, ``style``:
+
+- ``chosen_by=label`` (default): chosen is the review IMDB labels positive, as above.
+- ``chosen_by=vader``: chosen is the text of the pair VADER scores higher (pairs VADER ties are left out, so ``d > 0``
+  always): a proxy reward model trained to imitate a "gold" judge, as in Gao et al. 2023 (reward-model
+  overoptimization), with that judge then usable as the held-out check of what the proxy's optimization did.
 
 - ``style=reviews`` (default): the shared prompt is ``prompt``; chosen/rejected are whole review openings.
 - ``style=continuations``: the reward model for the sampling demos on ``embedded:imdb-openings``. The prompt is that
@@ -58,6 +63,7 @@ def imdb_rm_pairs(
     prompt: str = "Write a short movie review.",
     style: str = "reviews",
     n_words: int = 8,
+    chosen_by: str = "label",
 ):
     """IMDB (positive, negative) review pairs with VADER-derived rating labels and scores; up to 12,500 pairs."""
     from datasets import Dataset, DatasetDict
@@ -66,6 +72,8 @@ def imdb_rm_pairs(
 
     if style not in ("reviews", "continuations"):
         raise ValueError(f"imdb-rm-pairs: style must be reviews or continuations, got {style!r}")
+    if chosen_by not in ("label", "vader"):
+        raise ValueError(f"imdb-rm-pairs: chosen_by must be label or vader, got {chosen_by!r}")
     rng = random.Random(seed)
     if style == "continuations":
         from .prompts import OPENINGS_INSTRUCTION
@@ -85,16 +93,23 @@ def imdb_rm_pairs(
     rng.shuffle(positives)
     rng.shuffle(negatives)
     pairs = list(zip(positives, negatives))
-    test_pairs, train_pairs = pairs[:n_test], pairs[n_test:]
-    if n_train is not None:
-        train_pairs = train_pairs[:n_train]
     analyzer = _vader()
 
-    def rows(selected):
-        out = []
+    def rows(selected, limit):
+        """Up to ``limit`` rows from ``selected`` and how many pairs were read for them."""
+        out, read = [], 0
         for (chosen_opening, chosen), (rejected_opening, rejected) in selected:
+            if limit is not None and len(out) >= limit:
+                break
+            read += 1
             sc = float(analyzer.polarity_scores(chosen)["compound"])
             sr = float(analyzer.polarity_scores(rejected)["compound"])
+            if chosen_by == "vader":
+                if sc == sr:
+                    continue
+                if sc < sr:
+                    chosen_opening, chosen, sc, rejected_opening, rejected, sr = (
+                        rejected_opening, rejected, sr, chosen_opening, chosen, sc)
             text = prompt
             if style == "continuations":
                 text = f'{OPENINGS_INSTRUCTION} "{chosen_opening if rng.random() < 0.5 else rejected_opening}'
@@ -108,6 +123,13 @@ def imdb_rm_pairs(
                 row = {"prompt": text + ("\n" if style == "reviews" else " "), "chosen": chosen, "rejected": rejected}
             row.update(rating=rating_from_gap(sc - sr), chosen_score=sc, rejected_score=sr, vader_gap=sc - sr)
             out.append(row)
-        return out
+        return out, read
 
-    return DatasetDict(train=Dataset.from_list(rows(train_pairs)), test=Dataset.from_list(rows(test_pairs)))
+    # test = the first n_test pairs kept, train = pairs after every pair test read; train's rows are drawn first (the
+    # prompt's opening draws from rng: the order keeps the datasets of earlier versions)
+    state = rng.getstate()
+    _, read = rows(pairs, n_test)
+    rng.setstate(state)
+    train_rows, _ = rows(pairs[read:], n_train)
+    test_rows, _ = rows(pairs[:read], None)
+    return DatasetDict(train=Dataset.from_list(train_rows), test=Dataset.from_list(test_rows))
