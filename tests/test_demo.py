@@ -50,5 +50,7 @@ def test_sampling_demo_prints_headline_and_fluency_with_intervals(tmp_path, tiny
         line = next(line for line in printed.splitlines() if line.startswith(label))
         assert f"{summary[key]:.3f} ± {summary[stem + '_se']:.3f}" in line
         assert f"[{summary[stem + '_change_low']:+.3f}, {summary[stem + '_change_high']:+.3f}]" in line
+    # the training reward is not listed again as a monitor under its short name (good_words)
+    assert [line.split(" (")[0] for line in printed.splitlines() if "(monitor)" in line] == ["held-out loglik"]
     assert code == (0 if summary["heldout_reward_change_low"] > 0 else 1)
     assert "result: rose beyond noise:" in printed

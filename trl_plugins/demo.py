@@ -130,6 +130,7 @@ def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
     """A sampling trainer's demo recipe through the runner; the verdict reads the engine's last summary."""
     from .registry import get_registry
     from .run import flow as runner
+    from .sampling import reward_sources
     from .sampling.report import noise_keys
 
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
@@ -139,9 +140,10 @@ def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
     minutes = (time.time() - start) / 60
     last = trainer.summaries[-1]
     metric = ", ".join(run.training_args.reward_funcs)
+    trained = {entry.name for entry in reward_sources.resolve(run.training_args.reward_funcs)}  # names in the summary
     rows = [("heldout_reward_mean", f"held-out {metric} (training reward)")]
     rows += [(key, f"held-out {key.removeprefix('heldout/')} (monitor)") for key in last
-             if key.startswith("heldout/") and key.removeprefix("heldout/") not in run.training_args.reward_funcs
+             if key.startswith("heldout/") and key.removeprefix("heldout/") not in trained
              and not key.endswith(("_se", "_baseline", "_change_low", "_change_high"))]
     print(f"\n{method} demo: {run.model_args.model_name_or_path}, {len(trainer.summaries)} iterations in "
           f"{minutes:.1f} min; held-out prompts never trained on (the test split)")
