@@ -180,6 +180,29 @@ def test_killed_compare_resumes_the_unfinished_method_and_the_table_is_the_runs_
         assert f"{r['change']:+.3f} [{r['change_low']:+.3f}, {r['change_high']:+.3f}]" in row
         assert f"{r['trained_tokens']:,}" in row and f"{r['generated_tokens']:,}" in row
     assert (out / "compare.png").stat().st_size > 0
+    head_to_head = json.loads((out / "compare.json").read_text())["against_best"]
+    assert head_to_head["best"] in figures and f"against the highest after ({head_to_head['best']})" in stdout
+
+
+def test_against_best_is_a_paired_difference_on_the_same_prompts():
+    from trl_plugins.compare.report import against_best, against_best_lines
+    from trl_plugins.evaluation.intervals import paired_bootstrap
+
+    results = {"a": {"after": 0.5, "after_per_prompt": [1.0, 0.0, 1.0, 0.0]},
+               "b": {"after": 0.75, "after_per_prompt": [1.0, 1.0, 1.0, 0.0]},
+               "c": {"after": 0.0, "after_per_prompt": [0.0, 0.0, 0.0, 0.0]},
+               "failed": {"after": None, "after_per_prompt": None}}
+    figures = against_best(results)
+    assert figures["best"] == "b" and set(figures["others"]) == {"a", "c"}
+    assert figures["others"]["a"]["difference"] == pytest.approx(-0.25)
+    assert figures["others"]["c"]["difference"] == pytest.approx(-0.75)
+    low, high = paired_bootstrap([1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0])
+    assert (figures["others"]["c"]["low"], figures["others"]["c"]["high"]) == (low, high) and high < 0
+    lines = against_best_lines(figures)
+    assert lines[0].startswith("against the highest after (b)")
+    assert any(line.split()[0] == "c" and "below it beyond noise" in line for line in lines)
+    assert any(line.split()[0] == "a" and "within noise of it" in line for line in lines)
+    assert against_best({"a": results["a"]}) is None
 
 
 # -- shipped task files --------------------------------------------------------------------------------------------

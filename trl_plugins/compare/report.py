@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..evaluation.intervals import paired_bootstrap
 from ..sampling.report import noise_keys
 from ..sampling.store import read_jsonl, write_json
 
@@ -71,6 +72,37 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + rows)
 
 
+def against_best(results: dict[str, dict]) -> dict | None:
+    """The method with the highest held-out 'after' and each other method's difference to it, after minus after on
+    the same held-out prompts, with a paired 95% bootstrap interval over prompts (the per-method intervals of the table
+    do not test one method against another). None with fewer than two scored methods."""
+    scored = {n: r for n, r in results.items() if r.get("after") is not None and r.get("after_per_prompt")}
+    if len(scored) < 2:
+        return None
+    best = max(scored, key=lambda n: scored[n]["after"])
+    others = {}
+    for name, r in scored.items():
+        pairs = [(b, o) for b, o in zip(scored[best]["after_per_prompt"], r["after_per_prompt"])
+                 if b is not None and o is not None]
+        if name == best or not pairs or len(r["after_per_prompt"]) != len(scored[best]["after_per_prompt"]):
+            continue
+        low, high = paired_bootstrap([b for b, _ in pairs], [o for _, o in pairs])
+        others[name] = {"difference": sum(o - b for b, o in pairs) / len(pairs), "low": low, "high": high,
+                        "prompts": len(pairs)}
+    return {"best": best, "others": others}
+
+
+def against_best_lines(head_to_head: dict | None) -> list[str]:
+    if not head_to_head or not head_to_head["others"]:
+        return []
+    best = head_to_head["best"]
+    lines = [f"against the highest after ({best}): after - after of {best} on the same prompts, paired 95% interval"]
+    for name, d in head_to_head["others"].items():
+        verdict = "below it beyond noise" if d["high"] < 0 else "within noise of it"
+        lines.append(f"  {name:<20}{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]  {verdict}")
+    return lines
+
+
 def plot(results: dict[str, dict], metric: str, path: Path) -> Path | None:
     """The held-out metric (± SE) by the fraction of its budget each method has spent; None without matplotlib."""
     try:
@@ -102,14 +134,15 @@ def write_report(task, plans, results: dict[str, dict], out: Path) -> str:
     metric = ", ".join(task.metric)
     figures = {"task": str(task.path), "metric": task.metric, "budget": task.budget, "heldout": task.heldout,
                "dataset": task.dataset, "methods": {n: {k: v for k, v in r.items() if k != "job"}
-                                                    for n, r in results.items()}}
+                                                    for n, r in results.items()},
+               "against_best": against_best(results)}
     write_json(out / "compare.json", figures)
     image = plot(results, metric, out / "compare.png")
     bases = {round(r["before"], 6) for r in results.values() if r["before"] is not None}
     heading = (f"held-out {metric} on {task.heldout['prompts']} prompts x {task.heldout['num_generations']} "
                f"(temperature {task.heldout['temperature']}); change = after - before with its paired 95% bootstrap "
                "interval over prompts")
-    lines = [heading, table(results)]
+    lines = [heading, table(results), *against_best_lines(figures["against_best"])]
     if len(bases) > 1:
         lines.append("note: the 'before' values differ between methods (the same base sampled with the same seed "
                      "should agree; see docs/compare.md)")
