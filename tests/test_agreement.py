@@ -46,13 +46,13 @@ def test_command_on_a_runs_files(tmp_path, capsys):
         (run / f"iteration_{iteration}").mkdir(parents=True)
         rows = []
         for row in range(4):
-            for sample, text in enumerate(["good great", "bad awful", "fine", "cut off"]):
+            for sample, text in enumerate(["good great fun film", "bad awful", "fine", "cut off"]):
                 rows.append({"row": row, "sample": sample, "prompt": "p", "completion": text,
                              "finished": text != "cut off"})
         (run / f"iteration_{iteration}" / "generations.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
     out = tmp_path / "agreement.json"
-    main([str(run), "--rewards", "vader_sentiment", "sampling_rewards:negated_vader", "--check", "vader_sentiment",
-          "--json", str(out)])
+    main([str(run), "--rewards", "vader_sentiment", "sampling_rewards:negated_vader", "sampling_rewards:none_for_short",
+          "--check", "vader_sentiment", "--json", str(out)])
     figures = json.loads(out.read_text())
     same, negated = figures["vader_sentiment"]["all"], figures["sampling_rewards:negated_vader"]["all"]
     assert same["samples"] == 24 and same["prompts"] == 8  # 2 iterations x 4 prompts x 3 finished samples
@@ -60,5 +60,6 @@ def test_command_on_a_runs_files(tmp_path, capsys):
     assert same["pearson"] == pytest.approx(1.0) and negated["pearson"] == pytest.approx(-1.0)
     assert same["best_of_k_gain"] > 0 > negated["best_of_k_gain"]
     assert set(figures["vader_sentiment"]) == {"all", "1", "2"}
+    assert figures["sampling_rewards:none_for_short"]["all"]["samples"] == 8  # None for the two short texts: left out
     assert figures["(the check itself)"]["all"]["best_of_k_gain"] == pytest.approx(same["best_of_k_gain"])  # the upper bound
     assert "finished samples" in capsys.readouterr().out

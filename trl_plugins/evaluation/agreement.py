@@ -25,6 +25,8 @@ from .intervals import mean_se, paired_bootstrap
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:
     n = len(x)
+    if n < 2:
+        return math.nan
     mx, my = sum(x) / n, sum(y) / n
     sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
     sxx = sum((a - mx) ** 2 for a in x)
@@ -149,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     for entry, values in judged:
         label = Path(entry).name if "/" in entry else entry
         for iteration in [None, *iterations] if len(iterations) > 1 else [None]:
-            keep = [i for i, s in enumerate(samples) if iteration is None or s["iteration"] == iteration]
+            keep = [i for i, s in enumerate(samples) if (iteration is None or s["iteration"] == iteration)
+                    and values[i] is not None and check[i] is not None]  # a reward may not score a sample
             figures = summarize([values[i] for i in keep], [check[i] for i in keep],
                                 [(samples[i]["iteration"], samples[i]["row"]) for i in keep])
             results.setdefault(entry, {})["all" if iteration is None else str(iteration)] = figures
