@@ -109,11 +109,9 @@ def read_samples(run_dir: Path) -> list[dict]:
     files = sorted(run_dir.glob("iteration_*/generations.jsonl"), key=lambda p: int(p.parent.name.split("_")[1]))
     if not files:
         raise SystemExit(f"agreement: no iteration_*/generations.jsonl under {run_dir}")
-    out = []
-    for path in files:
-        iteration = int(path.parent.name.split("_")[1])
-        with path.open() as handle:
-            out += [dict(json.loads(line), iteration=iteration) for line in handle if line.strip()]
+    from ..sampling.store import read_jsonl
+
+    out = [dict(row, iteration=int(path.parent.name.split("_")[1])) for path in files for row in read_jsonl(path)]
     return [s for s in out if s.get("finished", True)]
 
 
