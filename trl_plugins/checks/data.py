@@ -1,7 +1,8 @@
 """Dataset loading and format checks, run before any model is loaded.
 
 ``load_datasets`` resolves ``dataset_name`` (``embedded:NAME``, a local json/jsonl/csv/parquet/arrow file or folder,
-a ``save_to_disk`` folder, or a hub name) or TRL's ``datasets:`` mixture. ``check_datasets`` checks every split
+a ``save_to_disk`` folder, or a hub name), TRL's ``datasets:`` mixture or alignment-handbook's ``dataset_mixture:``
+(``checks/mixtures.py``). ``check_datasets`` checks every split
 against the trainer's registered format and returns a summary, or raises :class:`DataError` with one line per problem,
 each naming the split, the column and the rows where it was found.
 """
@@ -103,22 +104,33 @@ def load_source(name: str, config_name: str | None = None, streaming: bool = Fal
 
 
 def load_datasets(script_args, dataset_args=None):
-    """The ``DatasetDict`` a run trains and evaluates on, from ``dataset_name`` or a ``datasets:`` mixture."""
+    """The ``DatasetDict`` a run trains and evaluates on, from TRL's ``datasets:`` mixture, alignment-handbook's
+    ``dataset_mixture:`` (``checks/mixtures.py``) or ``dataset_name`` (a mixture wins over ``dataset_name``, as in
+    TRL's scripts and the handbook's)."""
     import datasets
 
-    if dataset_args is not None and getattr(dataset_args, "datasets", None):
-        from trl import get_dataset
+    from .mixtures import load_handbook_mixture, load_trl_mixture
 
+    trl_mixture = getattr(dataset_args, "datasets", None) if dataset_args is not None else None
+    handbook_mixture = getattr(script_args, "dataset_mixture", None)
+    if trl_mixture and handbook_mixture:
+        raise DataError("both `datasets:` (TRL's mixture) and `dataset_mixture:` (alignment-handbook's) are set: keep one")
+    if trl_mixture or handbook_mixture:
+        kind = "`datasets:`" if trl_mixture else "`dataset_mixture:`"
         try:
-            dsd = get_dataset(dataset_args)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"cannot read the `datasets:` mixture: {_first_line(exc)}") from exc
-        source = "mixture of " + ", ".join(d.path for d in dataset_args.datasets)
+            dsd = load_trl_mixture(dataset_args) if trl_mixture else load_handbook_mixture(handbook_mixture)
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - offline hub, bad file, bad fraction: all one line
+            raise DataError(f"cannot read the {kind} mixture: {_first_line(exc)}") from exc
+        names = [d.path for d in trl_mixture] if trl_mixture else [d["id"] for d in handbook_mixture["datasets"]]
+        source = "mixture of " + ", ".join(names)
     elif script_args.dataset_name:
         dsd = load_source(script_args.dataset_name, script_args.dataset_config, script_args.dataset_streaming)
         source = script_args.dataset_name
     else:
-        raise DataError("no dataset: set `dataset_name` (or a `datasets:` list) in the recipe or on the command line")
+        raise DataError("no dataset: set `dataset_name` (or a `datasets:` or `dataset_mixture:` mixture) in the recipe "
+                        "or on the command line")
     if not isinstance(dsd, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         dsd = datasets.DatasetDict(train=dsd)
     limits = {
