@@ -5,6 +5,7 @@ Light on import: nothing here imports torch, transformers or trl. Trainer classe
     import trl_plugins
     ORPOTrainer, ORPOConfig = trl_plugins.get_trainer("orpo")
     trl_plugins.list_trainers()          # the registry's TrainerSpec records
+    trl_plugins.resolve_model_path("embedded:smollm2-135m-instruct")   # the local checkpoint folder, for model=
 
     from trl_plugins.trainers.orpo import ORPOTrainer, ORPOConfig   # direct import works too
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from .compat import quiet
 from .hookspecs import hookimpl
+from .models.loading import resolve_model_path
 from .registry import PluginLoadWarning, RewardFunctionSpec, TrainerSpec, get_registry
 
 __version__ = "0.1.0"
@@ -32,6 +34,7 @@ __all__ = [
     "hookimpl",
     "list_reward_functions",
     "list_trainers",
+    "resolve_model_path",
 ]
 
 
