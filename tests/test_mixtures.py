@@ -64,12 +64,17 @@ def test_embedded_names_and_bare_local_files_in_a_datasets_mixture(tmp_path):
     embedded = load_embedded_dataset("imdb-preference", options)["train"]
     as_file = write_jsonl(tmp_path / "embedded.jsonl", embedded.to_list())
     local = write_jsonl(tmp_path / "local.jsonl", _rows(10, "l"))
+    folder = write_jsonl(tmp_path / "folder" / "train.jsonl", _rows(4, "f"))
     ours = load_datasets(_script_args(), _trl_args(
         [{"path": "embedded:imdb-preference", "name": options, "columns": ["prompt", "chosen", "rejected"]},
-         {"path": local, "split": "train[:6]"}], test_split_size=None))
+         {"path": local, "split": "train[:6]"}, {"path": str(tmp_path / "folder")}], test_split_size=None))
     theirs = get_dataset(_trl_args([{"path": "json", "data_files": as_file, "columns": ["prompt", "chosen", "rejected"]},
-                                    {"path": "json", "data_files": local, "split": "train[:6]"}]))
-    assert ours["train"].to_list() == theirs["train"].to_list() and len(ours["train"]) == 26
+                                    {"path": "json", "data_files": local, "split": "train[:6]"},
+                                    {"path": "json", "data_files": folder}]))
+    assert ours["train"].to_list() == theirs["train"].to_list() and len(ours["train"]) == 30
+    import datasets
+
+    assert datasets.load_dataset.__name__ == "load_dataset"  # restored
 
 
 def test_a_handbook_mixture_follows_the_handbook(tmp_path):

@@ -7,16 +7,24 @@ test split) stay TRL's. Restored on exit.
 from __future__ import annotations
 
 import contextlib
-import functools
 
 
 @contextlib.contextmanager
 def entries_through(load_entry):
-    """``datasets.load_dataset(**kwargs)`` becomes ``load_entry(the real load_dataset, **kwargs)`` until exit."""
+    """``datasets.load_dataset(**kwargs)`` becomes ``load_entry(the real load_dataset, **kwargs)`` until exit; the
+    loads ``load_entry`` makes itself reach the real function."""
     import datasets
 
     original = datasets.load_dataset
-    datasets.load_dataset = functools.partial(load_entry, original)
+
+    def routed(*args, **kwargs):
+        datasets.load_dataset = original
+        try:
+            return load_entry(original, *args, **kwargs)
+        finally:
+            datasets.load_dataset = routed
+
+    datasets.load_dataset = routed
     try:
         yield
     finally:
