@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset, DatasetDict
 
-from trl_plugins.checks.data import check_datasets, load_source
+from trl_plugins.checks.data import check_datasets
+from trl_plugins.checks.sources import load_source
 from trl_plugins.embedded import load_embedded_dataset, parse_options
 from trl_plugins.errors import ConfigError, DataError, UsageError
 from trl_plugins.registry import get_registry

@@ -244,3 +244,18 @@ def test_runs_one_step(name, tmp_path, monkeypatch):
     assert math.isfinite(log["grad_norm"]) and log["grad_norm"] > 0
     if recipe.get("use_peft"):
         assert any("lora_" in n for n, p in trainer.model.named_parameters() if p.requires_grad)
+
+
+def test_the_handbook_chat_template_is_the_tokenizers(tmp_path, no_model_loading):
+    """The ORPO recipe's chat_template (the handbook's key) is the template every tokenization of the run uses."""
+    from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow
+
+    recipe = following_the_hints(offline("handbook_zephyr-141b-A35b_orpo_config_full.yaml", tmp_path))
+    recipe.update(MACHINE, push_to_hub=False)
+    run = flow.prepare_run(get_registry().trainer("orpo"), ["--config", _write(tmp_path, recipe),
+                                                            "--output_dir", str(tmp_path / "out")])
+    tokenizer = run.load_processing_class()
+    assert tokenizer.chat_template == recipe["chat_template"]
+    assert "<|user|>\nhello<eos>" in tokenizer.apply_chat_template([{"role": "user", "content": "hello"}],
+                                                                   tokenize=False)

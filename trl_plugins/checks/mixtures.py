@@ -3,38 +3,16 @@ by ``trl.get_dataset`` itself) and alignment-handbook's ``dataset_mixture:`` (it
 Docs: docs/plugins.md ("Dataset mixtures").
 
 Both take the names ``dataset_name`` takes: ``embedded:NAME`` (options in ``name``/``config``), a local
-json/jsonl/csv/parquet/arrow file or folder, a ``save_to_disk`` folder, a hub dataset (:func:`load_entry`).
+json/jsonl/csv/parquet/arrow file or folder, a ``save_to_disk`` folder, a hub dataset (``checks/sources.py``:
+``load_entry``).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from ..errors import DataError
+from .sources import load_entry
 
 HANDBOOK_KEYS = ("datasets", "seed", "test_split_size")
 HANDBOOK_ENTRY_KEYS = ("id", "config", "split", "columns", "weight")
-
-
-def load_entry(load_dataset, path: str, name: str | None = None, data_dir=None, data_files=None, split="train",
-               streaming: bool = False, **kwargs):
-    """One split of one dataset, as ``datasets.load_dataset(path, name, ..., split=...)`` gives it, with trl-plugins'
-    names added: ``embedded:NAME`` and a bare local file or folder go through :func:`checks.data.load_source`; any
-    other source is handed to ``load_dataset`` (the real one) unchanged."""
-    from .data import FILE_BUILDERS, load_source
-
-    local = Path(os.path.expanduser(path))
-    if data_files is not None or data_dir is not None or not (path.startswith("embedded:") or local.exists()):
-        return load_dataset(path=path, name=name, data_dir=data_dir, data_files=data_files, split=split,
-                            streaming=streaming, **kwargs)
-    if local.is_file() and local.suffix.lower() in FILE_BUILDERS:  # `split` may slice (train[:100]), as TRL's would
-        return load_dataset(FILE_BUILDERS[local.suffix.lower()], data_files=str(local), split=split,
-                            streaming=streaming, **kwargs)
-    splits = load_source(path, name, streaming)
-    if split not in splits:
-        raise DataError(f"dataset {path!r}: no split {split!r} (splits: {', '.join(splits) or 'none'})")
-    return splits[split]
 
 
 def load_trl_mixture(dataset_args):

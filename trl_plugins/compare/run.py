@@ -89,7 +89,8 @@ def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
     try:
         (_, args, _, _), _ = parser.parse([], path)
     except TrlPluginsError as exc:
-        raise ConfigError(f"{spec.name}: {exc.lines()[0]}") from exc
+        lines = exc.lines()
+        raise ConfigError(f"{spec.name}: {lines[0]}", lines[1:]) from exc
     if sampling:
         share = sampling_share(spec.name, task.budget, args.num_iterations, args.num_generations)
     else:
@@ -122,7 +123,7 @@ def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
 def check_heldout(task: Task) -> None:
     """The task's held-out split: there, with prompts, and with the columns the metric reads (the sampling methods'
     runs check theirs; this is the one the others are scored on)."""
-    from ..checks.data import load_source
+    from ..checks.sources import load_source
     from ..sampling import reward_sources
 
     resolved = reward_sources.resolve(task.metric, key=f"{task.path}: metric")

@@ -60,7 +60,7 @@ class CompareRecorder(TrainerCallback):
 
 
 def heldout_rows(job: dict) -> list[dict]:
-    from ..checks.data import load_source
+    from ..checks.sources import load_source
 
     source = job["heldout_source"]
     split = load_source(source["dataset_name"], source.get("dataset_config"))[source["dataset_test_split"]]

@@ -43,7 +43,7 @@ _REMOVE = "remove it"
 CHANGES = (
     # transformers TrainingArguments (MIGRATION_GUIDE_V5.md, "Trainer"; evaluation_strategy: removed in 4.46).
     # fsdp_min_num_params / fsdp_transformer_layer_cls_to_wrap (removed in 5.0) are `accelerate launch` options: a
-    # recipe key of that name goes to the launcher, as `trl sft --config` passes it (run/launch_keys.py).
+    # recipe key of that name goes to the launcher, as `trl sft --config` passes it (run/distributed.py).
     FieldChange("gradient_checkpointing", "transformers 5.25", "activation_checkpointing", alias=True),
     FieldChange("gradient_checkpointing_kwargs", "transformers 5.25", "activation_checkpointing_kwargs", alias=True),
     FieldChange("evaluation_strategy", "transformers 4.46", "eval_strategy"),
