@@ -79,3 +79,21 @@ def test_under_a_launcher_the_keys_are_the_launchers(tiny_recipe, monkeypatch):
                                              tiny_recipe({"accelerate_config": "multi_cpu", "num_processes": 2}))
     assert args.max_steps == 3 and parser.launch == {"accelerate_config": "multi_cpu", "num_processes": 2}
     assert parser.launch_argv == ["--num_processes", "2"] and "num_processes" not in explicit
+
+
+@pytest.mark.distributed
+def test_a_recipe_that_names_its_launch_trains_once_under_it(tiny_recipe, tmp_path):
+    """For real: the recipe's accelerate_config starts accelerate once; the launched process trains (it does not
+    launch again) and saves the model."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    for name in ("PYTEST_CURRENT_TEST", "ACCELERATE_MIXED_PRECISION", "LOCAL_RANK"):
+        env.pop(name, None)
+    cmd = [sys.executable, "-m", "trl_plugins", "train", "orpo", "--config",
+           tiny_recipe({"accelerate_config": "cpu", "num_processes": 1}), "--max_steps", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("orpo done") == 1 and (tmp_path / "out" / "model.safetensors").is_file()
