@@ -371,13 +371,11 @@ def _parsed(trainer: str, recipe: str, *argv: str):
 def test_launch_and_recipe_combinations(trainer, recipe, argv, launch, message, pretend_gpu, monkeypatch):
     """What docs/distributed.md promises: QLoRA under FSDP/ZeRO-3 needs the quantized weights stored as the model
     dtype; 8-bit weights do not shard; sampling trainers run under DDP or ZeRO-2 only."""
-    import importlib.util
-
+    import trl_plugins.run.distributed as distributed
     from trl_plugins.errors import ConfigError
     from trl_plugins.run.distributed import check_launch
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "deepspeed" else real(n, *a))
+    monkeypatch.setattr(distributed, "deepspeed_installed", lambda: True)  # transformers' is_deepspeed_available
     model_args, training_args = _parsed(trainer, recipe, *argv)
     if message is None:
         check_launch(method_of(trainer), model_args, training_args, launch)
@@ -390,7 +388,7 @@ def test_launch_and_recipe_combinations(trainer, recipe, argv, launch, message, 
 def test_sharded_launch_without_deepspeed_or_with_bad_qlora_stops_before_the_model(run_cli, tiny_recipe,
                                                                                       no_model_loading, monkeypatch):
     """Under `accelerate launch` the processes read the launch from the environment and stop in one line."""
-    import importlib.util
+    import trl_plugins.run.distributed as distributed
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     code, _, err = run_cli("check-data", "orpo", "--config", tiny_recipe({"load_in_4bit": True, "dtype": "float32"}))
@@ -398,8 +396,7 @@ def test_sharded_launch_without_deepspeed_or_with_bad_qlora_stops_before_the_mod
     monkeypatch.delenv("ACCELERATE_USE_FSDP")
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))
+    monkeypatch.setattr(distributed, "deepspeed_installed", lambda: False)  # transformers' is_deepspeed_available
     code, _, err = run_cli("check-data", "orpo", "--config", tiny_recipe())
     assert code == 2 and "pip install 'trl-plugins[deepspeed]'" in err, err
 

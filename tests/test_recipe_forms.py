@@ -111,7 +111,7 @@ def test_several_values_after_one_flag(tmp_path):
 
 @pytest.mark.parametrize(("keys", "expected"), [
     ({"report_to": {"a": 1}}, "'report_to' expects text, got a mapping"),
-    ({"learning_rate": [1e-5, 2e-5]}, "'learning_rate' expects a single a number, got a list"),
+    ({"learning_rate": [1e-5, 2e-5]}, "'learning_rate' expects one value (a number), got a list"),
     ({"datasets": [{"pth": "x.jsonl"}]}, "datasets[0]: unknown key 'pth'; did you mean 'path'?"),
     ({"datasets": ["x.jsonl"]}, "datasets[0] must be a mapping of path, name"),
 ])

@@ -116,7 +116,7 @@ class StrictParser:
         if isinstance(value, list):
             item = list_item(annotation)
             if item is None and action.nargs not in ("+", "*"):
-                raise _Problem(f"{key!r} expects a single {self._expects(key)}, got a list")
+                raise _Problem(f"{key!r} expects one value ({self._expects(key)}), got a list")
             record = record_fields(item)
             if record is not None:
                 return [self._record(key, i, entry, record) for i, entry in enumerate(value)]
