@@ -1,5 +1,6 @@
 """Recipes written by others (tests/recipe_corpus/, sources in its SOURCES file) with only the model and the dataset
-swapped for offline ones and no bf16 on the CPU: each parses as TRL would read it (keys TRL 1.16 itself refuses get the
+swapped for offline ones (a test split of 2000 rows becomes 4, the offline data being small) and no bf16 on the CPU:
+each parses as TRL would read it (keys TRL 1.16 itself refuses get the
 hint of trl_plugins/run/field_changes.py), asks for nothing this machine lacks without saying so in one line, and the
 ones a trainer of ours runs train one step.
 
@@ -7,7 +8,7 @@ No trainer here is plain DPO: the alignment-handbook DPO recipes are parsed agai
 iterative-dpo's and checked up to the model (data, mixture, lengths), not trained. TRL's SFT example is parsed against
 raft's config (an SFTConfig).
 
-    python -m pytest tests/test_recipe_corpus.py -q            (the training runs: -m slow)
+    python -m pytest tests/test_recipe_corpus.py -q
 """
 
 from __future__ import annotations
@@ -219,9 +220,19 @@ def test_a_dpo_recipe_with_a_handbook_mixture_is_checked_up_to_the_model(tmp_pat
 MACHINE = {"report_to": "none", "attn_implementation": "sdpa", "push_to_hub": "false"}  # what this machine lacks
 
 
-@pytest.mark.slow
+@pytest.fixture
+def library_log_levels():
+    """The handbook recipes say log_level: info, which the trainer applies to transformers' logger for the whole
+    process: put it back so later tests' captured output stays theirs."""
+    import transformers
+
+    level = transformers.logging.get_verbosity()
+    yield
+    transformers.logging.set_verbosity(level)
+
+
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.run])
-def test_runs_one_step(name, tmp_path, monkeypatch):
+def test_runs_one_step(name, tmp_path, monkeypatch, library_log_levels):
     """The recipe (after the swap and the hints) trains one optimizer step with our trainer, its gradients flowing
     (the recipes' warmups make the first step's learning rate 0, so the weights need not move yet); on the command line
     only the step count, logging every step, the output folder and what this machine lacks (MACHINE)."""
