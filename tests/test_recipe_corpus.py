@@ -1,8 +1,7 @@
 """Recipes written by others (tests/recipe_corpus/, sources in its SOURCES file) with only the model and the dataset
 swapped for offline ones (a test split of 2000 rows becomes 4, the offline data being small) and no bf16 on the CPU:
-each parses as TRL would read it (keys TRL 1.16 itself refuses get the
-hint of trl_plugins/run/field_changes.py), asks for nothing this machine lacks without saying so in one line, and the
-ones a trainer of ours runs train one step.
+each parses as TRL would read it (keys TRL 1.16 itself refuses get the hint of trl_plugins/run/field_changes.py),
+asks for nothing this machine lacks without saying so in one line, and the ones a trainer of ours runs train one step.
 
 No trainer here is plain DPO: the alignment-handbook DPO recipes are parsed against ORPO's config (a DPOConfig) and
 iterative-dpo's and checked up to the model (data, mixture, lengths), not trained. TRL's SFT example is parsed against
