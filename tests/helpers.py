@@ -37,7 +37,7 @@ def write_recipe(path: Path, config: dict, extra: dict | None = None) -> str:
 
 
 def method_of(name: str):
-    """The run hooks of registered trainer ``name`` (an instance of its Method class), as the runner makes them."""
+    """The run hooks of registered trainer ``name`` (an instance of its Method class), as the train flow makes them."""
     from trl_plugins.registry import get_registry
 
     spec = get_registry().trainer(name)
@@ -45,13 +45,13 @@ def method_of(name: str):
 
 
 def build_trainer(name: str, recipe: str, *extra: str):
-    """A registered trainer built from a recipe through the runner (every input check first), output dir overwritten."""
+    """A registered trainer built from a recipe through the train flow (every input check first), output dir overwritten."""
     from trl_plugins.registry import get_registry
-    from trl_plugins.run import flow as runner
+    from trl_plugins.run import flow
 
-    run = runner.prepare_run(get_registry().trainer(name), ["--config", recipe, "--overwrite_output_dir", "true",
+    run = flow.prepare_run(get_registry().trainer(name), ["--config", recipe, "--overwrite_output_dir", "true",
                                                             *extra])
-    return runner.build_trainer(run)
+    return flow.build_trainer(run)
 
 
 def kill_in_iteration(trainer, k: int) -> None:

@@ -127,12 +127,12 @@ def test_cli_flags_override_the_yaml(run_cli, tiny_recipe, tmp_path):
 
 # -- exit code 1: a bug, not bad input -----------------------------------------------------------------------------
 def test_unexpected_failure_exits_1_with_traceback(run_cli, tiny_recipe, monkeypatch):
-    import trl_plugins.run.flow as runner
+    import trl_plugins.run.flow as flow
 
     def boom(run):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(runner, "train", boom)
+    monkeypatch.setattr(flow, "train", boom)
     code, _, err = run_cli("train", "orpo", "--config", tiny_recipe())
     assert code == 1 and "Traceback" in err and "simulated bug" in err
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.real
 
 def test_raft_raises_vader_reward_of_fresh_samples(tmp_path, smollm2_path):
     from trl_plugins.registry import get_registry
-    from trl_plugins.run import flow as runner
+    from trl_plugins.run import flow
 
     recipe = yaml.safe_load(open("recipes/demo/raft.yaml"))
     recipe.update(
@@ -30,8 +30,8 @@ def test_raft_raises_vader_reward_of_fresh_samples(tmp_path, smollm2_path):
     )
     path = tmp_path / "raft.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    run = runner.prepare_run(get_registry().trainer("raft"), ["--config", str(path)])
-    trainer = runner.build_trainer(run)
+    run = flow.prepare_run(get_registry().trainer("raft"), ["--config", str(path)])
+    trainer = flow.build_trainer(run)
     trainer.train()
     rows = [json.loads(line) for line in (tmp_path / "raft" / "sampling_summary.jsonl").read_text().splitlines()]
     print("\n".join(json.dumps({k: r[k] for k in ("iteration", "reward_all_mean", "reward_selected_mean",

@@ -44,10 +44,10 @@ def _before_after(method: str, recipe: str, output_dir: str, make_evaluate):
     """Check the run, evaluate the base model, train, evaluate the trained one: ``(run, trainer, minutes, before,
     after)``. ``make_evaluate(run)`` returns ``model -> {metric: [one value per held-out item]}``."""
     from .registry import get_registry
-    from .run import flow as runner
+    from .run import flow
 
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
-    run = runner.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
+    run = flow.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
     evaluate = make_evaluate(run)
     print("\n[1/3] evaluating the base model on the held-out items ...")
     base = run.load_model()
@@ -55,7 +55,7 @@ def _before_after(method: str, recipe: str, output_dir: str, make_evaluate):
     del base
     print(f"\n[2/3] training {method} ...")
     start = time.time()
-    trainer = runner.train(run)
+    trainer = flow.train(run)
     minutes = (time.time() - start) / 60
     print("\n[3/3] evaluating the trained model ...")
     after = evaluate(trainer.model)
@@ -127,16 +127,16 @@ SAMPLING_DEMOS = ("raft", "rest", "rest-em", "rejection-sampling", "iterative-dp
 
 
 def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
-    """A sampling trainer's demo recipe through the runner; the verdict reads the engine's last summary."""
+    """A sampling trainer's demo recipe through the train flow; the verdict reads the engine's last summary."""
     from .registry import get_registry
-    from .run import flow as runner
+    from .run import flow
     from .sampling import reward_sources
     from .sampling.report import noise_keys
 
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
-    run = runner.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
+    run = flow.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
     start = time.time()
-    trainer = runner.train(run)
+    trainer = flow.train(run)
     minutes = (time.time() - start) / 60
     last = trainer.summaries[-1]
     metric = ", ".join(run.training_args.reward_funcs)

@@ -33,7 +33,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, UsageError
 from .formats import FORMATS
-from .imports import import_string
+from .imports import import_string, is_import_string
 
 BUILTIN_DISTRIBUTION = "trl-plugins"
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
@@ -41,7 +41,6 @@ ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 MODEL_KINDS = ("causal-lm", "sequence-classification", "vision-language")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_IMPORT_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 class PluginLoadWarning(UserWarning):
@@ -179,7 +178,7 @@ class _Registration:
         return normalize_name(name)
 
     def _check_import(self, what: str, value: Any) -> str:
-        if not isinstance(value, str) or not _IMPORT_RE.match(value):
+        if not is_import_string(value):
             raise PluginError(f"{self.source}: {what} must be an import string 'package.module:Name', got {value!r}")
         return value
 

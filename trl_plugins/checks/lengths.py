@@ -133,7 +133,7 @@ def generic_rule(config) -> LengthRule:
 
 def rule_for(config, method=None) -> LengthRule:
     """The length rule of a run: its method's ``length_rule(config)``, handed down by whoever resolved the method
-    (the runner); no method, or a method without the hook, gets :func:`generic_rule`."""
+    (the train flow); no method, or a method without the hook, gets :func:`generic_rule`."""
     hook = getattr(method, "length_rule", None)
     rule = hook(config) if callable(hook) else None
     return rule if rule is not None else generic_rule(config)

@@ -1,6 +1,6 @@
 """The compare flow: 1. read the task (``task.py``); 2. for every method, before any model loads: its trainer is a
 generator, its recipe (shared + dataset + its own keys + the compare's) parses strictly, its budget share is set
-(``budget.py``) and the runner's checks pass (``runner.prepare_run``: data format, rewards, lengths) — else one line
+(``budget.py``) and the train flow's checks pass (``flow.prepare_run``: data format, rewards, lengths) — else one line
 naming the method, exit 2; 3. each method runs in its own process (``worker.py``) in OUTPUT_DIR/<method>/, unless a
 finished one left its ``compare_result.json``; an unfinished sampling run is resumed, any other restarted; 4. the
 table, plot and JSON (``report.py``). Docs: docs/compare.md.
@@ -101,14 +101,14 @@ def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
 
 
 def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
-    """:func:`method_recipe`, then the runner's checks of that recipe (data format, rewards, lengths: the tokenizer
+    """:func:`method_recipe`, then the train flow's checks of that recipe (data format, rewards, lengths: the tokenizer
     only); a method that does not apply to the task's data is refused in one line naming it."""
     from ..registry import get_registry
-    from ..run import flow as runner
+    from ..run import flow
 
     plan = method_recipe(task, name, out)
     try:
-        run = runner.prepare_run(get_registry().trainer(plan.name), ["--config", str(plan.recipe)],
+        run = flow.prepare_run(get_registry().trainer(plan.name), ["--config", str(plan.recipe)],
                                  check_output=False)
     except TrlPluginsError as exc:
         raise UsageError(f"{plan.name}: does not apply to this task: {exc.lines()[0]}") from exc

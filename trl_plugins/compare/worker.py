@@ -1,6 +1,6 @@
 """One method's run inside ``trl-plugins compare``: ``python -m trl_plugins.compare.worker JOB.json``.
 
-The ``train`` flow of ``runner.py`` (same checks, same trainer) with one callback added to the trainer, which records
+The ``train`` flow of ``run/flow.py`` (same checks, same trainer) with one callback added to the trainer, which records
 per fine-tuning phase the tokens trained (the Trainer's own ``num_input_tokens_seen``, non-padding) in
 ``compare_phases.jsonl`` and, for a method that is not a sampling trainer, scores the held-out prompts before and
 after training (``heldout.py``) into ``heldout_baseline.json`` / ``heldout_final.json``. The compare (``run.py``)
@@ -83,13 +83,13 @@ def _forget_unfinished(out: Path, resume: bool, sampling: bool) -> None:
 
 def run_job(job: dict) -> None:
     from ..registry import get_registry
-    from ..run import flow as runner
+    from ..run import flow
 
     spec = get_registry().trainer(job["method"])
     out = Path(job["output_dir"])
     argv = ["--config", job["recipe"]]
     argv += ["--resume_from_checkpoint", "true"] if job["resume"] else ["--overwrite_output_dir", "true"]
-    run = runner.prepare_run(spec, argv)
+    run = flow.prepare_run(spec, argv)
     run.training_args.include_num_input_tokens_seen = "non_padding"  # the parser reads this str | bool field as a bool
     _forget_unfinished(out, job["resume"], job["sampling"])
     recorder = CompareRecorder(out, job, None if job["sampling"] else heldout_rows(job))
@@ -102,7 +102,7 @@ def run_job(job: dict) -> None:
         return trainer
 
     run.method.build = build_with_recorder
-    runner.train(run)
+    flow.train(run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from typing import Protocol
 
 import torch
 
+from ..formats import is_conversational
 from .adapter_merge import merged_for_generation
 
 logger = logging.getLogger(__name__)
@@ -50,26 +51,6 @@ def flatten_samples(rows: list[dict], out: list) -> tuple[list, list, list[dict]
             completions.append([{"role": "assistant", "content": g.text}] if is_conversational(prompt) else g.text)
             extra.append({c: v for c, v in row.items() if c != "prompt"})
     return prompts, completions, extra
-
-
-def is_conversational(value) -> bool:
-    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
-
-
-TEMPLATE_COLUMNS = ("chat_template_kwargs", "tools")  # per-row chat-template inputs, as TRL's trainers read them
-
-
-def template_kwargs(row: dict) -> dict | None:
-    """A dataset row's own chat-template arguments as TRL's SFTTrainer passes them: ``tools`` (a list, or its JSON
-    string) and the ``chat_template_kwargs`` dict; None when the row has neither."""
-    import json
-
-    tools = row.get("tools")
-    tools = json.loads(tools) if isinstance(tools, str) else tools
-    extra = row.get("chat_template_kwargs") or {}
-    if tools is None and not extra:
-        return None
-    return {"tools": tools, **extra}
 
 
 def prompt_text(tokenizer, prompt, chat_kwargs: dict | None = None) -> str:
@@ -319,13 +300,14 @@ class TransformersBackend:
 
 def _kv_cache_bytes(model, sequences: int, tokens: int) -> int:
     """A rough KV-cache size (16-bit) for ``sequences`` x ``tokens``: what ``merge_quantized: auto`` keeps free."""
+    from ..planning.memory_architectures import Decoder
+
     config = getattr(model, "config", None)
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    layers = getattr(config, "num_hidden_layers", 0) or 0
-    heads = getattr(config, "num_attention_heads", 0) or 1
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", 0) // heads
-    return 2 * layers * kv_heads * head_dim * 2 * sequences * tokens
+    try:
+        decoder = Decoder.from_config(config.to_dict())
+    except (AttributeError, ValueError, TypeError):  # not a config the planner reads: no reserve
+        return 0
+    return int(decoder.kv_cache_bytes(sequences * tokens, bytes_per_value=2))
 
 
 def make_backend(name: str, model, tokenizer) -> GenerationBackend:

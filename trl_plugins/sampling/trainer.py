@@ -17,9 +17,10 @@ import torch
 from transformers.trainer_utils import TrainOutput
 from trl import SFTTrainer
 
+from ..formats import TEMPLATE_COLUMNS, is_conversational, template_kwargs
 from . import reward_sources
 from .config import SamplingConfig
-from .generation import TEMPLATE_COLUMNS, flatten_samples, is_conversational, make_backend, template_kwargs
+from .generation import flatten_samples, make_backend
 from .report import heldout_changes, heldout_columns, heldout_summary, noise_keys, plot_rewards, summarize
 from .store import RunStore
 
