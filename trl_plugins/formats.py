@@ -1,6 +1,6 @@
 """The dataset formats a trainer can register (``data_format=``): one row per format, the only copy of this table;
-and what one row looks like to TRL: chat messages or text (:func:`is_conversational`), its own chat-template
-arguments (:func:`template_kwargs`).
+and what one row looks like to TRL: chat messages or text (:func:`is_conversational`, :func:`completion_text`), its
+own chat-template arguments (:func:`template_kwargs`).
 
 The registry takes a format's columns as the trainer's default required/optional columns, ``checks/data.py`` checks its
 text columns, and docs/plugins.md shows the same table (``tests/test_registry.py`` checks that it matches). The length
@@ -45,6 +45,21 @@ def markdown_table() -> str:
     for f in FORMATS.values():
         lines.append(f"| `{f.name}` | {', '.join(f.required)} | {', '.join(f.optional)} | {f.checked} |")
     return "\n".join(lines)
+
+
+def completion_text(completion) -> str:
+    """The text of a completion: a string, or the concatenated contents of a list of chat messages."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list):
+        parts = []
+        for message in completion:
+            content = message.get("content", "") if isinstance(message, dict) else message
+            if isinstance(content, list):  # multimodal parts: keep the text ones
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            parts.append(str(content))
+        return "\n".join(parts)
+    return str(completion)
 
 
 def is_conversational(value) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import ConfigError, DataError, TrlPluginsError, UsageError
 from ..sampling.store import read_jsonl, write_json, write_jsonl
 from .budget import Share, sampling_share, training_share
-from .task import BUDGET_KEYS, Task, load_task
+from .task import BUDGET_KEYS, Task, load_task, sampling_keys
 
 RESULT = "compare_result.json"
 
@@ -40,13 +40,6 @@ class MethodPlan:
     recipe: Path  # the method's whole recipe, as written for its run
     output_dir: Path
     iterations: int | None = None  # sampling methods: num_iterations
-
-
-def _sampling_keys(task: Task) -> dict:
-    h = task.heldout
-    return {"reward_funcs": task.metric, "heldout_prompts": h["prompts"], "heldout_num_generations":
-            h["num_generations"], "heldout_temperature": h["temperature"], "max_new_tokens": h["max_new_tokens"],
-            "top_p": h["top_p"], "top_k": h["top_k"], "generation_batch_size": h["batch_size"]}
 
 
 def _write_yaml(path: Path, data: dict) -> Path:
@@ -84,7 +77,7 @@ def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
     output_dir = out / spec.name
     recipe = {**task.shared, **task.dataset, **overrides, "output_dir": str(output_dir)}
     if sampling:
-        recipe.update(_sampling_keys(task))
+        recipe.update(sampling_keys(task.heldout, task.metric))
     path = _write_yaml(out / "recipes" / f"{spec.name}.yaml", recipe)
     try:
         (_, args, _, _), _ = parser.parse([], path)
