@@ -257,7 +257,8 @@ def test_a_non_sampling_row_and_an_engine_row_of_the_same_model_agree_to_the_las
                                                  "orpo": {"dataset_name": pairs}}}, tmp_path / "task.yaml")
     plans = {name: method_recipe(task, name, tmp_path / "compare") for name in ("raft", "orpo")}
 
-    engine = flow.build_trainer(flow.prepare_run(get_registry().trainer("raft"), ["--config", str(plans["raft"].recipe)]))
+    raft = flow.prepare_run(get_registry().trainer("raft"), ["--config", str(plans["raft"].recipe)])
+    engine = flow.build_trainer(raft)
     by_engine = engine.evaluate_policy().scores  # what the engine writes as heldout_baseline.json
     orpo = flow.prepare_run(get_registry().trainer("orpo"), ["--config", str(plans["orpo"].recipe)])
     job = {"metric": task.metric, "heldout": task.heldout, "seed": task.seed, "heldout_source": task.dataset,

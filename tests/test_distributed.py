@@ -309,8 +309,9 @@ def test_only_the_store_writes_sampling_files():
 
     writers = re.compile(r"write_jsonl\(|write_json\(|\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wa]|savefig\(|"
                          r"save_file\(")
-    sources = [REPO / "trl_plugins" / "sampling" / name for name in ("trainer.py", "method.py", "generation.py",
-                                                                      "reward_sources.py", "selection.py")]
+    sources = [REPO / "trl_plugins" / "sampling" / name for name in ("engine.py", "records.py", "trainer.py", "method.py",
+                                                                      "generation.py", "reward_sources.py",
+                                                                      "selection.py")]
     sources += [REPO / "trl_plugins" / "sampling" / name for name in ("pairs.py", "preference.py",
                                                                        "preference_method.py")]
     sources += [REPO / "trl_plugins" / "trainers" / f"{name}.py" for name in ("raft", "rest", "rejection_sampling",

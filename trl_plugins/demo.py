@@ -119,7 +119,8 @@ def run_orpo_demo(recipe: str, output_dir: str, n_test: int, n_generations: int)
 
     run, trainer, minutes, before, after = _before_after("orpo", recipe, output_dir, make_evaluate)
     title = (f"ORPO demo: {run.model_args.model_name_or_path}, {trainer.state.global_step} steps in {minutes:.1f} min; "
-             f"{n_test} held-out pairs; {per_prompt} samples for each of {len(HELDOUT_REVIEW_PROMPTS)} held-out prompts")
+             f"{n_test} held-out pairs; {per_prompt} samples for each of {len(HELDOUT_REVIEW_PROMPTS)} held-out "
+             "prompts")
     rows = [("preference accuracy (logp chosen > rejected)", "accuracy"),
             ("logp margin chosen - rejected (nats/token)", "margin"),
             ("VADER of samples, per held-out prompt (-1..1)", "vader")]

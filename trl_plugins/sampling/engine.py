@@ -205,9 +205,6 @@ class SamplingEngine:
     def _progress(self) -> bool:
         return not self.args.disable_tqdm and self.accelerator.is_main_process
 
-    def _sharded(self, items: list, work) -> list:
-        return self.shards.map(items, work)
-
     # -- the stages ------------------------------------------------------------------------------------------------
     def iteration_rows(self, k: int) -> list[int]:
         """Dataset rows whose prompts are sampled in iteration ``k`` (seeded: the same on a resumed run)."""

@@ -114,7 +114,7 @@ class IterativeDPOTrainer(PreferenceEngine, DPOTrainer):
         model.eval()
         try:
             with self._reference_weights(model):
-                results = self._sharded(list(range(0, len(dataset), size)), work)
+                results = self.shards.map(list(range(0, len(dataset), size)), work)
         finally:
             model.train(training)
         dataset = dataset.add_column("ref_chosen_logps", [v for chosen, _ in results for v in chosen])
