@@ -29,7 +29,7 @@ from ..formats import is_conversational, template_kwargs
 from . import reward_sources
 from .config import sampling_params_of
 from .generation import SamplingParams, make_backend
-from .records import GenerationStats, HeldoutScores, IterationSummary, Sample, heldout_columns
+from .records import TOTAL, GenerationStats, HeldoutScores, IterationSummary, Sample, heldout_columns
 from .report import plot_rewards, table_header, table_row
 from .store import RunStore
 
@@ -250,7 +250,7 @@ class SamplingEngine:
         self.summaries.append(summary)
         self.reward_history.append(_plotted([s.reward for s in samples], summary.selected_indices))
         if self.args.plot_rewards:
-            baseline = self.heldout_baseline.means.get("heldout_reward_mean") if self.heldout_baseline else None
+            baseline = self.heldout_baseline.means.get(TOTAL) if self.heldout_baseline else None
             self.store.on_main(lambda: plot_rewards(self.store.root, self.summaries, self.reward_history, baseline))
         self.log({f"sampling/{key}": v for key, v in summary.to_json().items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None})
