@@ -225,6 +225,7 @@ def test_shipped_task_parses_strictly_for_each_of_its_methods(path, tmp_path):
 TOOLS = json.dumps([{"type": "function", "function": {"name": "answer", "description": "answer", "parameters": {}}}])
 
 
+@pytest.mark.slow
 def test_a_non_sampling_row_and_an_engine_row_of_the_same_model_agree_to_the_last_digit(tmp_path, run_cli):
     """The base model scored by compare's path for a non-sampling method (orpo: the worker's recorder) and by the
     sampling engine's own baseline (raft, built from the recipe the compare writes for it): the same numbers to the
