@@ -17,13 +17,14 @@ from __future__ import annotations
 from .compat import quiet
 from .hookspecs import hookimpl
 from .models.loading import resolve_model_path
-from .registry import PluginLoadWarning, RewardFunctionSpec, TrainerSpec, get_registry
+from .registry import GenerationBackendSpec, PluginLoadWarning, RewardFunctionSpec, TrainerSpec, get_registry
 
 __version__ = "0.1.0"
 
 quiet.install()  # other libraries' start-up lines a user cannot act on (trl_plugins/compat/quiet.py)
 
 __all__ = [
+    "GenerationBackendSpec",
     "PluginLoadWarning",
     "RewardFunctionSpec",
     "TrainerSpec",
@@ -32,6 +33,7 @@ __all__ = [
     "get_reward_function",
     "get_trainer",
     "hookimpl",
+    "list_generation_backends",
     "list_reward_functions",
     "list_trainers",
     "resolve_model_path",
@@ -46,6 +48,11 @@ def list_trainers() -> list[TrainerSpec]:
 def list_reward_functions() -> list[RewardFunctionSpec]:
     """All registered reward functions, sorted by name."""
     return [spec for _, spec in sorted(get_registry().rewards.items())]
+
+
+def list_generation_backends() -> list[GenerationBackendSpec]:
+    """All registered generation backends (``generation_backend:`` in a sampling recipe), sorted by name."""
+    return [spec for _, spec in sorted(get_registry().backends.items())]
 
 
 def get_trainer(name: str) -> tuple[type, type]:

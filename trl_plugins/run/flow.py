@@ -132,5 +132,5 @@ def _trained_nothing(trainer, out) -> bool:
     the phase's ``train_loss`` or None where nothing was selected; other trainers count ``global_step``."""
     summaries = getattr(trainer, "summaries", None)
     if summaries is not None:
-        return bool(summaries) and all(s.get("train_loss") is None for s in summaries)
+        return bool(summaries) and all(s.train_loss is None for s in summaries)
     return out is not None and getattr(out, "global_step", 1) == 0
