@@ -4,6 +4,7 @@
     dataset:  name, config, train_split, test_split (the held-out prompts come from test_split)
     metric:   the task metric, a list of reward_funcs entries (``vader_sentiment``, ``exact_match``, a callable ...)
     heldout:  prompts, num_generations, temperature, max_new_tokens, top_p, top_k, batch_size
+    monitors: held-out monitors beside the metric (``evaluation/monitors.py``; default kl, loglik, distinct2, length)
     budget:   generated samples per sampling method = training examples seen per other method
     methods:  trainer name -> its own recipe keys (``orpo: {dataset_name: embedded:rt-preference}``)
 
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..evaluation.monitors import DEFAULT_MONITORS, MONITORS
 
-TOP_KEYS = ("shared", "dataset", "metric", "heldout", "budget", "methods")
+TOP_KEYS = ("shared", "dataset", "metric", "heldout", "monitors", "budget", "methods")
 DATASET_KEYS = {"name": "dataset_name", "config": "dataset_config", "train_split": "dataset_train_split",
                 "test_split": "dataset_test_split"}
 HELDOUT_DEFAULTS = {"prompts": None, "num_generations": 1, "temperature": 0.0, "max_new_tokens": 64, "top_p": 1.0,
@@ -43,6 +45,7 @@ class Task:
     heldout: dict
     budget: int
     methods: dict[str, dict] = field(default_factory=dict)
+    monitors: list[str] = field(default_factory=lambda: list(DEFAULT_MONITORS))
 
     @property
     def seed(self) -> int:
@@ -84,6 +87,24 @@ def _owned_key(key: str, where: str, method: bool) -> None:
         raise ConfigError(f"{where}: {key!r} belongs under dataset: (name, config, train_split, test_split)")
 
 
+def _monitors(value, where: str) -> list[str]:
+    """The ``monitors:`` list: names of ``evaluation/monitors.py`` (``[]``: none), each once."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise ConfigError(f"{where} must be a list of monitor names ({', '.join(MONITORS)}), got {value!r}")
+    for name in value:
+        if name not in MONITORS:
+            close = difflib.get_close_matches(name, list(MONITORS), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(MONITORS)})"
+            raise ConfigError(f"{where}: unknown monitor {name!r}{hint}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: names a monitor twice: {value}")
+    return list(value)
+
+
 def parse_task(data: dict, path: Path, budget: int | None = None) -> Task:
     """A :class:`Task` from the YAML mapping ``data`` of ``path``; ``budget`` (``--budget``) wins over the file's."""
     where = str(path)
@@ -120,6 +141,7 @@ def parse_task(data: dict, path: Path, budget: int | None = None) -> Task:
     for key in ("temperature", "top_p"):
         if isinstance(heldout[key], bool) or not isinstance(heldout[key], (int, float)):
             raise ConfigError(f"{where}: heldout.{key} must be a number, got {heldout[key]!r}")
+    monitors = _monitors(data.get("monitors", list(DEFAULT_MONITORS)), f"{where}: monitors")
     value = budget if budget is not None else data.get("budget")
     if value is None:
         raise ConfigError(f"{where}: set budget: N (generated samples per sampling method = training examples seen "
@@ -133,7 +155,7 @@ def parse_task(data: dict, path: Path, budget: int | None = None) -> Task:
             _owned_key(key, f"{where}: methods.{name}", method=True)
         cleaned[str(name)] = dict(overrides)
     return Task(path=path, shared=dict(shared), dataset=dataset, metric=list(metric), heldout=heldout, budget=value,
-                methods=cleaned)
+                methods=cleaned, monitors=monitors)
 
 
 def load_task(value: str, budget: int | None = None) -> Task:
