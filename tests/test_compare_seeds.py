@@ -249,5 +249,8 @@ def test_killed_compare_with_two_seeds_resumes_the_unfinished_run_only(task_file
         assert figures["methods"][name]["after"] == pytest.approx(sum(afters) / 2)
         row = next(line for line in stdout.splitlines() if line.startswith(name + " "))
         assert f"{figures['methods'][name]['after']:.3f} ±{figures['methods'][name]['after_se']:.3f}" in row
+    for seed in ("3", "4"):  # within a seed every method's base is sampled alike: the pairs stay paired
+        runs = {name: figures["methods"][name]["runs"][seed] for name in ("orpo", "raft")}
+        assert runs["orpo"]["before_per_prompt"] == runs["raft"]["before_per_prompt"]
     assert Path(out / "compare.png").stat().st_size > 0
     assert "against the highest mean after" in stdout
