@@ -154,6 +154,8 @@ def test_monitors_of_a_lora_model_use_the_adapter_switched_off_as_the_start():
     assert per_prompt["monitor/kl_token"] == pytest.approx(pairs(k3_tokens), abs=1e-5)
     assert per_prompt["monitor/kl_seq_k1"] == pytest.approx(pairs(k1_seqs), abs=1e-4)
     assert per_prompt["monitor/loglik"] == pytest.approx(pairs(logliks), abs=1e-5)
+    # loglik is the base at T = 1 whatever the sampling temperature (the fresh run above: T = 1, one pass for both)
+    assert fresh["heldout_per_prompt"]["monitor/loglik"] == pytest.approx(pairs(logliks), abs=1e-5)
     assert got["monitor/kl_token"] == pytest.approx(sum(pairs(k3_tokens)) / 3, abs=1e-5) and got["monitor/kl_token"] > 0
     assert per_prompt["monitor/length"] == [4.0, 5.0, 2.0]
     assert per_prompt["monitor/distinct2"] == [distinct_n(completions[i : i + 2]) for i in (0, 2, 4)]

@@ -155,7 +155,9 @@ def heldout_monitors(model, tokenizer, prompts: Sequence, completions: Sequence,
     scored_tokens = None
     if "kl" in monitors or "loglik" in monitors:
         ref, switched_off = _reference(model, reference_model)
-        temperatures = ([temperature] if "kl" in monitors else []) + ([1.0] if "loglik" in monitors else [])
+        temperatures = [temperature] if "kl" in monitors else []  # loglik: the last list, at T = 1
+        if "loglik" in monitors and temperatures != [1.0]:
+            temperatures.append(1.0)
         with switched_off:
             reference = completion_token_logps(ref, tokenizer, prompts, completions, batch_size, max_length,
                                                temperatures=temperatures)
