@@ -135,7 +135,7 @@ def test_method_figures_read_the_monitors_and_verdicts_a_run_wrote(tmp_path):
 
     out = tmp_path / "raft"
     base = {"heldout_reward_mean": 0.2, "heldout_reward_se": 0.05, "monitor/loglik": -2.0, "monitor/loglik_se": 0.03,
-            "heldout_per_prompt": {"heldout_reward_mean": [0.1, 0.3]}}
+            "heldout_per_prompt": {"heldout_reward_mean": [0.1, 0.3], "monitor/loglik": [-2.0, -2.0]}}
     write_json(out / "heldout_baseline.json", base)
     summaries = []
     for k, (reward, loglik, tripped) in enumerate([(0.4, -2.1, False), (0.6, -2.5, True)], start=1):
@@ -143,7 +143,8 @@ def test_method_figures_read_the_monitors_and_verdicts_a_run_wrote(tmp_path):
         summaries.append({"iteration": k, "samples": 2, "heldout_reward_mean": reward, "heldout_reward_se": 0.05,
                           "monitor/loglik": loglik, "monitor/loglik_se": 0.02, "monitor/loglik_change_low": -0.6,
                           "monitor/loglik_change_high": -0.4, "heldout_per_prompt": {"heldout_reward_mean":
-                                                                                    [reward, reward]},
+                                                                                    [reward, reward],
+                                                                                    "monitor/loglik": [loglik, loglik]},
                           "reward_hacking": {"iteration": k, "tripped": tripped, "best_iteration": 1,
                                              "message": f"reward hacking? iteration {k}: ..." if tripped else ""}})
     write_jsonl(out / "sampling_summary.jsonl", summaries)

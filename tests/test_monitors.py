@@ -23,7 +23,7 @@ from trl_plugins.evaluation.monitors import (
     per_prompt_means,
     summarize,
 )
-from trl_plugins.sampling.report import distinct_n
+from trl_plugins.sampling.records import distinct_n
 
 from tiny import tiny_causal_lm, tiny_tokenizer
 

@@ -1,8 +1,9 @@
 """What the compare reports: each run's figures read from its own files (the sampling engine's
-``sampling_summary.jsonl`` and ``heldout_baseline.json``, or the worker's ``heldout_*.json`` for the others, and
-``compare_phases.jsonl``), with its monitors (``monitor/<name>`` keys) and the guard's verdicts (``reward_hacking``)
-where the run wrote them; the figures of a method over its training seeds (``--seeds``); the table, the plot
-``compare.png`` and ``compare.json`` (every figure of every run). No torch. Docs: docs/compare.md ("The table").
+``sampling_summary.jsonl`` and ``heldout_baseline.json``, or the worker's ``heldout_*.json`` for the others — read as
+the engine's records, ``sampling/records.py`` — and ``compare_phases.jsonl``), with its monitors (``monitor/<name>``
+columns) and the guard's verdicts (``reward_hacking``) where the run wrote them; the figures of a method over its
+training seeds (``--seeds``); the table, the plot ``compare.png`` and ``compare.json`` (every figure of every run).
+No torch. Docs: docs/compare.md ("The table").
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from pathlib import Path
 
 from ..evaluation.intervals import paired_bootstrap
 from ..evaluation.monitors import MONITORS
-from ..sampling.report import noise_keys
+from ..sampling.records import TOTAL as KEY  # the task metric's held-out mean, in every file read here
+from ..sampling.records import HeldoutScores, IterationSummary
 from ..sampling.store import read_jsonl, write_json
 from .seeds import against_best_over_seeds, over_seeds
 
-KEY = "heldout_reward_mean"  # the task metric's held-out mean, in every file read here
 VERDICT = "reward_hacking"  # the guard's verdict on an iteration, in its summary (heldout_final.json for the others)
 # a monitor's table column: heading, summary key, the figure shown (its value after training or its change since
 # before) and what the legend says of it
@@ -30,17 +31,16 @@ def _read(path: Path):
     return json.loads(path.read_text()) if path.suffix == ".json" else read_jsonl(path)
 
 
-def monitor_figures(before: dict, after: dict) -> dict:
-    """Each monitor key a run's files hold: before, after with its SE, the change and its paired 95% interval."""
+def monitor_figures(before: HeldoutScores, after: HeldoutScores) -> dict:
+    """Each monitor column a run's files hold: before, after with its SE, the change and its paired 95% interval."""
     out = {}
     for key in (k for m in MONITORS.values() for k in m.keys):
-        if after.get(key) is None:
+        if after.means.get(key) is None:
             continue
-        se, low, high, _ = noise_keys(key)
-        was = before.get(key)
-        out[key] = {"before": was, "after": after[key], "after_se": after.get(se),
-                    "change": None if was is None else after[key] - was, "change_low": after.get(low),
-                    "change_high": after.get(high)}
+        was, now = before.means.get(key), after.means[key]
+        low, high = after.changes.get(key, (None, None))
+        out[key] = {"before": was, "after": now, "after_se": after.se.get(key),
+                    "change": None if was is None else now - was, "change_low": low, "change_high": high}
     return out
 
 
@@ -56,35 +56,36 @@ def method_figures(plan, attempts: list[dict]) -> dict:
     """Before/after held-out metric with SE, the change's paired 95% interval, the curve by budget spent, tokens;
     the monitors and the guard's verdicts where the run wrote them."""
     out = plan.output_dir
-    se, low, high, _ = noise_keys(KEY)
-    before = _read(out / "heldout_baseline.json")
+    before = HeldoutScores.from_json(_read(out / "heldout_baseline.json"))
     if plan.sampling:
-        summaries = _read(out / "sampling_summary.jsonl")
-        after = summaries[-1]
-        curve = [{"spent": s["iteration"] / plan.iterations, "iteration": s["iteration"], "metric": s[KEY],
-                  "se": s.get(se)} for s in summaries]
-        generated_samples = sum(s["samples"] for s in summaries)
-        generated_tokens = sum(g["num_tokens"] for k in range(1, len(summaries) + 1)
-                               for g in read_jsonl(out / f"iteration_{k}" / "generations.jsonl"))
+        summaries = [IterationSummary.from_json(row) for row in _read(out / "sampling_summary.jsonl")]
+        after = summaries[-1].heldout
+        curve = [{"spent": s.iteration / plan.iterations, "iteration": s.iteration, "metric": s.heldout.means[KEY],
+                  "se": s.heldout.se.get(KEY)} for s in summaries]
+        generated_samples = sum(s.sampled["samples"] for s in summaries)
+        generated_tokens = sum(g["num_tokens"] for s in summaries
+                               for g in read_jsonl(out / f"iteration_{s.iteration}" / "generations.jsonl"))
     else:
-        after = _read(out / "heldout_final.json")
-        curve = [{"spent": 1.0, "step": after["global_step"], "metric": after[KEY], "se": after.get(se)}]
+        after = HeldoutScores.from_json(_read(out / "heldout_final.json"))
+        curve = [{"spent": 1.0, "step": after.extra["global_step"], "metric": after.means[KEY],
+                  "se": after.se.get(KEY)}]
         generated_samples, generated_tokens = 0, 0
     phases = _read(out / "compare_phases.jsonl") if (out / "compare_phases.jsonl").is_file() else []
+    low, high = after.changes.get(KEY, (None, None))
+    first, last = before.means[KEY], after.means[KEY]
     return {
         "method": plan.name, "sampling": plan.sampling, "budget_unit": plan.share.unit, "budget_used":
         plan.share.used, "budget_detail": plan.share.detail, "budget_setting": plan.share.setting,
-        "before": before[KEY], "before_se": before.get(se), "after": after[KEY], "after_se": after.get(se),
-        "change": None if None in (after[KEY], before[KEY]) else after[KEY] - before[KEY],
-        "change_low": after.get(low), "change_high": after.get(high),
-        "before_per_prompt": before["heldout_per_prompt"][KEY],
-        "after_per_prompt": after["heldout_per_prompt"][KEY],
-        "curve": [{"spent": 0.0, "metric": before[KEY], "se": before.get(se)}] + curve,
+        "before": first, "before_se": before.se.get(KEY), "after": last, "after_se": after.se.get(KEY),
+        "change": None if None in (last, first) else last - first, "change_low": low, "change_high": high,
+        "before_per_prompt": before.per_prompt[KEY],
+        "after_per_prompt": after.per_prompt[KEY],
+        "curve": [{"spent": 0.0, "metric": first, "se": before.se.get(KEY)}] + curve,
         "wall_seconds": sum(a["seconds"] for a in attempts), "attempts": len(attempts),
         "generated_samples": generated_samples, "generated_tokens": generated_tokens,
         "trained_tokens": sum(p["trained_tokens"] for p in phases), "optimizer_steps": sum(p["steps"] for p in phases),
         "seed": plan.seed, "monitors": monitor_figures(before, after),
-        "guard": guard_figures([s.get(VERDICT) for s in (summaries if plan.sampling else [after])]),
+        "guard": guard_figures([s.get(VERDICT) for s in summaries] if plan.sampling else [after.extra.get(VERDICT)]),
     }
 
 

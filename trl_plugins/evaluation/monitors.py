@@ -25,8 +25,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..builtin_rewards import completion_text
-from ..sampling.report import distinct_n, noise_keys
+from ..formats import completion_text
+from ..sampling.records import distinct_n, noise_keys
 from .intervals import mean_se
 
 PREFIX = "monitor/"
