@@ -82,9 +82,10 @@ def main():
                   f"{statistics.median(cpu[name]):.2f}", f"{statistics.median(t) / len(completions) * 1000:.0f}")
                  for name, t in timings.items()],
                 header=("what", "wall s: median [min, max]", "CPU s (median)", "wall ms per sample"))
-    print("figures (review text, not the policy's samples: a check that the numbers are finite): " + ", ".join(f"{k} {figures[k]:.4f}" for k in ("monitor/kl_token", "monitor/kl_token_k1",
-                                                                    "monitor/loglik", "monitor/distinct2",
-                                                                    "monitor/length")))
+    means = {k: statistics.fmean(v for v in values if v is not None) for k, values in figures.per_prompt.items()}
+    print("figures (review text, not the policy's samples: a check that the numbers are finite): "
+          + ", ".join(f"{k} {means[k]:.4f}" for k in ("monitor/kl_token", "monitor/kl_token_k1", "monitor/loglik",
+                                                      "monitor/distinct2", "monitor/length")))
 
 
 if __name__ == "__main__":

@@ -229,7 +229,9 @@ def test_killed_compare_with_two_seeds_resumes_the_unfinished_run_only(task_file
     finished = {run: (out / run / "compare_result.json").read_text() for run in ("orpo", "raft", "orpo-seed4")}
     assert not (out / "raft-seed4" / "compare_result.json").exists()
     recipes = {run: (out / "recipes" / f"{run}.yaml").read_text() for run in ("raft", "raft-seed4")}
-    assert "seed: 4\n" in recipes["raft-seed4"] and recipes["raft"].count("seed: 3\n") == 1  # the task's seed: 3
+    assert re.findall(r"^seed: .*$", recipes["raft-seed4"], re.M) == ["seed: 4"]
+    assert re.findall(r"^seed: .*$", recipes["raft"], re.M) == ["seed: 3"]  # the task's seed: 3
+    assert all(re.findall(r"^heldout_seed: .*$", r, re.M) == ["heldout_seed: 3"] for r in recipes.values())
 
     code, stdout, stderr = run_cli(*command[3:])
     assert code == 0, stderr

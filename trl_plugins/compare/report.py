@@ -14,11 +14,10 @@ from pathlib import Path
 from ..evaluation.intervals import paired_bootstrap
 from ..evaluation.monitors import MONITORS
 from ..sampling.records import TOTAL as KEY  # the task metric's held-out mean, in every file read here
-from ..sampling.records import HeldoutScores, IterationSummary
+from ..sampling.records import VERDICT, HeldoutScores, IterationSummary
 from ..sampling.store import read_jsonl, write_json
 from .seeds import against_best_over_seeds, over_seeds
 
-VERDICT = "reward_hacking"  # the guard's verdict on an iteration, in its summary (heldout_final.json for the others)
 # a monitor's table column: heading, summary key, the figure shown (its value after training or its change since
 # before) and what the legend says of it
 COLUMNS = {"kl": ("KL/token", "monitor/kl_token", "after", "KL to the starting policy per token after training (k3)"),
@@ -85,7 +84,7 @@ def method_figures(plan, attempts: list[dict]) -> dict:
         "generated_samples": generated_samples, "generated_tokens": generated_tokens,
         "trained_tokens": sum(p["trained_tokens"] for p in phases), "optimizer_steps": sum(p["steps"] for p in phases),
         "seed": plan.seed, "monitors": monitor_figures(before, after),
-        "guard": guard_figures([s.get(VERDICT) for s in summaries] if plan.sampling else [after.extra.get(VERDICT)]),
+        "guard": guard_figures([s.guard for s in summaries] if plan.sampling else [after.extra.get(VERDICT)]),
     }
 
 

@@ -97,7 +97,7 @@ def method_recipe(task: Task, name: str, out: Path, seed: int | None = None) -> 
     if seed != task.seed:
         recipe["seed"] = seed
     if sampling:
-        recipe.update(sampling_keys(task.heldout, task.metric))
+        recipe.update(sampling_keys(task.heldout, task.metric, task.monitors, task.seed))
     path = _write_yaml(out / "recipes" / f"{run}.yaml", recipe)
     try:
         (_, args, _, _), _ = parser.parse([], path)
@@ -156,7 +156,8 @@ def _job(task: Task, plan: MethodPlan) -> dict:
     """What the worker needs; a run left by a different job in the same folder is restarted, not resumed."""
     return {"method": plan.name, "recipe": str(plan.recipe), "recipe_text": plan.recipe.read_text(),
             "output_dir": str(plan.output_dir), "sampling": plan.sampling, "metric": task.metric,
-            "heldout": task.heldout, "seed": plan.seed, "heldout_source": task.dataset}
+            "heldout": task.heldout, "seed": plan.seed, "heldout_source": task.dataset, "monitors": task.monitors,
+            "heldout_seed": task.seed}
 
 
 def _resumable(plan: MethodPlan) -> bool:

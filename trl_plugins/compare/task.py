@@ -30,7 +30,7 @@ HELDOUT_DEFAULTS = {"prompts": None, "num_generations": 1, "temperature": 0.0, "
 COMPARE_KEYS = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "reward_funcs", "reward_weights",
                 "heldout_prompts", "heldout_num_generations", "heldout_temperature", "heldout_reward_funcs",
                 "include_num_input_tokens_seen", "dataset_test_split", "max_new_tokens", "top_p", "top_k",
-                "generation_batch_size", "max_train_samples", "max_eval_samples")
+                "generation_batch_size", "max_train_samples", "max_eval_samples", "heldout_monitors", "heldout_seed")
 BUDGET_KEYS = {"sampling": "prompts_per_iteration", "training": "max_steps"}  # the budget sets one per method
 SHARED_ONLY = ("seed", "model_name_or_path")  # one base and one seed for all: not per method
 DATASET_ONLY = tuple(DATASET_KEYS.values())  # in `dataset:`; a method may override all but the test split
@@ -52,13 +52,17 @@ class Task:
         return int(self.shared.get("seed", 42))
 
 
-def sampling_keys(heldout: dict, metric: list[str]) -> dict:
-    """The recipe keys the compare sets for every sampling method — the metric as the training reward and how the
-    held-out prompts are sampled — and so the settings of every other method's held-out evaluation (worker.py)."""
+def sampling_keys(heldout: dict, metric: list[str], monitors: list[str] | None = None,
+                  heldout_seed: int | None = None) -> dict:
+    """The recipe keys the compare sets for every sampling method — the metric as the training reward, how the
+    held-out prompts are sampled (seeded ``heldout_seed``: the task's, the same for every method and training seed)
+    and the held-out monitors — and so the settings of every other method's held-out evaluation (worker.py)."""
     return {"reward_funcs": metric, "heldout_prompts": heldout["prompts"],
             "heldout_num_generations": heldout["num_generations"], "heldout_temperature": heldout["temperature"],
             "max_new_tokens": heldout["max_new_tokens"], "top_p": heldout["top_p"], "top_k": heldout["top_k"],
-            "generation_batch_size": heldout["batch_size"]}
+            "generation_batch_size": heldout["batch_size"],
+            **({} if monitors is None else {"heldout_monitors": list(monitors)}),
+            **({} if heldout_seed is None else {"heldout_seed": heldout_seed})}
 
 
 def _unknown(where: str, key, known) -> ConfigError:

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from .intervals import paired_bootstrap
-from .monitors import DEFAULT_MONITORS, MONITORS, direction, unknown_monitors
+from .keys import TOTAL
+from .monitors import DEFAULT_MONITORS, MONITORS, PREFIX, direction, unknown_monitors
 
 ACTIONS = ("warn", "stop", "off")
 
@@ -98,6 +99,15 @@ REWARD = "reward"  # the training reward's key in GuardState.best_per_prompt
 def _mean(values: Sequence[float | None]) -> float | None:
     valid = [v for v in values if v is not None]
     return math.fsum(valid) / len(valid) if valid else None
+
+
+def inputs(per_prompt: dict[str, Sequence[float | None]],
+           independent: Sequence[str] = ()) -> tuple[list[float | None], dict[str, list[float | None]]]:
+    """What the guard reads of a held-out evaluation's per-prompt columns: the training reward's total
+    (``heldout_reward_mean``) and the figures it judges — every ``monitor/<name>`` and the ``independent`` columns
+    (``heldout/<name>`` of ``heldout_reward_funcs``; never a training reward's own parts)."""
+    checks = {k: list(v) for k, v in per_prompt.items() if k.startswith(PREFIX) or k in independent}
+    return list(per_prompt.get(TOTAL) or []), checks
 
 
 def start(reward: Sequence[float | None], monitors: dict[str, Sequence[float | None]]) -> GuardState:

@@ -18,11 +18,13 @@ import torch
 from ..formats import is_conversational
 
 
-def encode_pair(tokenizer, prompt, completion) -> tuple[list[int], int]:
-    """Token ids of prompt + completion and the index where the completion starts (as TRL tokenizes them)."""
+def encode_pair(tokenizer, prompt, completion, chat_kwargs: dict | None = None) -> tuple[list[int], int]:
+    """Token ids of prompt + completion and the index where the completion starts (as TRL tokenizes them);
+    ``chat_kwargs``: the row's own chat-template arguments (``formats.template_kwargs``: ``tools``, ...)."""
     if is_conversational(prompt):
-        prompt_str = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-        full_str = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
+        kwargs = chat_kwargs or {}
+        prompt_str = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False, **kwargs)
+        full_str = tokenizer.apply_chat_template(prompt + completion, tokenize=False, **kwargs)
         prompt_ids = tokenizer(prompt_str, add_special_tokens=False)["input_ids"]
         full_ids = tokenizer(full_str, add_special_tokens=False)["input_ids"]
     else:
@@ -43,12 +45,13 @@ def completion_token_logps(
     batch_size: int = 16,
     max_length: int | None = None,
     temperatures: Sequence[float] = (1.0,),
+    chat_kwargs: Sequence[dict | None] | None = None,
 ) -> list[list[torch.Tensor]]:
     """``log p(y_t | x, y_<t)`` of every completion token (TRL's tokenization, :func:`encode_pair`), batched: one list
     per temperature in ``temperatures``, each holding one float32 1-D tensor per example (its completion tokens, after
     ``max_length`` truncation). A temperature ``T`` divides the logits by ``T`` first: the distribution that sampling
     at ``T`` draws from (TRL's GRPO scores its policy and reference the same way); several temperatures share one
-    forward pass."""
+    forward pass. ``chat_kwargs``: per example, its row's chat-template arguments (see :func:`encode_pair`)."""
     from trl.trainer.utils import selective_log_softmax
 
     was_training = model.training
@@ -57,7 +60,9 @@ def completion_token_logps(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     results: list[list[torch.Tensor]] = [[] for _ in temperatures]
     for i in range(0, len(prompts), batch_size):
-        encoded = [encode_pair(tokenizer, p, c) for p, c in zip(prompts[i : i + batch_size], completions[i : i + batch_size])]
+        kwargs = chat_kwargs[i : i + batch_size] if chat_kwargs is not None else [None] * len(prompts[i : i + batch_size])
+        encoded = [encode_pair(tokenizer, p, c, k) for p, c, k in
+                   zip(prompts[i : i + batch_size], completions[i : i + batch_size], kwargs)]
         if max_length is not None:
             encoded = [(ids[:max_length], start) for ids, start in encoded]
         width = max(len(ids) for ids, _ in encoded)

@@ -1,8 +1,9 @@
 """Monitors of held-out samples that no reward pays for: how far the policy moved from where it started (KL), how
 likely the starting model finds the samples (fluency), how varied they are (distinct-2) and how long. Each is taken
-per sample, averaged per prompt (the unit of every interval: a prompt's samples are not independent) and summarized
-like a held-out reward: ``monitor/<name>`` with its SE over prompts and per-prompt means (``sampling/report.py``'s
-keys). The guard that reads them: ``guard.py``. Docs: docs/monitors.md.
+per sample, averaged per prompt (the unit of every interval: a prompt's samples are not independent); the sampling
+engine's held-out evaluation (``sampling.engine.evaluate_heldout``) adds them to its scores as ``monitor/<name>``
+columns, with their SE over prompts and paired change intervals (``keys.py``). The guard that reads them:
+``guard.py``. Docs: docs/monitors.md.
 
 KL to the starting policy π₀ from samples y ~ π (Schulman, "Approximating KL Divergence", 2020), per token with
 ``log_ratio = log π(y_t|x,y<t) − log π₀(y_t|x,y<t)`` and ``r = π₀/π = exp(−log_ratio)``:
@@ -22,12 +23,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..formats import completion_text
-from ..sampling.records import distinct_n, noise_keys
-from .intervals import mean_se
 
 PREFIX = "monitor/"
 
@@ -41,20 +41,25 @@ class Monitor:
     direction: int  # +1: falling is worse; -1: rising is worse; 0: not judged by the guard's paired rule
     cost: str
     help: str
+    label: str = ""  # its first key's name in tables and plots
 
 
 MONITORS = {m.name: m for m in (
     Monitor("kl", ("monitor/kl_token", "monitor/kl_seq", "monitor/kl_token_k1", "monitor/kl_seq_k1"), 0,
             "one forward pass of the policy and one of the starting model (LoRA: the adapter switched off) per sample",
-            "KL to the starting policy, per token (k3, TRL GRPO's `kl`; k1) and per sequence; judged against max_kl"),
+            "KL to the starting policy, per token (k3, TRL GRPO's `kl`; k1) and per sequence; judged against max_kl",
+            "KL/token"),
     Monitor("loglik", ("monitor/loglik",), +1, "the forward pass of the starting model that kl makes (one if kl is off)",
-            "the starting model's mean log-likelihood per token of the samples (fluency); falling is worse"),
+            "the starting model's mean log-likelihood per token of the samples (fluency); falling is worse", "loglik"),
     Monitor("distinct2", ("monitor/distinct2",), +1, "none (text only)",
-            "distinct-2 of each prompt's samples (unique word bigrams / all); falling is worse (less varied text)"),
-    Monitor("length", ("monitor/length",), 0, "none", "mean completion length in tokens; shown, not judged"),
+            "distinct-2 of each prompt's samples (unique word bigrams / all); falling is worse (less varied text)",
+            "distinct-2"),
+    Monitor("length", ("monitor/length",), 0, "none", "mean completion length in tokens; shown, not judged",
+            "length"),
 )}
 DEFAULT_MONITORS = ("kl", "loglik", "distinct2", "length")
 KL_TOKEN = "monitor/kl_token"  # what max_kl is compared with
+NEED_START = ("kl", "loglik")  # the monitors that need the starting policy π₀ (a forward pass of it per sample)
 
 
 def unknown_monitors(names: Sequence[str]) -> list[str]:
@@ -67,6 +72,18 @@ def direction(key: str) -> int:
         if key in monitor.keys:
             return monitor.direction
     return +1
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct-n (Li et al. 2016): unique word n-grams / all word n-grams over the texts (1.0 = no repetition; 0 if
+    none)."""
+    seen, total = set(), 0
+    for text in texts:
+        words = text.split()
+        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    return len(seen) / total if total else 0.0
 
 
 # -- the estimators (torch tensors of per-token log-probabilities, one sample) ----------------------------------------
@@ -96,7 +113,7 @@ def per_prompt_means(values: Sequence[float | None], group_sizes: Sequence[int])
 
 
 def per_prompt_distinct2(texts: Sequence[str], group_sizes: Sequence[int]) -> list[float | None]:
-    """Distinct-2 of each prompt's samples together (``sampling/report.py``'s ``distinct_n``); None without bigrams."""
+    """Distinct-2 of each prompt's samples together (:func:`distinct_n`); None without bigrams."""
     out, start = [], 0
     for size in group_sizes:
         group = texts[start : start + size]
@@ -105,80 +122,150 @@ def per_prompt_distinct2(texts: Sequence[str], group_sizes: Sequence[int]) -> li
     return out
 
 
-def summarize(per_prompt: dict[str, list[float | None]]) -> dict:
-    """``{key: mean over prompts, <key>_se: its SE, heldout_per_prompt: {key: per-prompt means}}``, the shape of
-    ``sampling/report.py``'s ``heldout_summary`` (so ``heldout_changes`` gives each key's paired change interval)."""
-    out: dict = {}
-    for key, values in per_prompt.items():
-        mean, se = mean_se([v for v in values if v is not None])
-        out[key] = None if math.isnan(mean) else mean
-        out[noise_keys(key)[0]] = None if math.isnan(se) else se
-    out["heldout_per_prompt"] = {key: list(values) for key, values in per_prompt.items()}
-    return out
-
-
 # -- the forward passes -----------------------------------------------------------------------------------------------
-def _reference(model, reference_model):
-    """A context in which ``model`` (or ``reference_model``) computes π₀: the LoRA adapter switched off (peft's
-    ``disable_adapter``; no second copy), or the reference model passed in."""
+def _reference(model, reference_model, reference_context):
+    """A model and a context in which it computes π₀: ``reference_model`` (a frozen start held apart), ``model``
+    inside ``reference_context()`` (the engine's: the starting weights a method holds swapped in), or ``model`` with
+    its LoRA adapter switched off (peft's ``disable_adapter``; no second copy)."""
     import contextlib
 
     if reference_model is not None:
         return reference_model, contextlib.nullcontext()
+    if reference_context is not None:
+        return model, reference_context()
     if hasattr(model, "disable_adapter") and getattr(model, "peft_config", None):
         return model, model.disable_adapter()
-    raise ValueError("the KL and loglik monitors need the starting policy: a peft model (adapter switched off) or a "
-                     "reference_model")
+    raise ValueError("the KL and loglik monitors need the starting policy: a peft model (adapter switched off), a "
+                     "reference_model or a reference_context")
+
+
+def token_monitors(model, tokenizer, prompts: Sequence, completions: Sequence, *, monitors: Sequence[str],
+                   reference_model=None, reference_context: Callable | None = None, temperature: float = 1.0,
+                   batch_size: int = 16, max_length: int | None = None,
+                   chat_kwargs: Sequence[dict | None] | None = None) -> list[dict[str, float | None]]:
+    """Per sample, the monitors that take forward passes (``kl``'s four keys, ``loglik``), as a dict per sample (empty
+    when ``monitors`` holds neither). ``temperature``, ``chat_kwargs``: see :func:`heldout_monitors`."""
+    from .heldout import completion_token_logps
+
+    prompts, completions = list(prompts), list(completions)
+    out: list[dict[str, float | None]] = [{} for _ in prompts]
+    if not prompts or not any(m in monitors for m in NEED_START):
+        return out
+    temperature = temperature if temperature and temperature > 0 else 1.0
+    ref, switched = _reference(model, reference_model, reference_context)
+    temperatures = [temperature] if "kl" in monitors else []  # loglik: the last list, at T = 1
+    if "loglik" in monitors and temperatures != [1.0]:
+        temperatures.append(1.0)
+    with switched:
+        reference = completion_token_logps(ref, tokenizer, prompts, completions, batch_size, max_length,
+                                           temperatures=temperatures, chat_kwargs=chat_kwargs)
+    if "loglik" in monitors:
+        for row, t in zip(out, reference[-1]):
+            row["monitor/loglik"] = t.double().mean().item() if len(t) else None
+    if "kl" in monitors:
+        (policy,) = completion_token_logps(model, tokenizer, prompts, completions, batch_size, max_length,
+                                           temperatures=[temperature], chat_kwargs=chat_kwargs)
+        for row, p, r in zip(out, policy, reference[0]):
+            row.update(kl_estimates(p, r))
+    return out
+
+
+@dataclass
+class MonitorFigures:
+    """What :func:`heldout_monitors` returns: each ``monitor/<name>`` key's per-prompt means, and the wall time."""
+
+    per_prompt: dict[str, list[float | None]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _one_process(items: list, work: Callable[[list], list]) -> list:
+    return list(work(items))
 
 
 def heldout_monitors(model, tokenizer, prompts: Sequence, completions: Sequence, group_sizes: Sequence[int], *,
-                     monitors: Sequence[str] = DEFAULT_MONITORS, reference_model=None, temperature: float = 1.0,
-                     lengths: Sequence[int] | None = None, batch_size: int = 16,
-                     max_length: int | None = None) -> dict:
-    """The monitors of held-out samples (flat, in prompt order, ``group_sizes`` per prompt), summarized by
-    :func:`summarize`, plus ``monitor_seconds`` (the wall time of the forward passes and the rest).
+                     monitors: Sequence[str] = DEFAULT_MONITORS, reference_model=None,
+                     reference_context: Callable | None = None, temperature: float = 1.0,
+                     lengths: Sequence[int] | None = None, batch_size: int = 16, max_length: int | None = None,
+                     chat_kwargs: Sequence[dict | None] | None = None,
+                     share: Callable[[list, Callable[[list], list]], list] = _one_process) -> MonitorFigures:
+    """The monitors of held-out samples (flat, in prompt order, ``group_sizes`` per prompt): per prompt, the mean of
+    each per-sample figure (distinct-2: of the prompt's samples together), and the wall time.
 
     ``temperature``: the held-out sampling temperature; KL compares the distributions the samples were drawn from
     (logits / T for π and π₀, as TRL's GRPO does). With greedy samples (0) it uses T = 1, and the figure is the log
     ratio on the policy's greedy output, not an estimate of a KL. ``loglik`` is always at T = 1 (the model as it is).
-    ``lengths``: the completion lengths in generated tokens (default: the completion tokens scored).
-    ``reference_model``: π₀ when ``model`` is not a peft model (or when its adapter is not the whole change)."""
-    from .heldout import completion_token_logps
-
+    ``lengths``: the completion lengths in generated tokens (default: the completion's tokens).
+    ``chat_kwargs``: per sample, its row's chat-template arguments (``tools``, ...), as its prompt was rendered.
+    π₀: ``reference_model``, or ``model`` inside ``reference_context()``, or a peft ``model`` with its adapter off.
+    ``share(items, work)``: how the forward passes are shared over processes (the engine's ``Shards.map``; default:
+    all here)."""
     start = time.perf_counter()
     monitors = list(monitors)
     if unknown := unknown_monitors(monitors):
         raise ValueError(f"unknown monitor {unknown[0]!r} (known: {', '.join(MONITORS)})")
-    temperature = temperature if temperature and temperature > 0 else 1.0
-    per_sample: dict[str, list[float | None]] = {}
     prompts, completions = list(prompts), list(completions)
-    scored_tokens = None
-    if "kl" in monitors or "loglik" in monitors:
-        ref, switched_off = _reference(model, reference_model)
-        temperatures = [temperature] if "kl" in monitors else []  # loglik: the last list, at T = 1
-        if "loglik" in monitors and temperatures != [1.0]:
-            temperatures.append(1.0)
-        with switched_off:
-            reference = completion_token_logps(ref, tokenizer, prompts, completions, batch_size, max_length,
-                                               temperatures=temperatures)
-        scored_tokens = [len(t) for t in reference[0]]
-        if "loglik" in monitors:
-            per_sample["monitor/loglik"] = [t.double().mean().item() if len(t) else None for t in reference[-1]]
-        if "kl" in monitors:
-            (policy,) = completion_token_logps(model, tokenizer, prompts, completions, batch_size, max_length,
-                                               temperatures=[temperature])
-            estimates = [kl_estimates(p, r) for p, r in zip(policy, reference[0])]
-            for key in MONITORS["kl"].keys:
-                per_sample[key] = [e[key] for e in estimates]
-    per_prompt = {key: per_prompt_means(values, group_sizes) for key, values in per_sample.items()}
+
+    def work(indices):
+        return token_monitors(model, tokenizer, [prompts[i] for i in indices], [completions[i] for i in indices],
+                              monitors=monitors, reference_model=reference_model,
+                              reference_context=reference_context, temperature=temperature, batch_size=batch_size,
+                              max_length=max_length,
+                              chat_kwargs=None if chat_kwargs is None else [chat_kwargs[i] for i in indices])
+
+    per_sample = share(list(range(len(prompts))), work) if any(m in monitors for m in NEED_START) else []
+    per_prompt = {key: per_prompt_means([row.get(key) for row in per_sample], group_sizes)
+                  for m in NEED_START if m in monitors for key in MONITORS[m].keys}
     if "distinct2" in monitors:
         per_prompt["monitor/distinct2"] = per_prompt_distinct2([completion_text(c) for c in completions], group_sizes)
     if "length" in monitors:
         if lengths is None:
-            lengths = scored_tokens or [len(tokenizer(completion_text(c), add_special_tokens=False)["input_ids"])
-                                        for c in completions]
+            lengths = [len(tokenizer(completion_text(c), add_special_tokens=False)["input_ids"]) for c in completions]
         per_prompt["monitor/length"] = per_prompt_means([float(n) for n in lengths], group_sizes)
-    out = summarize(per_prompt)
-    out["monitor_seconds"] = time.perf_counter() - start
-    return out
+    return MonitorFigures(per_prompt, time.perf_counter() - start)
 
+
+def needs_start(names: Sequence[str]) -> bool:
+    return any(n in names for n in NEED_START)
+
+
+def skipped_line(names: Sequence[str]) -> str:
+    """The one line a run prints when it leaves out the monitors that need π₀ (a full fine-tune holding no copy of
+    its starting weights)."""
+    return (f"held-out monitors: {' and '.join(n for n in NEED_START if n in names)} left out: a full fine-tune "
+            "holds no copy of its starting weights (with LoRA the adapter switched off is the start; for fluency add "
+            "heldout_reward_funcs: loglik:MODEL, a second copy of the model)")
+
+
+@dataclass
+class MonitorSettings:
+    """Which monitors a held-out evaluation computes and on what: the policy ``model`` (adapter active, unmerged) and
+    how it becomes π₀ (see :func:`heldout_monitors`); ``evaluate_heldout`` passes the samples, the temperature and
+    the processes."""
+
+    names: Sequence[str]
+    model: Any = None
+    tokenizer: Any = None
+    reference_model: Any = None
+    reference_context: Callable | None = None
+    batch_size: int = 16
+    max_length: int | None = None
+
+    @classmethod
+    def of(cls, names: Sequence[str], model, tokenizer, reference_context: Callable | None = None,
+           batch_size: int = 16) -> tuple[MonitorSettings, str | None]:
+        """The settings of a run's monitors with its π₀: with LoRA the adapter switched off, otherwise
+        ``reference_context`` (the starting weights a method already holds, swapped in); without either, ``kl`` and
+        ``loglik`` are left out and the second value is the line that says so (else None)."""
+        names, note = list(names), None
+        peft = hasattr(model, "disable_adapter") and getattr(model, "peft_config", None)
+        if needs_start(names) and not peft and reference_context is None:
+            names, note = [n for n in names if n not in NEED_START], skipped_line(names)
+        return cls(names, model, tokenizer, reference_context=None if peft else reference_context,
+                   batch_size=batch_size), note
+
+    def run(self, prompts, completions, group_sizes, temperature: float, lengths=None, chat_kwargs=None,
+            share=_one_process) -> MonitorFigures:
+        return heldout_monitors(self.model, self.tokenizer, prompts, completions, group_sizes, monitors=self.names,
+                                reference_model=self.reference_model, reference_context=self.reference_context,
+                                temperature=temperature, lengths=lengths, batch_size=self.batch_size,
+                                max_length=self.max_length, chat_kwargs=chat_kwargs, share=share)
