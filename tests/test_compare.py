@@ -170,6 +170,15 @@ def test_killed_compare_resumes_the_unfinished_method_and_the_table_is_the_runs_
     assert orpo["after"] == final["heldout_reward_mean"] and final["global_step"] == 4
     assert orpo["before_per_prompt"] == baseline["heldout_per_prompt"]["heldout_reward_mean"]  # same base, same seed
     assert orpo["generated_tokens"] == 0 and orpo["trained_tokens"] > 0 and orpo["optimizer_steps"] == 4
+    # the task's monitors reach every method (full fine-tunes here: distinct-2 and length; KL and loglik need a
+    # start, test_a_non_sampling_row_...), and the guard judged both: raft each iteration, orpo once after training
+    for r in (raft, orpo):
+        assert set(r["monitors"]) == {"monitor/distinct2", "monitor/length"}
+        assert r["monitors"]["monitor/length"]["before"] == baseline["monitor/length"]  # the same base samples
+        assert isinstance(r["guard"]["tripped"], bool)
+    assert final["reward_hacking"]["iteration"] == 1 and final["reward_hacking"]["against"] == 0
+    assert [s["reward_hacking"]["iteration"] for s in summaries] == [1, 2]
+    assert orpo["monitors"]["monitor/length"]["after"] == final["monitor/length"]
     # the printed table is those numbers
     for name, r in figures.items():
         row = next(line for line in stdout.splitlines() if line.startswith(name + " "))

@@ -1,6 +1,7 @@
 """The reward-hacking guard (trl_plugins/evaluation/guard.py) on known numbers: it trips when the training reward rises
 beyond noise while a monitor falls beyond noise against the best iteration so far, not when either stays within
-noise, on max_kl, and keeps the best iteration by the guard; its state survives JSON; its options refuse bad values.
+noise, on max_kl, and moves its reference only on a clean gain beyond noise; its state survives JSON; its options
+refuse bad values.
 
     python -m pytest tests/test_guard.py -q
 """
@@ -97,6 +98,22 @@ def test_best_iteration_is_the_highest_reward_that_did_not_trip_and_later_ones_a
     fifth, state = judge(state, 5, shifted(BASE_REWARD, 0.6, 0.02), monitors)
     assert not fifth["tripped"] and state.best_iteration == 5
     assert [v["iteration"] for v in state.verdicts] == [1, 2, 3, 4, 5]
+
+
+def test_a_gain_within_noise_does_not_move_the_reference_so_drift_after_it_is_judged_against_the_base():
+    """The IMDB/VADER case (docs/monitors.md): iteration 1's reward rises within noise while the policy drifts, then
+    the reward jumps while the drift goes on. Judged against the base, iteration 2 trips; had iteration 1 become the
+    reference (its mean is higher, by chance), iteration 2 would have passed: its monitor moved little since 1."""
+    state = base_state()
+    drifted = shifted(BASE_DISTINCT, -0.15, 0.01)
+    first, state = judge(state, 1, shifted(BASE_REWARD, 0.02, 0.1), {"monitor/distinct2": drifted})
+    assert first["reward"]["low"] < 0 < first["reward"]["change"] and not first["tripped"]
+    assert state.best_iteration == 0 and state.best_reward == pytest.approx(sum(BASE_REWARD) / N)
+    second, state = judge(state, 2, shifted(BASE_REWARD, 0.4, 0.02), {"monitor/distinct2": shifted(drifted, -0.01, 0.05)})
+    assert second["tripped"] and second["against"] == 0 and "monitor/distinct2 fell -0.160" in second["message"]
+    as_if_1 = judge(start(shifted(BASE_REWARD, 0.02, 0.1), {"monitor/distinct2": drifted}), 2,
+                    shifted(BASE_REWARD, 0.4, 0.02), {"monitor/distinct2": shifted(drifted, -0.01, 0.05)})[0]
+    assert not as_if_1["tripped"]
 
 
 def test_state_round_trips_through_json_and_a_resumed_guard_judges_the_same():

@@ -61,7 +61,10 @@ def test_per_prompt_means_group_consecutive_samples_and_skip_unscored():
     with pytest.raises(ValueError, match="add up to 4 samples, got 5"):
         per_prompt_means([1.0] * 5, [2, 2])
     texts = ["a b a b", "a b c", "x", "y"]
-    assert per_prompt_distinct2(texts, [2, 2]) == [distinct_n(texts[:2]), None]  # one-word samples: no bigram
+    # each sample's own distinct-2, averaged per prompt ("a b a b": 2 of 3 bigrams unique; "a b c": 2 of 2); one-word
+    # samples have no bigram
+    assert per_prompt_distinct2(texts, [2, 2]) == [pytest.approx((2 / 3 + 1) / 2), None]
+    assert per_prompt_distinct2(["a b", "a b"], [2]) == [1.0]  # two samples alike do not repeat themselves
     scores = HeldoutScores().add({"monitor/length": [2.0, 4.0, None]})  # how the engine adds them to its columns
     assert scores.means["monitor/length"] == 3.0 and scores.se["monitor/length"] == pytest.approx(1.0)
     assert scores.to_json()["heldout_per_prompt"] == {"monitor/length": [2.0, 4.0, None]}
@@ -159,7 +162,8 @@ def test_monitors_of_a_lora_model_use_the_adapter_switched_off_as_the_start():
     assert fresh["monitor/loglik"] == pytest.approx(pairs(logliks), abs=1e-5)
     assert min(per_prompt["monitor/kl_token"]) > 0
     assert per_prompt["monitor/length"] == [4.0, 5.0, 2.0]
-    assert per_prompt["monitor/distinct2"] == [distinct_n(completions[i : i + 2]) for i in (0, 2, 4)]
+    own = [distinct_n([c]) for c in completions]  # each sample's own; " fun" has no bigram and is left out
+    assert per_prompt["monitor/distinct2"] == pytest.approx([(own[0] + own[1]) / 2, (own[2] + own[3]) / 2, own[5]])
     assert got.seconds > 0
     assert "lora" in "".join(n for n, _ in policy.named_modules())  # the adapter is back on afterwards ...
     assert _by_hand(policy, tokenizer, PROMPTS[0], COMPLETIONS[0]).ne(_by_hand(base, tokenizer, PROMPTS[0],
@@ -181,3 +185,29 @@ def test_a_model_without_adapter_needs_a_reference_model_and_cheap_monitors_need
     assert set(cheap.per_prompt) == {"monitor/distinct2", "monitor/length"}
     with pytest.raises(ValueError, match="unknown monitor 'entropy'"):
         heldout_monitors(policy, tokenizer, PROMPTS, COMPLETIONS, [1, 1, 1], monitors=["entropy"])
+
+
+def test_each_sample_is_scored_on_the_prompt_its_row_rendered():
+    """Rows with their own tools / chat_template_kwargs: the forward passes see the prompt as the generation rendered
+    it (the row's template arguments), not the bare messages."""
+    from trl_plugins.evaluation.heldout import encode_pair
+
+    from helpers import TOOLS_TEMPLATE
+
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = TOOLS_TEMPLATE
+    policy, start = tiny_causal_lm(tokenizer, seed=1).eval(), tiny_causal_lm(tokenizer, seed=0).eval()
+    prompts = [[{"role": "user", "content": p}] for p in PROMPTS[:2]]
+    completions = [[{"role": "assistant", "content": c.strip()}] for c in COMPLETIONS[:2]]
+    kwargs = [{"mood": "happy"}, None]
+    got = heldout_monitors(policy, tokenizer, prompts, completions, [1, 1], reference_model=start, monitors=["loglik"],
+                           chat_kwargs=kwargs).per_prompt["monitor/loglik"]
+    bare = heldout_monitors(policy, tokenizer, prompts, completions, [1, 1], reference_model=start,
+                            monitors=["loglik"]).per_prompt["monitor/loglik"]
+    for i in range(2):
+        ids, begin = encode_pair(tokenizer, prompts[i], completions[i], kwargs[i])
+        with torch.no_grad():
+            logps = start(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+        assert got[i] == pytest.approx(torch.stack([logps[j - 1, ids[j]] for j in range(begin, len(ids))]).mean().item(),
+                                       abs=1e-5)
+    assert got[0] != pytest.approx(bare[0], abs=1e-6) and got[1] == bare[1]  # the system line changed the first only

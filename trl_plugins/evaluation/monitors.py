@@ -52,7 +52,7 @@ MONITORS = {m.name: m for m in (
     Monitor("loglik", ("monitor/loglik",), +1, "the forward pass of the starting model that kl makes (one if kl is off)",
             "the starting model's mean log-likelihood per token of the samples (fluency); falling is worse", "loglik"),
     Monitor("distinct2", ("monitor/distinct2",), +1, "none (text only)",
-            "distinct-2 of each prompt's samples (unique word bigrams / all); falling is worse (less varied text)",
+            "distinct-2 of each sample (unique word bigrams / all: how much it repeats itself); falling is worse",
             "distinct-2"),
     Monitor("length", ("monitor/length",), 0, "none", "mean completion length in tokens; shown, not judged",
             "length"),
@@ -113,13 +113,12 @@ def per_prompt_means(values: Sequence[float | None], group_sizes: Sequence[int])
 
 
 def per_prompt_distinct2(texts: Sequence[str], group_sizes: Sequence[int]) -> list[float | None]:
-    """Distinct-2 of each prompt's samples together (:func:`distinct_n`); None without bigrams."""
-    out, start = [], 0
-    for size in group_sizes:
-        group = texts[start : start + size]
-        out.append(distinct_n(group) if any(len(t.split()) > 1 for t in group) else None)
-        start += size
-    return out
+    """Per prompt, the mean over its samples of each sample's own distinct-2 (:func:`distinct_n` of one text: how
+    much it repeats itself); samples without a bigram are left out, None when no sample has one. Each sample on its
+    own, not the prompt's samples together: a policy whose samples agree with each other (what a selection method
+    trains towards) is not repeating itself (docs/monitors.md)."""
+    values = [distinct_n([t]) if len(t.split()) > 1 else None for t in texts]
+    return per_prompt_means(values, group_sizes)
 
 
 # -- the forward passes -----------------------------------------------------------------------------------------------
@@ -189,7 +188,7 @@ def heldout_monitors(model, tokenizer, prompts: Sequence, completions: Sequence,
                      chat_kwargs: Sequence[dict | None] | None = None,
                      share: Callable[[list, Callable[[list], list]], list] = _one_process) -> MonitorFigures:
     """The monitors of held-out samples (flat, in prompt order, ``group_sizes`` per prompt): per prompt, the mean of
-    each per-sample figure (distinct-2: of the prompt's samples together), and the wall time.
+    each per-sample figure, and the wall time.
 
     ``temperature``: the held-out sampling temperature; KL compares the distributions the samples were drawn from
     (logits / T for π and π₀, as TRL's GRPO does). With greedy samples (0) it uses T = 1, and the figure is the log
