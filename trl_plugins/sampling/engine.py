@@ -11,7 +11,8 @@ The SFT trainers mix it in before ``SFTTrainer`` (trainer.py: select -> SFT), th
 ``DPOTrainer`` (preference.py: pair -> DPO/ORPO); they choose the update stage and reuse every other. A killed run
 resumes: generations and rewards an unfinished iteration already wrote are read back instead of made again, finished
 iterations are skipped. Under several processes every stage shares its work with :class:`Shards` and writes through
-the store's one rule (store.py). Only the stages here call a generation backend (tests/test_layout.py checks it).
+the store's one rule (store.py). The held-out monitors and the reward-hacking guard: ``evaluate_heldout`` and
+guard_stage.py (docs/monitors.md). Only the stages here call a generation backend (tests/test_layout.py checks it).
 Docs: docs/methods/sampling_engine.md.
 """
 
@@ -26,12 +27,12 @@ from dataclasses import dataclass
 import torch
 from transformers.trainer_utils import TrainOutput
 
-from ..evaluation import guard
-from ..evaluation.monitors import KL_TOKEN, MonitorSettings
+from ..evaluation.monitors import MonitorSettings
 from ..formats import is_conversational, template_kwargs
 from . import reward_sources
 from .config import sampling_params_of
 from .generation import SamplingParams, make_backend
+from .guard_stage import GuardStage
 from .records import MONITOR_SECONDS, GenerationStats, HeldoutScores, IterationSummary, Sample, heldout_columns
 from .report import monitor_line, plot_rewards, table_header, table_row
 from .store import RunStore
@@ -185,7 +186,7 @@ def evaluate_heldout(backend, rows: list[dict], sources: list, monitors: list, s
     return HeldoutEvaluation(rows, samples, scores, stats)
 
 
-class SamplingEngine:
+class SamplingEngine(GuardStage):
     """The stages and the loop (see the module docstring). A trainer mixes it in before its TRL parent, calls
     :meth:`_init_engine` after the parent's ``__init__`` and implements :meth:`update_policy`."""
 
@@ -213,8 +214,7 @@ class SamplingEngine:
         self._base_weights = None  # ReST-EM: the starting trainable weights (taken when the run starts)
         self.watch: MonitorSettings | None = None  # the held-out monitors and their π₀ (built on first use)
         self.last_evaluation: HeldoutEvaluation | None = None  # the evaluate stage's last result
-        self.guard_state: guard.GuardState | None = None  # the reward-hacking guard (None: off or no held-out set)
-        self.stopped: str | None = None  # why the guard ended the run early (the run's last line says it)
+        self.guard_state, self.stopped = None, None  # the reward-hacking guard's (guard_stage.py)
 
     def _sources(self, entries: list) -> list:
         """The reward sources of resolved entries, on this process's device (models load on first use)."""
@@ -312,74 +312,6 @@ class SamplingEngine:
                   if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None})
         self._print_row(summary)
         self._act_on_guard(summary)
-
-    # -- the reward-hacking guard (evaluation/guard.py; docs/monitors.md) ------------------------------------------
-    def judge_iteration(self, summary: IterationSummary) -> None:
-        """The guard's verdict on a finished iteration and its state after it, both into the summary (so a resumed
-        run goes on from them). The main process decides and tells the others (the store's read rule)."""
-        if self.guard_state is None or summary.heldout is None:
-            return
-        reward, checks = guard.inputs(summary.heldout.per_prompt, [f"heldout/{s.entry.name}"
-                                                                   for s in self.heldout_sources])
-        state, args = self.guard_state, self.args
-        verdict, state = self.store.from_main(lambda: guard.judge(
-            state, summary.iteration, reward, checks, kl_per_token=summary.heldout.means.get(KL_TOKEN),
-            max_kl=args.max_kl, reward_name=" + ".join(s.entry.name for s in self.reward_sources), seed=args.seed))
-        summary.guard, summary.guard_state, self.guard_state = verdict, state.to_json(), state
-
-    def _act_on_guard(self, summary: IterationSummary) -> None:
-        todo = guard.action(self.args, summary.guard) if summary.guard else None
-        if todo is not None:
-            self.accelerator.print(summary.guard["message"])
-        if self.args.reward_hacking == "stop" and self.guard_state is not None:
-            self._keep_best(summary.iteration)
-            if todo == "stop":
-                self.stopped = self._stop_line(summary.iteration)
-                self.accelerator.print(f"reward_hacking: stop — {self.stopped}")
-
-    def _stop_line(self, k: int) -> str:
-        root = self.store.root
-        return (f"stopped by the reward-hacking guard at iteration {k} of {self.args.num_iterations}: the kept "
-                f"policy is iteration {self.guard_state.best_iteration} (best by the guard), saved to {root / 'best'}; "
-                f"the last policy is in {root}")
-
-    def _keep_best(self, current: int) -> None:
-        """``reward_hacking: stop``: ``output_dir/best`` holds the best iteration by the guard. Saved when the model
-        holds it (the base before training, an iteration right after it), after the summary that names it, so a run
-        killed in between saves it on resume from the policy it loads."""
-        best = self.guard_state.best_iteration
-        if self.store.best_iteration() == best:
-            return
-        if best != current:
-            logger.warning("%s holds no policy of iteration %d, the best by the guard: it cannot be saved now",
-                           self.store.root / "best", best)
-            return
-        model, tokenizer = self.accelerator.unwrap_model(self.model), self.processing_class
-
-        def save(path):
-            model.save_pretrained(path)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(path)
-
-        self.store.save_best(best, save)
-
-    def _start_guard(self, done: list[int]) -> None:
-        """The guard before the first iteration to run: from the base's held-out scores, or from the state the last
-        finished iteration stored (resume); a run the guard stopped stays stopped."""
-        if self.args.reward_hacking == "off" or self.heldout_baseline is None:
-            if self.args.reward_hacking != "off":
-                self.accelerator.print("reward_hacking: nothing to judge without held-out prompts (heldout_prompts)")
-            return
-        last = self.summaries[-1] if done and self.summaries else None
-        if last is not None and last.guard_state is not None:
-            self.guard_state = guard.GuardState.from_json(last.guard_state)
-        else:
-            self.guard_state = guard.start(*guard.inputs(self.heldout_baseline.per_prompt,
-                                                         [f"heldout/{s.entry.name}" for s in self.heldout_sources]))
-        if self.args.reward_hacking == "stop":
-            self._keep_best(done[-1] if done else 0)
-            if last is not None and last.guard and last.guard.get("tripped"):
-                self.stopped = self._stop_line(last.iteration)
 
     def restore(self, k: int) -> None:
         """Rebuild a subclass's in-memory state (e.g. a pool) from finished iteration ``k``'s files on resume."""
