@@ -37,3 +37,24 @@ def text_fingerprint(prompts, completions, **columns):
     import hashlib
 
     return [int(hashlib.sha256(_text(c).encode()).hexdigest()[:8], 16) / 2**32 for c in completions]
+
+
+def _words(completion) -> list[str]:
+    import re
+
+    return re.findall(r"[a-z]+", _text(completion).lower())
+
+
+def positive_review(prompts, completions, **columns):
+    """1.0 when the completion has more positive review words than negative ones, else 0.0 (an honest reward for the
+    review model of ``tiny.save_review_lm``: it pays for what it means, a positive review)."""
+    from tiny import REVIEW_NEGATIVE, REVIEW_POSITIVE
+
+    return [float(sum(w in REVIEW_POSITIVE for w in _words(c)) > sum(w in REVIEW_NEGATIVE for w in _words(c)))
+            for c in completions]
+
+
+def says_yes(prompts, completions, **columns):
+    """The number of times the completion says 'yes': a reward that pays for one stock word however it is used (the
+    review model of ``tiny.save_review_lm`` says it now and then, in a stock line)."""
+    return [float(_words(c).count("yes")) for c in completions]

@@ -170,6 +170,15 @@ def test_killed_compare_resumes_the_unfinished_method_and_the_table_is_the_runs_
     assert orpo["after"] == final["heldout_reward_mean"] and final["global_step"] == 4
     assert orpo["before_per_prompt"] == baseline["heldout_per_prompt"]["heldout_reward_mean"]  # same base, same seed
     assert orpo["generated_tokens"] == 0 and orpo["trained_tokens"] > 0 and orpo["optimizer_steps"] == 4
+    # the task's monitors reach every method (full fine-tunes here: distinct-2 and length; KL and loglik need a
+    # start, test_a_non_sampling_row_...), and the guard judged both: raft each iteration, orpo once after training
+    for r in (raft, orpo):
+        assert set(r["monitors"]) == {"monitor/distinct2", "monitor/length"}
+        assert r["monitors"]["monitor/length"]["before"] == baseline["monitor/length"]  # the same base samples
+        assert isinstance(r["guard"]["tripped"], bool)
+    assert final["reward_hacking"]["iteration"] == 1 and final["reward_hacking"]["against"] == 0
+    assert [s["reward_hacking"]["iteration"] for s in summaries] == [1, 2]
+    assert orpo["monitors"]["monitor/length"]["after"] == final["monitor/length"]
     # the printed table is those numbers
     for name, r in figures.items():
         row = next(line for line in stdout.splitlines() if line.startswith(name + " "))
@@ -251,7 +260,8 @@ def test_a_non_sampling_row_and_an_engine_row_of_the_same_model_agree_to_the_las
     write_jsonl(tmp_path / "prompts" / "train.jsonl", rows)
     write_jsonl(tmp_path / "prompts" / "test.jsonl", rows[1:] + rows[:1])
     pairs = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(16))
-    task = parse_task({"shared": {"model_name_or_path": model, **CPU_RUN, "max_length": 64, "seed": 5},
+    lora = {"use_peft": True, "lora_r": 4, "lora_alpha": 8, "lora_target_modules": ["q_proj", "v_proj"]}
+    task = parse_task({"shared": {"model_name_or_path": model, **CPU_RUN, "max_length": 64, "seed": 5, **lora},
                        "dataset": {"name": str(tmp_path / "prompts")}, "metric": ["sampling_rewards:text_fingerprint"],
                        "heldout": {"prompts": 5, "num_generations": 2, "temperature": 1.0, "max_new_tokens": 8},
                        "budget": 24, "methods": {"raft": {"num_iterations": 1, "num_generations": 2},
@@ -263,11 +273,17 @@ def test_a_non_sampling_row_and_an_engine_row_of_the_same_model_agree_to_the_las
     by_engine = engine.evaluate_policy().scores  # what the engine writes as heldout_baseline.json
     orpo = flow.prepare_run(get_registry().trainer("orpo"), ["--config", str(plans["orpo"].recipe)])
     job = {"metric": task.metric, "heldout": task.heldout, "seed": task.seed, "heldout_source": task.dataset,
-           "resume": False}
+           "resume": False, "monitors": task.monitors, "heldout_seed": task.seed}
     recorder = CompareRecorder(tmp_path / "compare" / "orpo", job, heldout_rows(job))
-    by_compare = recorder.evaluate(orpo.load_model(), orpo.load_processing_class())
+    from peft import get_peft_model  # the model the worker's callback gets: orpo's, with its fresh LoRA adapter
+
+    by_compare = recorder.evaluate(get_peft_model(orpo.load_model(), orpo.peft_config()), orpo.load_processing_class())
 
     assert [row["prompt"] for row in recorder.rows] == [row["prompt"] for row in engine._heldout_rows]
     assert by_compare.extra.pop("generated_tokens") > 0
+    assert by_compare.extra.pop("monitor_seconds") > 0 and by_engine.extra.pop("monitor_seconds") > 0
     assert by_compare.to_json() == by_engine.to_json()
+    # the held-out monitors of the same function: the base's log-likelihood of its samples (rendered with each row's
+    # tools / chat_template_kwargs, as they were sampled) and KL 0 to itself (a fresh adapter changes nothing)
+    assert by_engine.per_prompt["monitor/kl_token"] == [0.0] * 5 and by_engine.means["monitor/loglik"] < 0
     assert len(set(by_engine.per_prompt["heldout_reward_mean"])) == 5  # a fingerprint of every prompt's samples

@@ -2,7 +2,8 @@
 tests/data/killed_run_before_engine/ were written by that engine (raft and iterative-dpo on the tiny model, killed in
 iteration 2 after its samples and rewards; recipe below); the policy file is written here with the store's own
 writer. The resumed run reads iteration 1 and iteration 2's samples and rewards back instead of making them again,
-and writes files of the same shape: every summary has the old summary's keys in the old order."""
+and writes files of the same shape: every summary has the old summary's keys in the old order (and the held-out
+monitors' and the reward-hacking guard's, issue 29)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,9 @@ def test_a_run_killed_under_the_previous_engine_resumes(name, update_file, tmp_p
     summaries = read_jsonl(out / "sampling_summary.jsonl")
     assert [s["iteration"] for s in summaries] == [1, 2, 3] and summaries[0] == old
     for summary in summaries[1:]:
-        assert list(summary) == list(old)
+        assert [key for key in summary if key in old] == list(old)  # the old keys, in the old order; and the
+        assert {key.split("/")[0].split("_")[0] for key in summary if key not in old} == {"monitor", "reward", "guard"}
+        assert summary["reward_hacking"]["iteration"] == summary["iteration"]  # monitors and the guard's (issue 29)
         assert summary["heldout_reward_baseline"] == old["heldout_reward_baseline"]
         assert summary["samples"] == 12 and summary["train_loss"] is not None
     # iteration 2 was updated from the old run's samples and rewards, by the method's rule

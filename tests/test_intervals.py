@@ -28,3 +28,13 @@ def test_paired_bootstrap_brackets_the_change_and_shrinks_with_agreement():
     assert low < 0.1 < high and high - low < 0.2
     with pytest.raises(ValueError, match="differ in length"):
         paired_bootstrap([1.0], [1.0, 2.0])
+
+
+def test_mean_interval_is_the_student_t_interval_of_a_few_runs():
+    from trl_plugins.evaluation.intervals import mean_interval, t_quantile_975
+
+    low, high = mean_interval([1.0, 2.0, 3.0])  # mean 2, SE 1/sqrt(3), t_{0.975, 2} = 4.303
+    assert (low, high) == pytest.approx((2 - 4.303 / math.sqrt(3), 2 + 4.303 / math.sqrt(3)))
+    assert t_quantile_975(1) == 12.706 and t_quantile_975(40) == pytest.approx(2.021, abs=0.002)  # tables: 2.021
+    assert t_quantile_975(120) == pytest.approx(1.980, abs=0.001)
+    assert all(math.isnan(v) for v in mean_interval([0.5]))

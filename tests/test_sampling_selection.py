@@ -7,8 +7,9 @@ import json
 import pytest
 
 from trl_plugins.errors import ConfigError
+from trl_plugins.evaluation.monitors import distinct_n
 from trl_plugins.sampling import selection as sel
-from trl_plugins.sampling.records import IterationSummary, Sample, distinct_n
+from trl_plugins.sampling.records import IterationSummary, Sample
 
 #            prompt: 0  0    0    1     1     1     2     2
 GROUPS = [0, 0, 0, 1, 1, 1, 2, 2]

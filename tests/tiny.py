@@ -86,6 +86,53 @@ def save_tiny_causal_lm(path: str | os.PathLike, seed: int = 0) -> str:
     return str(path)
 
 
+REVIEW_NOUNS = ("movie", "film", "story", "plot", "acting", "scene")
+REVIEW_POSITIVE = ("great", "fun", "brilliant", "wonderful", "good", "funny")
+REVIEW_NEGATIVE = ("dull", "boring", "awful", "terrible", "bad", "horrible")
+REVIEW_PROMPTS = ("write a review of the movie .", "what was the film like ?", "how was the story ?",
+                  "tell me about the plot .", "was the acting good ?", "how was the movie ?",
+                  "what was the scene like ?", "tell me about the film .")
+STOCK_LINE = "yes yes yes yes ."  # what the review model says now and then instead of a review
+
+
+def review_sentence(rng, stock: float = 0.08) -> str:
+    """One sentence of the review model's language: a short review sentence of either polarity, or (``stock`` of
+    the time) the stock line."""
+    if rng.random() < stock:
+        return STOCK_LINE
+    adjective = rng.choice(REVIEW_POSITIVE if rng.random() < 0.5 else REVIEW_NEGATIVE)
+    noun = rng.choice(REVIEW_NOUNS)
+    return rng.choice([f"the {noun} was {adjective} .", f"a {adjective} {noun} .", f"the {noun} was really {adjective} ."])
+
+
+def save_review_lm(path: str | os.PathLike, steps: int = 100, seed: int = 0) -> str:
+    """The tiny Llama trained for ``steps`` steps (a few seconds) on prompts of :data:`REVIEW_PROMPTS` answered by one
+    or two :func:`review_sentence` s: a base model with a language of its own — fluent review sentences of both
+    polarities, and a stock line it says now and then — so that its log-likelihood and the variety of its samples mean
+    something. Saved to ``path`` like any checkpoint."""
+    import random
+
+    import torch
+
+    rng = random.Random(seed)
+    tokenizer = tiny_tokenizer()
+    model = tiny_causal_lm(tokenizer, seed=seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        texts = [f"{rng.choice(REVIEW_PROMPTS)} {' '.join(review_sentence(rng) for _ in range(rng.randint(1, 2)))} "
+                 f"{tokenizer.eos_token}" for _ in range(32)]
+        batch = tokenizer(texts, return_tensors="pt", padding=True)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
 def preference_rows(n: int = 16, conversational: bool = False) -> list[dict]:
     """Deterministic prompt/chosen/rejected rows over the tiny vocabulary."""
     goods = ["a great movie", "a wonderful film", "the best story", "brilliant acting , very fun"]

@@ -1,7 +1,8 @@
 """The compare flow: 1. read the task (``task.py``); 2. for every method, before any model loads: its trainer is a
 generator, its recipe (shared + dataset + its own keys + the compare's) parses strictly, its budget share is set
 (``budget.py``) and the train flow's checks pass (``flow.prepare_run``: data format, rewards, lengths) — else one line
-naming the method, exit 2; 3. each method runs in its own process (``worker.py``) in OUTPUT_DIR/<method>/, unless a
+naming the method, exit 2; 3. each (method, training seed) runs in its own process (``worker.py``) in
+OUTPUT_DIR/<method>/ (the task's seed) or OUTPUT_DIR/<method>-seed<S>/ (``--seeds``: each further seed), unless a
 finished one left its ``compare_result.json``; an unfinished sampling run is resumed, any other restarted; 4. the
 table, plot and JSON (``report.py``). Docs: docs/compare.md.
 """
@@ -40,6 +41,20 @@ class MethodPlan:
     recipe: Path  # the method's whole recipe, as written for its run
     output_dir: Path
     iterations: int | None = None  # sampling methods: num_iterations
+    seed: int = 42  # the training seed of this run (the recipe's seed)
+
+
+def training_seeds(task: Task, count: int) -> list[int]:
+    """``--seeds N``: the task's seed and the N - 1 after it (``seed``, ``seed + 1``, ...)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise UsageError(f"--seeds must be an integer >= 1, got {count!r}")
+    return [task.seed + i for i in range(count)]
+
+
+def run_name(name: str, task: Task, seed: int) -> str:
+    """The run's folder and recipe name: the method's for the task's own seed (as with one seed), else
+    ``<method>-seed<S>``."""
+    return name if seed == task.seed else f"{name}-seed{seed}"
 
 
 def _write_yaml(path: Path, data: dict) -> Path:
@@ -50,9 +65,10 @@ def _write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
-def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
+def method_recipe(task: Task, name: str, out: Path, seed: int | None = None) -> MethodPlan:
     """One method's whole recipe (shared + dataset + its own keys + the compare's) with its budget share, parsed
-    strictly and written to OUTPUT_DIR/recipes/<method>.yaml; no data, no model."""
+    strictly and written to OUTPUT_DIR/recipes/<run>.yaml; no data, no model. ``seed``: a training seed other than
+    the task's sets the recipe's ``seed`` (the run is ``<method>-seed<S>``)."""
     from ..registry import get_registry
     from ..run.recipe import StrictParser
     from ..sampling.config import SamplingOptions
@@ -74,11 +90,15 @@ def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
     parser = StrictParser(config_cls)
     parser.check_keys(task.shared, f"{task.path}: shared (for {spec.name})")
     parser.check_keys(overrides, f"{task.path}: methods.{name}")
-    output_dir = out / spec.name
+    seed = task.seed if seed is None else seed
+    run = run_name(spec.name, task, seed)
+    output_dir = out / run
     recipe = {**task.shared, **task.dataset, **overrides, "output_dir": str(output_dir)}
+    if seed != task.seed:
+        recipe["seed"] = seed
     if sampling:
-        recipe.update(sampling_keys(task.heldout, task.metric))
-    path = _write_yaml(out / "recipes" / f"{spec.name}.yaml", recipe)
+        recipe.update(sampling_keys(task.heldout, task.metric, task.monitors, task.seed))
+    path = _write_yaml(out / "recipes" / f"{run}.yaml", recipe)
     try:
         (_, args, _, _), _ = parser.parse([], path)
     except TrlPluginsError as exc:
@@ -91,7 +111,7 @@ def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
                                args.gradient_accumulation_steps)
     recipe.update(share.setting)
     _write_yaml(path, recipe)
-    return MethodPlan(spec.name, sampling, share, path, output_dir, args.num_iterations if sampling else None)
+    return MethodPlan(spec.name, sampling, share, path, output_dir, args.num_iterations if sampling else None, seed)
 
 
 def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
@@ -136,7 +156,8 @@ def _job(task: Task, plan: MethodPlan) -> dict:
     """What the worker needs; a run left by a different job in the same folder is restarted, not resumed."""
     return {"method": plan.name, "recipe": str(plan.recipe), "recipe_text": plan.recipe.read_text(),
             "output_dir": str(plan.output_dir), "sampling": plan.sampling, "metric": task.metric,
-            "heldout": task.heldout, "seed": task.seed, "heldout_source": task.dataset}
+            "heldout": task.heldout, "seed": plan.seed, "heldout_source": task.dataset, "monitors": task.monitors,
+            "heldout_seed": task.seed}
 
 
 def _resumable(plan: MethodPlan) -> bool:
@@ -150,18 +171,19 @@ def run_method(task: Task, plan: MethodPlan) -> dict:
     from .report import method_figures
 
     out, job = plan.output_dir, _job(task, plan)
+    label = plan.name if plan.seed == task.seed else f"{plan.name} (seed {plan.seed})"
     result = out / RESULT
     if result.is_file():
         done = json.loads(result.read_text())
         if done.get("job") == job:
-            print(f"compare: {plan.name}: finished earlier ({result}); not run again", flush=True)
+            print(f"compare: {label}: finished earlier ({result}); not run again", flush=True)
             return done
     job_file = out / "compare_job.json"
     earlier = json.loads(job_file.read_text()) if job_file.is_file() else None
     resume = earlier is not None and {k: v for k, v in earlier.items() if k != "resume"} == job and _resumable(plan)
     result.unlink(missing_ok=True)
     write_json(job_file, {**job, "resume": resume})
-    print(f"compare: {plan.name}: {'resuming' if resume else 'running'} in {out}", flush=True)
+    print(f"compare: {label}: {'resuming' if resume else 'running'} in {out}", flush=True)
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
@@ -172,7 +194,7 @@ def run_method(task: Task, plan: MethodPlan) -> dict:
     history = read_jsonl(attempts) if attempts.is_file() and resume else []
     write_jsonl(attempts, history + [{"seconds": time.perf_counter() - start, "exit_code": code, "resumed": resume}])
     if code != 0:
-        raise MethodFailed(f"compare: {plan.name} failed (exit {code}, its output is above); the methods finished "
+        raise MethodFailed(f"compare: {label} failed (exit {code}, its output is above); the runs finished "
                            "so far are kept: run the same command again to continue", code)
     figures = method_figures(plan, read_jsonl(attempts))
     figures["job"] = job
@@ -180,7 +202,7 @@ def run_method(task: Task, plan: MethodPlan) -> dict:
     return figures
 
 
-def compare(config: str, methods: str | None, budget: int | None, output_dir: str | None) -> int:
+def compare(config: str, methods: str | None, budget: int | None, output_dir: str | None, seeds: int = 1) -> int:
     from .report import write_report
 
     task = load_task(config, budget)
@@ -189,13 +211,20 @@ def compare(config: str, methods: str | None, budget: int | None, output_dir: st
         raise UsageError(f"no methods: pass --methods a,b or list them under methods: in {task.path}")
     if len(set(names)) != len(names):
         raise UsageError(f"--methods names a method twice: {methods}")
+    seed_list = training_seeds(task, seeds)
     out = Path(output_dir or f"outputs/compare-{task.path.stem}")
     check_heldout(task)
     plans = [plan_method(task, name, out) for name in names]  # every check before any model loads
+    runs = {seed: plans if seed == task.seed else [method_recipe(task, p.name, out, seed) for p in plans]
+            for seed in seed_list}
     print(f"compare: {len(plans)} methods on {task.dataset['dataset_name']} (metric {', '.join(task.metric)}; "
-          f"{task.heldout['prompts']} held-out prompts), budget {task.budget} each:")
+          f"{task.heldout['prompts']} held-out prompts), budget {task.budget} each"
+          + (f", training seeds {', '.join(map(str, seed_list))}:" if len(seed_list) > 1 else ":"))
     for plan in plans:
         print(f"  {plan.share.line(task.budget)}")
-    results = {plan.name: run_method(task, plan) for plan in plans}
+    results: dict[str, list[dict]] = {plan.name: [] for plan in plans}
+    for seed in seed_list:  # every method of one seed before the next seed: a stopped compare has whole seeds
+        for plan in runs[seed]:
+            results[plan.name].append(run_method(task, plan))
     print(write_report(task, plans, results, out))
     return 0

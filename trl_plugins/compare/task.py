@@ -4,6 +4,7 @@
     dataset:  name, config, train_split, test_split (the held-out prompts come from test_split)
     metric:   the task metric, a list of reward_funcs entries (``vader_sentiment``, ``exact_match``, a callable ...)
     heldout:  prompts, num_generations, temperature, max_new_tokens, top_p, top_k, batch_size
+    monitors: held-out monitors beside the metric (``evaluation/monitors.py``; default kl, loglik, distinct2, length)
     budget:   generated samples per sampling method = training examples seen per other method
     methods:  trainer name -> its own recipe keys (``orpo: {dataset_name: embedded:rt-preference}``)
 
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..evaluation.monitors import DEFAULT_MONITORS, MONITORS
 
-TOP_KEYS = ("shared", "dataset", "metric", "heldout", "budget", "methods")
+TOP_KEYS = ("shared", "dataset", "metric", "heldout", "monitors", "budget", "methods")
 DATASET_KEYS = {"name": "dataset_name", "config": "dataset_config", "train_split": "dataset_train_split",
                 "test_split": "dataset_test_split"}
 HELDOUT_DEFAULTS = {"prompts": None, "num_generations": 1, "temperature": 0.0, "max_new_tokens": 64, "top_p": 1.0,
@@ -28,7 +30,7 @@ HELDOUT_DEFAULTS = {"prompts": None, "num_generations": 1, "temperature": 0.0, "
 COMPARE_KEYS = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "reward_funcs", "reward_weights",
                 "heldout_prompts", "heldout_num_generations", "heldout_temperature", "heldout_reward_funcs",
                 "include_num_input_tokens_seen", "dataset_test_split", "max_new_tokens", "top_p", "top_k",
-                "generation_batch_size", "max_train_samples", "max_eval_samples")
+                "generation_batch_size", "max_train_samples", "max_eval_samples", "heldout_monitors", "heldout_seed")
 BUDGET_KEYS = {"sampling": "prompts_per_iteration", "training": "max_steps"}  # the budget sets one per method
 SHARED_ONLY = ("seed", "model_name_or_path")  # one base and one seed for all: not per method
 DATASET_ONLY = tuple(DATASET_KEYS.values())  # in `dataset:`; a method may override all but the test split
@@ -43,19 +45,24 @@ class Task:
     heldout: dict
     budget: int
     methods: dict[str, dict] = field(default_factory=dict)
+    monitors: list[str] = field(default_factory=lambda: list(DEFAULT_MONITORS))
 
     @property
     def seed(self) -> int:
         return int(self.shared.get("seed", 42))
 
 
-def sampling_keys(heldout: dict, metric: list[str]) -> dict:
-    """The recipe keys the compare sets for every sampling method — the metric as the training reward and how the
-    held-out prompts are sampled — and so the settings of every other method's held-out evaluation (worker.py)."""
+def sampling_keys(heldout: dict, metric: list[str], monitors: list[str] | None = None,
+                  heldout_seed: int | None = None) -> dict:
+    """The recipe keys the compare sets for every sampling method — the metric as the training reward, how the
+    held-out prompts are sampled (seeded ``heldout_seed``: the task's, the same for every method and training seed)
+    and the held-out monitors — and so the settings of every other method's held-out evaluation (worker.py)."""
     return {"reward_funcs": metric, "heldout_prompts": heldout["prompts"],
             "heldout_num_generations": heldout["num_generations"], "heldout_temperature": heldout["temperature"],
             "max_new_tokens": heldout["max_new_tokens"], "top_p": heldout["top_p"], "top_k": heldout["top_k"],
-            "generation_batch_size": heldout["batch_size"]}
+            "generation_batch_size": heldout["batch_size"],
+            **({} if monitors is None else {"heldout_monitors": list(monitors)}),
+            **({} if heldout_seed is None else {"heldout_seed": heldout_seed})}
 
 
 def _unknown(where: str, key, known) -> ConfigError:
@@ -91,6 +98,24 @@ def _owned_key(key: str, where: str, method: bool) -> None:
         raise ConfigError(f"{where}: {key!r} must be the same for every method: set it under shared:")
     if not method and key in DATASET_ONLY:
         raise ConfigError(f"{where}: {key!r} belongs under dataset: (name, config, train_split, test_split)")
+
+
+def _monitors(value, where: str) -> list[str]:
+    """The ``monitors:`` list: names of ``evaluation/monitors.py`` (``[]``: none), each once."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise ConfigError(f"{where} must be a list of monitor names ({', '.join(MONITORS)}), got {value!r}")
+    for name in value:
+        if name not in MONITORS:
+            close = difflib.get_close_matches(name, list(MONITORS), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(MONITORS)})"
+            raise ConfigError(f"{where}: unknown monitor {name!r}{hint}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: names a monitor twice: {value}")
+    return list(value)
 
 
 def parse_task(data: dict, path: Path, budget: int | None = None) -> Task:
@@ -129,6 +154,7 @@ def parse_task(data: dict, path: Path, budget: int | None = None) -> Task:
     for key in ("temperature", "top_p"):
         if isinstance(heldout[key], bool) or not isinstance(heldout[key], (int, float)):
             raise ConfigError(f"{where}: heldout.{key} must be a number, got {heldout[key]!r}")
+    monitors = _monitors(data.get("monitors", list(DEFAULT_MONITORS)), f"{where}: monitors")
     value = budget if budget is not None else data.get("budget")
     if value is None:
         raise ConfigError(f"{where}: set budget: N (generated samples per sampling method = training examples seen "
@@ -142,7 +168,7 @@ def parse_task(data: dict, path: Path, budget: int | None = None) -> Task:
             _owned_key(key, f"{where}: methods.{name}", method=True)
         cleaned[str(name)] = dict(overrides)
     return Task(path=path, shared=dict(shared), dataset=dataset, metric=list(metric), heldout=heldout, budget=value,
-                methods=cleaned)
+                methods=cleaned, monitors=monitors)
 
 
 def load_task(value: str, budget: int | None = None) -> Task:

@@ -4,7 +4,8 @@ The ``train`` flow of ``run/flow.py`` (same checks, same trainer) with one callb
 per fine-tuning phase the tokens trained (the Trainer's own ``num_input_tokens_seen``, non-padding) in
 ``compare_phases.jsonl`` and, for a method that is not a sampling trainer, scores the held-out prompts before and
 after training into ``heldout_baseline.json`` / ``heldout_final.json`` with the sampling engine's own held-out
-evaluation (``sampling.engine.evaluate_heldout``), at the settings the compare gives the sampling methods. The compare
+evaluation (``sampling.engine.evaluate_heldout``, its monitors included), at the settings the compare gives the
+sampling methods, and the reward-hacking guard's verdict on the trained model (``reward_hacking``). The compare
 (``run.py``) writes the job file and reads these files back. Docs: docs/compare.md.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..sampling.records import HeldoutScores
+from ..sampling.records import VERDICT, HeldoutScores
 from ..sampling.store import read_jsonl, write_json, write_jsonl
 from .task import sampling_keys
 
@@ -36,22 +37,53 @@ class CompareRecorder(TrainerCallback):
                          if job["resume"] and baseline.is_file() else None)
         self._start = time.perf_counter()
 
-    def evaluate(self, model, tokenizer) -> HeldoutScores:
-        """The held-out scores of ``model``, as a sampling method of the same compare gets its own: the engine's
-        :func:`~trl_plugins.sampling.engine.evaluate_heldout` with the settings the compare writes into the sampling
-        methods' recipes (the sampling knobs it does not set at their defaults) and the task's seed."""
-        from ..sampling import reward_sources
+    def options(self):
+        """The sampling options a sampling method of the same compare runs with (the knobs it does not set at their
+        defaults), with this run's training seed."""
         from ..sampling.config import sampling_options
+
+        job = self.job
+        return sampling_options(**sampling_keys(job["heldout"], job["metric"], job.get("monitors"),
+                                                job.get("heldout_seed")), seed=job["seed"])
+
+    def evaluate(self, model, tokenizer) -> HeldoutScores:
+        """The held-out scores and monitors of ``model``, as a sampling method of the same compare gets its own: the
+        engine's :func:`~trl_plugins.sampling.engine.evaluate_heldout` with the settings the compare writes into the
+        sampling methods' recipes and the task's held-out seed; π₀ of the monitors as the engine's rule says
+        (``MonitorSettings.of``: with LoRA the adapter switched off)."""
+        from ..evaluation.monitors import MonitorSettings
+        from ..sampling import reward_sources
         from ..sampling.engine import HeldoutSettings, evaluate_heldout
         from ..sampling.generation import make_backend
 
-        options = sampling_options(**sampling_keys(self.job["heldout"], self.job["metric"]), seed=self.job["seed"])
+        options = self.options()
         entries = reward_sources.resolve(options.reward_funcs, options.reward_weights, key="metric")
         sources = reward_sources.build(entries, next(model.parameters()).device, options.reward_batch_size)
         backend = make_backend(options.generation_backend, model, tokenizer)
-        evaluation = evaluate_heldout(backend, self.rows, sources, [], HeldoutSettings.of(options))
+        watch, note = MonitorSettings.of(options.heldout_monitors, model, tokenizer,
+                                         batch_size=options.reward_batch_size)
+        if note and self.baseline is None:
+            print(note, flush=True)
+        evaluation = evaluate_heldout(backend, self.rows, sources, [], HeldoutSettings.of(options), watch=watch)
         evaluation.scores.extra["generated_tokens"] = evaluation.generated_tokens
         return evaluation.scores
+
+    def judge(self, final: HeldoutScores) -> dict | None:
+        """The reward-hacking guard's verdict on the trained model against the base (one step: iteration 1), as a
+        sampling run's guard judges its iterations; None with ``reward_hacking: off``."""
+        from ..evaluation import guard
+        from ..evaluation.monitors import KL_TOKEN
+
+        options = self.options()
+        if options.reward_hacking == "off":
+            return None
+        verdict, _ = guard.judge(guard.start(*guard.inputs(self.baseline.per_prompt)), 1,
+                                 *guard.inputs(final.per_prompt), kl_per_token=final.means.get(KL_TOKEN),
+                                 max_kl=options.max_kl, reward_name=" + ".join(self.job["metric"]),
+                                 seed=self.job["seed"])
+        if verdict["tripped"]:
+            print(verdict["message"], flush=True)
+        return verdict
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
         self._start = time.perf_counter()
@@ -69,6 +101,8 @@ class CompareRecorder(TrainerCallback):
         if self.rows is not None:
             final = self.evaluate(model, processing_class).compared_with(self.baseline, seed=self.job["seed"])
             final.extra["global_step"] = state.global_step
+            if (verdict := self.judge(final)) is not None:
+                final.extra[VERDICT] = verdict
             write_json(self.out / "heldout_final.json", final.to_json())
 
 

@@ -1,6 +1,7 @@
 """Held-out evaluation helpers shared by the demos and the real-model tests.
 
-- :func:`completion_logps`: log-probability of completions given prompts (standard or conversational), batched.
+- :func:`completion_token_logps`: log-probability of each completion token given the prompt (standard or
+  conversational), batched, at one or more temperatures; :func:`completion_logps`: its per-example sum or average.
 - :func:`preference_accuracy`: fraction of held-out pairs where the chosen completion is more likely than the
   rejected one (per-token average log-prob, the quantity ORPO's odds are built on; sums are length-biased).
 - :func:`image_conditional_margin`: mDPO's held-out check, ``logp(chosen | image) - logp(chosen | corrupted image)``.
@@ -17,11 +18,13 @@ import torch
 from ..formats import is_conversational
 
 
-def encode_pair(tokenizer, prompt, completion) -> tuple[list[int], int]:
-    """Token ids of prompt + completion and the index where the completion starts (as TRL tokenizes them)."""
+def encode_pair(tokenizer, prompt, completion, chat_kwargs: dict | None = None) -> tuple[list[int], int]:
+    """Token ids of prompt + completion and the index where the completion starts (as TRL tokenizes them);
+    ``chat_kwargs``: the row's own chat-template arguments (``formats.template_kwargs``: ``tools``, ...)."""
     if is_conversational(prompt):
-        prompt_str = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-        full_str = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
+        kwargs = chat_kwargs or {}
+        prompt_str = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False, **kwargs)
+        full_str = tokenizer.apply_chat_template(prompt + completion, tokenize=False, **kwargs)
         prompt_ids = tokenizer(prompt_str, add_special_tokens=False)["input_ids"]
         full_ids = tokenizer(full_str, add_special_tokens=False)["input_ids"]
     else:
@@ -34,6 +37,51 @@ def encode_pair(tokenizer, prompt, completion) -> tuple[list[int], int]:
 
 
 @torch.no_grad()
+def completion_token_logps(
+    model,
+    tokenizer,
+    prompts: Sequence,
+    completions: Sequence,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    temperatures: Sequence[float] = (1.0,),
+    chat_kwargs: Sequence[dict | None] | None = None,
+) -> list[list[torch.Tensor]]:
+    """``log p(y_t | x, y_<t)`` of every completion token (TRL's tokenization, :func:`encode_pair`), batched: one list
+    per temperature in ``temperatures``, each holding one float32 1-D tensor per example (its completion tokens, after
+    ``max_length`` truncation). A temperature ``T`` divides the logits by ``T`` first: the distribution that sampling
+    at ``T`` draws from (TRL's GRPO scores its policy and reference the same way); several temperatures share one
+    forward pass. ``chat_kwargs``: per example, its row's chat-template arguments (see :func:`encode_pair`)."""
+    from trl.trainer.utils import selective_log_softmax
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    results: list[list[torch.Tensor]] = [[] for _ in temperatures]
+    for i in range(0, len(prompts), batch_size):
+        kwargs = chat_kwargs[i : i + batch_size] if chat_kwargs is not None else [None] * len(prompts[i : i + batch_size])
+        encoded = [encode_pair(tokenizer, p, c, k) for p, c, k in
+                   zip(prompts[i : i + batch_size], completions[i : i + batch_size], kwargs)]
+        if max_length is not None:
+            encoded = [(ids[:max_length], start) for ids, start in encoded]
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for row, (ids, _) in enumerate(encoded):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1].float()
+        targets = input_ids[:, 1:].to(device)
+        for out, temperature in zip(results, temperatures):
+            token_logps = selective_log_softmax(logits, targets, temperature=temperature).cpu()
+            # the completion's tokens are targets start .. len(ids) - 1, predicted at positions start - 1 ..
+            out.extend(token_logps[row, max(start, 1) - 1 : len(ids) - 1] for row, (ids, start) in enumerate(encoded))
+    if was_training:
+        model.train()
+    return results
+
+
 def completion_logps(
     model,
     tokenizer,
@@ -44,32 +92,9 @@ def completion_logps(
     max_length: int | None = None,
 ) -> torch.Tensor:
     """Per-example log P(completion | prompt): token average (``average=True``) or sum, as a float tensor [N]."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    results = []
-    for i in range(0, len(prompts), batch_size):
-        encoded = [encode_pair(tokenizer, p, c) for p, c in zip(prompts[i : i + batch_size], completions[i : i + batch_size])]
-        if max_length is not None:
-            encoded = [(ids[:max_length], start) for ids, start in encoded]
-        width = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        attention = torch.zeros_like(input_ids)
-        completion = torch.zeros_like(input_ids)
-        for row, (ids, start) in enumerate(encoded):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention[row, : len(ids)] = 1
-            completion[row, start : len(ids)] = 1
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1].float()
-        targets = input_ids[:, 1:].to(device)
-        mask = completion[:, 1:].to(device).float()
-        token_logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1) * mask
-        total = token_logps.sum(1)
-        results.append((total / mask.sum(1).clamp(min=1) if average else total).cpu())
-    if was_training:
-        model.train()
-    return torch.cat(results) if results else torch.zeros(0)
+    (per_token,) = completion_token_logps(model, tokenizer, prompts, completions, batch_size, max_length)
+    values = [t.sum() / max(len(t), 1) if average else t.sum() for t in per_token]
+    return torch.stack(values) if values else torch.zeros(0)
 
 
 def preference_accuracy(model, tokenizer, dataset, batch_size: int = 16, max_length: int | None = None) -> dict:

@@ -123,7 +123,9 @@ def train(run: RunContext):
         raise NothingTrainedError(
             f"{run.spec.name} trained nothing: no iteration took an optimizer step (every sample cut off, unscored or "
             f"unselected: see the table above); the model in {args.output_dir} is the one it started from")
-    trainer.accelerator.print(f"trl-plugins: {run.spec.name} done; model saved to {args.output_dir}")
+    stopped = getattr(trainer, "stopped", None)  # the sampling engine's reward-hacking guard ended the run early
+    trainer.accelerator.print(f"trl-plugins: {run.spec.name} {stopped}" if stopped else
+                              f"trl-plugins: {run.spec.name} done; model saved to {args.output_dir}")
     return trainer
 
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 from trl import SFTConfig
 
+from ..evaluation.guard import GuardOptions
 from .generation import SamplingParams
 
 
@@ -25,9 +26,10 @@ def check_backend(name: str) -> None:
 
 
 @dataclass
-class SamplingOptions:
+class SamplingOptions(GuardOptions):
     """The sampling loop's knobs, mixed in before a TRL config (``SamplingConfig``: SFTConfig; the preference trainers:
-    DPOConfig), whose ``__post_init__`` runs first."""
+    DPOConfig), whose ``__post_init__`` runs first; the held-out monitors' and the reward-hacking guard's knobs come
+    with them (:class:`~trl_plugins.evaluation.guard.GuardOptions`)."""
 
     reward_funcs: list[str] = field(
         default_factory=list,
@@ -94,6 +96,11 @@ class SamplingOptions:
     heldout_temperature: float | None = field(
         default=None, metadata={"help": "Temperature for held-out sampling (default: temperature)."}
     )
+    heldout_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of held-out sampling (plus 7919), default the run's seed. compare sets the task's seed "
+                  "for every method and training seed, so that 'before training' is the same sample everywhere."},
+    )
     plot_rewards: bool = field(default=True, metadata={"help": "Write rewards_by_iteration.png after each iteration."})
     keep_unfinished: bool = field(
         default=False,
@@ -113,6 +120,8 @@ class SamplingOptions:
             raise ValueError(f"prompts_per_iteration must be >= 1, got {self.prompts_per_iteration}")
         if self.heldout_prompts < 0 or self.heldout_num_generations < 1:
             raise ValueError("heldout_prompts must be >= 0 and heldout_num_generations >= 1")
+        if self.reward_hacking == "stop" and not self.heldout_prompts:
+            raise ValueError("reward_hacking: stop judges held-out samples: set heldout_prompts (e.g. 32)")
         check_backend(self.generation_backend)
         if str(self.eval_strategy) not in ("no", "IntervalStrategy.NO"):
             raise ValueError("eval_strategy does not apply to sampling trainers: use heldout_prompts to track "

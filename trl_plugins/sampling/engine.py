@@ -11,12 +11,14 @@ The SFT trainers mix it in before ``SFTTrainer`` (trainer.py: select -> SFT), th
 ``DPOTrainer`` (preference.py: pair -> DPO/ORPO); they choose the update stage and reuse every other. A killed run
 resumes: generations and rewards an unfinished iteration already wrote are read back instead of made again, finished
 iterations are skipped. Under several processes every stage shares its work with :class:`Shards` and writes through
-the store's one rule (store.py). Only the stages here call a generation backend (tests/test_layout.py checks it).
+the store's one rule (store.py). The held-out monitors and the reward-hacking guard: ``evaluate_heldout`` and
+guard_stage.py (docs/monitors.md). Only the stages here call a generation backend (tests/test_layout.py checks it).
 Docs: docs/methods/sampling_engine.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -25,17 +27,20 @@ from dataclasses import dataclass
 import torch
 from transformers.trainer_utils import TrainOutput
 
+from ..evaluation.monitors import MonitorSettings
 from ..formats import is_conversational, template_kwargs
 from . import reward_sources
 from .config import sampling_params_of
 from .generation import SamplingParams, make_backend
-from .records import TOTAL, GenerationStats, HeldoutScores, IterationSummary, Sample, heldout_columns
-from .report import plot_rewards, table_header, table_row
+from .guard_stage import GuardStage
+from .records import MONITOR_SECONDS, GenerationStats, HeldoutScores, IterationSummary, Sample, heldout_columns
+from .report import monitor_line, plot_rewards, table_header, table_row
 from .store import RunStore
 
 logger = logging.getLogger(__name__)
 
 GENERATIONS, REWARDS, BASELINE = "generations.jsonl", "rewards.jsonl", "heldout_baseline.json"
+HELDOUT_SAMPLES = "heldout_samples.jsonl"  # an iteration's held-out samples and rewards (the baseline's: beside it)
 HELDOUT_SEED_OFFSET = 7_919  # held-out samples are drawn with the run's seed + this, by every caller
 PROCESS_SEED_STRIDE = 10_007  # process r samples its share with seed + r x this
 
@@ -123,7 +128,7 @@ def score(samples: list[Sample], sources: list, columns: list[dict], shards: Sha
 @dataclass(frozen=True)
 class HeldoutSettings:
     """How held-out prompts are sampled: ``num_generations`` each, with ``params``, seeded ``seed +``
-    :data:`HELDOUT_SEED_OFFSET` (``seed``: the run's)."""
+    :data:`HELDOUT_SEED_OFFSET` (``seed``: ``heldout_seed``, default the run's)."""
 
     num_generations: int
     params: SamplingParams
@@ -132,7 +137,8 @@ class HeldoutSettings:
     @classmethod
     def of(cls, options) -> HeldoutSettings:
         """From a sampling config, or anything with its field names (``config.sampling_options``)."""
-        return cls(options.heldout_num_generations, sampling_params_of(options, heldout=True), options.seed)
+        seed = options.heldout_seed if getattr(options, "heldout_seed", None) is not None else options.seed
+        return cls(options.heldout_num_generations, sampling_params_of(options, heldout=True), seed)
 
 
 @dataclass
@@ -151,12 +157,14 @@ class HeldoutEvaluation:
 
 
 def evaluate_heldout(backend, rows: list[dict], sources: list, monitors: list, settings: HeldoutSettings,
-                     shards: Shards | None = None) -> HeldoutEvaluation:
+                     shards: Shards | None = None, watch: MonitorSettings | None = None) -> HeldoutEvaluation:
     """The one held-out evaluation — the engine's before training and after every iteration, compare's for every
     method, the ORPO demo's: ``settings.num_generations`` fresh samples of each row's prompt (rendered with the row's
     ``tools`` / ``chat_template_kwargs``) from ``backend``, scored by the training rewards ``sources`` (their weighted
     total is ``heldout_reward_mean``) and by the ``monitors`` (``heldout_reward_funcs``: ``heldout/<name>`` only).
-    Means with standard errors over prompts and the per-prompt means in ``scores`` (:class:`HeldoutScores`)."""
+    Means with standard errors over prompts and the per-prompt means in ``scores`` (:class:`HeldoutScores`). With
+    ``watch``, the held-out monitors of ``evaluation/monitors.py`` too (``monitor/<name>`` columns, their forward
+    passes shared over the processes; their wall time in ``scores.extra["monitor_seconds"]``)."""
     shards = shards or Shards()
     flat, stats = generate(backend, shards, rows, list(range(len(rows))), settings.num_generations, settings.params,
                            settings.seed + HELDOUT_SEED_OFFSET)
@@ -168,10 +176,17 @@ def evaluate_heldout(backend, rows: list[dict], sources: list, monitors: list, s
     for sample in flat:
         samples[sample.row].append(sample)
     names = heldout_columns([s.entry.name for s in sources], [m.entry.name for m in monitors])
-    return HeldoutEvaluation(rows, samples, HeldoutScores.of(samples, names), stats)
+    scores = HeldoutScores.of(samples, names)
+    if watch is not None and watch.names:
+        ordered = [s for group in samples for s in group]
+        figures = watch.run([s.prompt for s in ordered], [s.completion for s in ordered], [len(g) for g in samples],
+                            settings.params.temperature, lengths=[s.num_tokens for s in ordered],
+                            chat_kwargs=[template_kwargs(rows[s.row]) or None for s in ordered], share=shards.map)
+        scores.add(figures.per_prompt).extra[MONITOR_SECONDS] = figures.seconds
+    return HeldoutEvaluation(rows, samples, scores, stats)
 
 
-class SamplingEngine:
+class SamplingEngine(GuardStage):
     """The stages and the loop (see the module docstring). A trainer mixes it in before its TRL parent, calls
     :meth:`_init_engine` after the parent's ``__init__`` and implements :meth:`update_policy`."""
 
@@ -196,6 +211,10 @@ class SamplingEngine:
         self._heldout_rows = heldout_dataset.to_list() if heldout_dataset is not None else []
         self.total_phase_steps = 0  # optimizer steps over every update phase of this process's run
         self.generation_stats = GenerationStats()  # the last generate stage's speed (empty when read from disk)
+        self._base_weights = None  # ReST-EM: the starting trainable weights (taken when the run starts)
+        self.watch: MonitorSettings | None = None  # the held-out monitors and their π₀ (built on first use)
+        self.last_evaluation: HeldoutEvaluation | None = None  # the evaluate stage's last result
+        self.guard_state, self.stopped = None, None  # the reward-hacking guard's (guard_stage.py)
 
     def _sources(self, entries: list) -> list:
         """The reward sources of resolved entries, on this process's device (models load on first use)."""
@@ -238,23 +257,61 @@ class SamplingEngine:
         raise NotImplementedError
 
     def evaluate_policy(self) -> HeldoutEvaluation | None:
-        """The current policy's :func:`evaluate_heldout` on the held-out prompts (None without a held-out set)."""
+        """The current policy's :func:`evaluate_heldout` on the held-out prompts, with the held-out monitors (None
+        without a held-out set)."""
         if self.heldout_dataset is None:
             return None
-        return evaluate_heldout(self.backend, self._heldout_rows, self.reward_sources, self.heldout_sources,
-                                HeldoutSettings.of(self.args), self.shards)
+        if self.watch is None:
+            self.watch, note = MonitorSettings.of(self.args.heldout_monitors, self.accelerator.unwrap_model(self.model),
+                                                  self.processing_class, self._starting_context(),
+                                                  self.args.reward_batch_size)
+            if note:
+                self.accelerator.print(note)
+        self.last_evaluation = evaluate_heldout(self.backend, self._heldout_rows, self.reward_sources,
+                                                self.heldout_sources, HeldoutSettings.of(self.args), self.shards,
+                                                self.watch)
+        return self.last_evaluation
+
+    def _heldout_rows_of(self, evaluation: HeldoutEvaluation | None) -> list[dict]:
+        """``heldout_samples.jsonl``'s rows: every held-out sample with its rewards (to read what the policy says)."""
+        return [] if evaluation is None else [{**s.generation_row(), **s.reward_row()}
+                                              for group in evaluation.samples for s in group]
+
+    def starting_weights(self) -> dict[str, torch.Tensor] | None:
+        """A host copy of the starting trainable weights that the method already holds (ReST-EM's base; iterative-dpo
+        overrides it for ``reference: initial``): π₀ of the KL and loglik monitors without LoRA. None: it holds none."""
+        return self._base_weights
+
+    def _starting_context(self):
+        held = self.starting_weights()
+        return None if held is None else (lambda: self.weights_swapped(held))
+
+    @contextlib.contextmanager
+    def weights_swapped(self, state: dict[str, torch.Tensor]):
+        """The trainable weights ``state`` in the model for the duration; the current ones back afterwards."""
+        current = self.trainable_snapshot()
+        self.load_trainable(state)
+        try:
+            yield
+        finally:
+            self.load_trainable(current)
 
     def store_iteration(self, k: int, summary: IterationSummary, samples: list[Sample]) -> None:
-        """The iteration is finished: its summary written, kept, plotted, logged and printed."""
+        """The iteration is finished: the guard's verdict on it, its summary written, kept, plotted, logged and
+        printed; the guard's action (``stop``: the run ends here, the best policy by the guard is kept)."""
+        self.judge_iteration(summary)
+        if summary.heldout is not None and self.last_evaluation is not None:
+            self.store.write_rows(k, HELDOUT_SAMPLES, self._heldout_rows_of(self.last_evaluation))
         self.store.write_summary(k, summary.to_json())
         self.summaries.append(summary)
         self.reward_history.append(_plotted([s.reward for s in samples], summary.selected_indices))
         if self.args.plot_rewards:
-            baseline = self.heldout_baseline.means.get(TOTAL) if self.heldout_baseline else None
-            self.store.on_main(lambda: plot_rewards(self.store.root, self.summaries, self.reward_history, baseline))
+            self.store.on_main(lambda: plot_rewards(self.store.root, self.summaries, self.reward_history,
+                                                    self.heldout_baseline))
         self.log({f"sampling/{key}": v for key, v in summary.to_json().items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None})
         self._print_row(summary)
+        self._act_on_guard(summary)
 
     def restore(self, k: int) -> None:
         """Rebuild a subclass's in-memory state (e.g. a pool) from finished iteration ``k``'s files on resume."""
@@ -263,7 +320,10 @@ class SamplingEngine:
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
         done = self._start(resume=bool(resume_from_checkpoint))
         self._heldout_baseline()
+        self._start_guard(done)
         for k in range(len(done) + 1, self.args.num_iterations + 1):
+            if self.stopped:  # the reward-hacking guard ended the run (reward_hacking: stop)
+                break
             self.run_iteration(k)
         self.accelerator.wait_for_everyone()
         losses = [s.train_loss for s in self.summaries if s.train_loss is not None]
@@ -326,7 +386,14 @@ class SamplingEngine:
             self.heldout_baseline = HeldoutScores.from_json(saved)
         else:
             self.heldout_baseline = self.evaluate_policy().scores
+            self.store.write_rows(None, f"{BASELINE.removesuffix('.json')}_samples.jsonl",
+                                  self._heldout_rows_of(self.last_evaluation))
             self.store.write_record(BASELINE, self.heldout_baseline.to_json())
+        seconds = self.heldout_baseline.extra.get(MONITOR_SECONDS)
+        if seconds is not None:  # their cost, once per run
+            names = ", ".join(self.watch.names if self.watch else self.args.heldout_monitors)
+            self.accelerator.print(f"held-out monitors ({names}): {seconds:.1f} s per held-out evaluation (before "
+                                   "training and after each iteration); heldout_monitors leaves a costly one out")
 
     def _print_row(self, summary: IterationSummary) -> None:
         monitors = [f"heldout/{source.entry.name}" for source in self.heldout_sources]
@@ -334,6 +401,8 @@ class SamplingEngine:
             self.accelerator.print(table_header(self.heldout_baseline, monitors))
             self._printed_header = True
         self.accelerator.print(table_row(summary, monitors))
+        if line := monitor_line(summary):
+            self.accelerator.print(line)
 
     # -- weights -----------------------------------------------------------------------------------------------------
     def _trainable(self) -> dict[str, torch.nn.Parameter]:

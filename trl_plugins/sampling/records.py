@@ -14,17 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..evaluation.intervals import mean_se, paired_bootstrap
+from ..evaluation.keys import TOTAL, noise_keys
+from ..evaluation.monitors import distinct_n
 from ..formats import completion_text
 
-TOTAL = "heldout_reward_mean"  # the held-out column of the training reward's weighted total (compare's metric)
 GENERATION_KEYS = ("generation_tokens_per_s", "generation_seconds", "generation_tokens", "generation_decoded_slots")
-
-
-def noise_keys(column: str) -> tuple[str, str, str, str]:
-    """The keys that go with a held-out mean ``column`` (:data:`TOTAL` or ``heldout/<name>``): its standard error, the
-    low and high ends of its change's 95% interval, and its value before training."""
-    stem = "heldout_reward" if column == TOTAL else column
-    return f"{stem}_se", f"{stem}_change_low", f"{stem}_change_high", f"{stem}_baseline"
 
 
 @dataclass
@@ -137,6 +131,16 @@ class HeldoutScores:
             out.se[column] = mean_se([v for v in out.per_prompt[column] if v is not None])[1]
         return out
 
+    def add(self, per_prompt: dict[str, Sequence[float | None]]) -> HeldoutScores:
+        """Columns given per prompt (the monitors', ``evaluation/monitors.py``): each one's mean and standard error
+        over the prompts that have a value."""
+        for column, values in per_prompt.items():
+            valid = [v for v in values if v is not None]
+            self.per_prompt[column] = list(values)
+            self.means[column] = _mean(valid)
+            self.se[column] = mean_se(valid)[1] if valid else None
+        return self
+
     def compared_with(self, before: HeldoutScores | None, seed: int = 0) -> HeldoutScores:
         """These scores with the paired 95% bootstrap interval of each column's change since ``before``, over the
         prompts scored both times."""
@@ -186,21 +190,12 @@ def _stats(prefix: str, values: Sequence[float]) -> dict:
             f"{prefix}_max": max(values)}
 
 
-def distinct_n(texts: Sequence[str], n: int = 2) -> float:
-    """Distinct-n: unique word n-grams / all word n-grams over the texts (1.0 = no repetition; 0 if none)."""
-    seen, total = set(), 0
-    for text in texts:
-        words = text.split()
-        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-        total += len(grams)
-        seen.update(grams)
-    return len(seen) / total if total else 0.0
-
-
 _SAMPLE_KEYS = ("iteration", "samples", "dropped", "unfinished", "kept", "reward_all_mean", "reward_all_median",
                 "reward_all_max", "reward_selected_mean", "reward_selected_median", "reward_selected_max",
                 "distinct2_all", "distinct2_selected", "mean_tokens_all", "mean_tokens_selected")
 _RUN_KEYS = ("global_step", "processes", "selected_indices")
+VERDICT, GUARD_STATE = "reward_hacking", "guard_state"  # the guard's verdict on the iteration, its state after it
+MONITOR_SECONDS = "monitor_seconds"  # the held-out monitors' wall time (evaluation/monitors.py)
 
 
 @dataclass
@@ -218,6 +213,8 @@ class IterationSummary:
     global_step: int = 0
     processes: int = 1
     selected_indices: list[int] = field(default_factory=list)
+    guard: dict | None = None  # the reward-hacking guard's verdict on this iteration (evaluation/guard.py)
+    guard_state: dict | None = None  # the guard's state after it (GuardState.to_json): a resumed run goes on from it
 
     @classmethod
     def of(cls, iteration: int, samples: Sequence[Sample], **fields) -> IterationSummary:
@@ -249,6 +246,10 @@ class IterationSummary:
         out[noise_keys(TOTAL)[3]] = self.baseline.get(TOTAL)
         out.update({noise_keys(c)[3]: v for c, v in self.baseline.items() if c != TOTAL and c in heldout.per_prompt})
         out.update(heldout.change_keys())
+        if heldout.extra.get(MONITOR_SECONDS) is not None:
+            out[MONITOR_SECONDS] = heldout.extra[MONITOR_SECONDS]
+        if self.guard_state is not None:
+            out.update({VERDICT: self.guard, GUARD_STATE: self.guard_state})
         out.update({"global_step": self.global_step, "processes": self.processes,
                     "selected_indices": self.selected_indices})
         if self.heldout is not None:
@@ -260,15 +261,17 @@ class IterationSummary:
         heldout, held = None, {TOTAL, noise_keys(TOTAL)[0], "heldout_per_prompt"}
         if data.get("heldout_per_prompt") is not None:
             heldout = HeldoutScores.from_json(data)
-            heldout.extra = {}
-            held |= {*heldout.mean_keys(), *heldout.change_keys()}
+            heldout.extra = {MONITOR_SECONDS: data[MONITOR_SECONDS]} if data.get(MONITOR_SECONDS) is not None else {}
+            held |= {*heldout.mean_keys(), *heldout.change_keys(), MONITOR_SECONDS}
         baseline = {column: data[noise_keys(column)[3]] for column in (heldout.means if heldout else [TOTAL])
                     if noise_keys(column)[3] in data}
-        known = {*_SAMPLE_KEYS, *GENERATION_KEYS, *_RUN_KEYS, *held, *(noise_keys(c)[3] for c in baseline)}
+        known = {*_SAMPLE_KEYS, *GENERATION_KEYS, *_RUN_KEYS, *held, *(noise_keys(c)[3] for c in baseline), VERDICT,
+                 GUARD_STATE}
         return cls(data["iteration"], {k: data.get(k) for k in _SAMPLE_KEYS},
                    GenerationStats(*(data.get(k) for k in GENERATION_KEYS)),
                    {k: v for k, v in data.items() if k not in known}, heldout, baseline,
-                   data.get("global_step", 0), data.get("processes", 1), list(data.get("selected_indices") or []))
+                   data.get("global_step", 0), data.get("processes", 1), list(data.get("selected_indices") or []),
+                   data.get(VERDICT), data.get(GUARD_STATE))
 
     def __getitem__(self, key: str):
         """A field by its ``summary.json`` key."""

@@ -1,13 +1,14 @@
 """What a sampling run shows of each iteration, read from its :class:`~.records.IterationSummary`: the console table
 (rewards of all and selected samples, counts, distinct-2, lengths; held-out means with their standard errors and paired
-change intervals) and the reward plot ``rewards_by_iteration.png`` (no torch). Files: store.py; the records:
-records.py."""
+change intervals; a line of held-out monitors) and the plot ``rewards_by_iteration.png`` (rewards; the held-out
+monitors by iteration) (no torch). Files: store.py; the records: records.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .records import TOTAL, HeldoutScores, IterationSummary
+from ..evaluation.monitors import MONITORS
+from .records import MONITOR_SECONDS, TOTAL, HeldoutScores, IterationSummary
 
 PLOT = "rewards_by_iteration.png"
 
@@ -48,10 +49,35 @@ def table_row(summary: IterationSummary, monitors: list[str]) -> str:
             + "".join(f"      {_f(heldout.means.get(key))} {noise(key)}" for key in monitors))
 
 
+def _shown(summary: IterationSummary) -> list[tuple[str, str]]:
+    """(label, key) of each held-out monitor the summary holds: its first key (KL per token, not the others)."""
+    heldout = summary.heldout or HeldoutScores()
+    return [(m.label, m.keys[0]) for m in MONITORS.values() if heldout.means.get(m.keys[0]) is not None]
+
+
+def monitor_line(summary: IterationSummary) -> str | None:
+    """The iteration's held-out monitors under its table row: each with its ±SE and its change since before training
+    with the paired 95% interval (KL per token: its value, 0 before training), and their wall time."""
+    heldout = summary.heldout
+    if heldout is None or not (shown := _shown(summary)):
+        return None
+    parts = []
+    for label, key in shown:
+        value, se, base = heldout.means[key], heldout.se.get(key), summary.baseline.get(key)
+        text = f"{label} {value:.4g}" + (f" ±{se:.2g}" if se is not None else "")
+        if key in heldout.changes and base is not None:
+            low, high = heldout.changes[key]
+            text += f" Δ {value - base:+.3g} [{low:+.3g},{high:+.3g}]"
+        parts.append(text)
+    seconds = heldout.extra.get(MONITOR_SECONDS)
+    return "     monitors: " + "; ".join(parts) + (f" ({seconds:.1f} s)" if seconds is not None else "")
+
+
 def plot_rewards(root: Path, summaries: list[IterationSummary], rewards: list[tuple[list[float], list[float]]],
-                 baseline: float | None = None) -> Path | None:
+                 baseline: HeldoutScores | None = None) -> Path | None:
     """Box plots of every finished iteration's rewards (``rewards``: per iteration, of all samples and of the
-    selected ones) and the held-out means (before training: ``baseline``), as ``root/rewards_by_iteration.png``."""
+    selected ones) and the held-out means (before training: ``baseline``), and under them a panel per held-out monitor
+    (its mean ± SE by iteration), as ``root/rewards_by_iteration.png``."""
     try:
         import matplotlib
 
@@ -62,19 +88,35 @@ def plot_rewards(root: Path, summaries: list[IterationSummary], rewards: list[tu
     if not summaries:
         return None
     heldout = [s.heldout.means.get(TOTAL) if s.heldout else None for s in summaries]
-    fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(summaries), 4))
+    shown = _shown(summaries[-1])
+    width = max(1.8 + 1.1 * len(summaries), 2.4 * len(shown))
+    if shown:
+        fig = plt.figure(figsize=(width, 6.5))
+        grid = fig.add_gridspec(2, len(shown), height_ratios=(3, 2))
+        ax = fig.add_subplot(grid[0, :])
+        _plot_monitors([fig.add_subplot(grid[1, i]) for i in range(len(shown))], shown, summaries, baseline)
+    else:
+        fig, ax = plt.subplots(figsize=(width, 4))
+    baseline_mean = baseline.means.get(TOTAL) if baseline else None
     positions = list(range(1, len(summaries) + 1))
     for side, (shift, color) in enumerate(((-0.18, "#9ecae1"), (0.18, "#fdae6b"))):
         ax.boxplot([r[side] or [float("nan")] for r in rewards], positions=[p + shift for p in positions],
                    widths=0.3, patch_artist=True, boxprops={"facecolor": color}, showfliers=False)
     labels = [(plt.Rectangle((0, 0), 1, 1, color="#9ecae1"), "all samples"),
               (plt.Rectangle((0, 0), 1, 1, color="#fdae6b"), "selected")]
-    start = [0] if baseline is not None else []
+    start = [0] if baseline_mean is not None else []
     if any(h is not None for h in heldout):
-        ys = ([baseline] if baseline is not None else []) + [h if h is not None else float("nan") for h in heldout]
+        ys = ([baseline_mean] if baseline_mean is not None else []) + [h if h is not None else float("nan")
+                                                                       for h in heldout]
         ax.plot(start + positions, ys, "k.-", label="held-out mean")
         labels.append((plt.Line2D([0], [0], color="k", marker="."), "held-out mean"))
-    ax.set_xticks(start + positions, (["base"] if baseline is not None else []) + [str(s.iteration) for s in summaries])
+        tripped = [(p, h) for p, h, s in zip(positions, heldout, summaries)
+                   if s.guard and s.guard.get("tripped") and h is not None]
+        if tripped:
+            ax.plot([p for p, _ in tripped], [h for _, h in tripped], "rx", markersize=10, mew=2)
+            labels.append((plt.Line2D([0], [0], color="r", marker="x", ls=""), "reward-hacking guard tripped"))
+    ax.set_xticks(start + positions, (["base"] if baseline_mean is not None else []) + [str(s.iteration)
+                                                                                       for s in summaries])
     ax.set_xlabel("iteration")
     ax.set_ylabel("reward")
     ax.legend([h for h, _ in labels], [label for _, label in labels], loc="best", fontsize=8)
@@ -84,3 +126,16 @@ def plot_rewards(root: Path, summaries: list[IterationSummary], rewards: list[tu
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def _plot_monitors(axes, shown, summaries: list[IterationSummary], baseline: HeldoutScores | None) -> None:
+    """One small panel per held-out monitor: its mean ± SE over prompts, before training ("base") and by iteration."""
+    for ax, (label, key) in zip(axes, shown):
+        points = [("base", baseline)] if baseline is not None and baseline.means.get(key) is not None else []
+        points += [(str(s.iteration), s.heldout) for s in summaries if s.heldout is not None]
+        ys = [h.means.get(key) for _, h in points]
+        ax.errorbar(range(len(points)), [float("nan") if y is None else y for y in ys],
+                    yerr=[h.se.get(key) or 0.0 for _, h in points], marker="o", capsize=3, color="k")
+        ax.set_xticks(range(len(points)), [name for name, _ in points])
+        ax.set_title(f"held-out {label}", fontsize=9)
+        ax.tick_params(labelsize=8)

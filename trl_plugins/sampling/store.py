@@ -5,10 +5,14 @@
                                       num_tokens, finished
       iteration_K/rewards.jsonl       one row per sample: reward (weighted total, null = dropped) and per-source values
       iteration_K/selection*.jsonl    the selected samples (index, prompt, completion, reward): the SFT data
+      iteration_K/heldout_samples.jsonl  the held-out samples after iteration K, with their rewards
       iteration_K/summary.json        written last: the iteration is finished
       sampling_state/policy.safetensors + state.json   trainable weights after the last finished iteration
+      heldout_baseline.json (+ heldout_baseline_samples.jsonl)  held-out scores (and samples) before training
       sampling_summary.jsonl          one summary row per finished iteration
-      rewards_by_iteration.png        reward distributions by iteration (all samples and the selected ones)
+      rewards_by_iteration.png        reward distributions by iteration (all samples and the selected ones) and the
+                                      held-out monitors
+      best/ + best/guard_best.json    reward_hacking: stop — the best iteration's policy by the guard (docs/monitors.md)
 
 Who writes: the main process only, and every other process waits until the file is there — one rule, kept in one
 place: every write goes through a :class:`RunStore` method built on :meth:`RunStore.on_main` (the trainers never
@@ -29,6 +33,8 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+BEST, BEST_RECORD = "best", "guard_best.json"  # reward_hacking: stop keeps the best policy by the guard here
 
 
 def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
@@ -121,16 +127,40 @@ class RunStore:
 
         self.on_main(write)
 
+    def save_best(self, k: int, save: Callable[[Path], None]) -> None:
+        """``output_dir/best``: the policy of iteration ``k`` (``save(folder)`` writes it, on the main process), with
+        ``guard_best.json`` naming ``k``; written beside and swapped in whole."""
+
+        def write():
+            import shutil
+
+            best, tmp, old = self.root / BEST, self.root / f"{BEST}.tmp", self.root / f"{BEST}.old"
+            for path in (tmp, old):
+                shutil.rmtree(path, ignore_errors=True)
+            save(tmp)
+            write_json(tmp / BEST_RECORD, {"iteration": k})
+            if best.exists():
+                best.rename(old)
+            tmp.rename(best)
+            shutil.rmtree(old, ignore_errors=True)
+
+        self.on_main(write)
+
+    def best_iteration(self) -> int | None:
+        """The iteration whose policy ``output_dir/best`` holds (None: no such folder)."""
+        path = self.root / BEST / BEST_RECORD
+        return self.from_main(lambda: json.loads(path.read_text())["iteration"] if path.is_file() else None)
+
     def clear(self) -> None:
         """Remove the sampling files of an earlier run in the same ``output_dir``."""
 
         def remove():
             import shutil
 
-            for path in list(self.root.glob("iteration_*")) + [self.root / "sampling_state"]:
+            for path in list(self.root.glob("iteration_*")) + [self.root / "sampling_state", self.root / BEST]:
                 shutil.rmtree(path, ignore_errors=True)
             for name in ("sampling_summary.jsonl", "rewards_by_iteration.png", "heldout_baseline.json",
-                         "preference_pairs.jsonl"):
+                         "heldout_baseline_samples.jsonl", "preference_pairs.jsonl"):
                 (self.root / name).unlink(missing_ok=True)
 
         self.on_main(remove)

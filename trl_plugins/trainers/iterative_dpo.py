@@ -85,14 +85,14 @@ class IterativeDPOTrainer(PreferenceEngine, DPOTrainer):
             finally:
                 self.ref_model = None
         elif self._initial_weights is not None:
-            current = self.trainable_snapshot()
-            self.load_trainable(self._initial_weights)
-            try:
+            with self.weights_swapped(self._initial_weights):
                 yield
-            finally:
-                self.load_trainable(current)
         else:
             yield
+
+    def starting_weights(self):
+        """``reference: initial`` on a full model holds the starting weights: π₀ of the held-out monitors too."""
+        return self._initial_weights if self._initial_weights is not None else super().starting_weights()
 
     def with_reference(self, dataset, name):
         """``ref_chosen_logps`` / ``ref_rejected_logps`` columns by DPOTrainer's ``compute_ref_log_probs``, batches of
