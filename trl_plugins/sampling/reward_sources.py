@@ -9,7 +9,11 @@ A recipe lists them in ``reward_funcs`` (as TRL's GRPO does); each entry is one 
 - a local directory (or hub id) of an ``AutoModelForSequenceClassification`` reward model, e.g. a ``margin-rm``
   output; it is scored in batches on the policy's device and its first logit is the reward;
 - ``loglik:MODEL``: a reference causal LM's mean log-likelihood per token of the completion (a fluency monitor for
-  ``heldout_reward_funcs``; ``loglik_reward.py``).
+  ``heldout_reward_funcs``; ``loglik_reward.py``);
+- ``judge:MODEL``: a causal LM asked about each sample through ``judge_template`` — P(Yes) / (P(Yes) + P(No)) of its
+  answer (``judge_mode: yes_probability``) or the score it writes (``score``). MODEL is a local path, a hub id,
+  ``embedded:NAME`` or ``policy`` (the policy judges its own samples); the policy's own base model is the LoRA
+  policy with its adapter off (``judge.py``, ``judge_prompts.py``, docs/methods/judges.md).
 
 ``reward_weights`` (default all 1) weight them; the total is the weighted sum. A ``None`` from any source drops
 the sample (it is counted in the iteration summary). :func:`resolve` checks every entry without loading a model
@@ -27,6 +31,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 LOGLIK = "loglik:"
+JUDGE = "judge:"
 _IMPORT_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _HUB_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -35,11 +40,12 @@ _HUB_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class RewardEntry:
     """One ``reward_funcs`` entry, resolved: what to load and how to weight it."""
 
-    kind: str  # "function" (registered or module:function), "model" (reward model) or "loglik" (reference LM)
-    target: str  # import string, or model path / hub id
+    kind: str  # "function" (registered or module:function), "model" (reward model), "loglik" (reference LM), "judge"
+    target: str  # import string, or model path / hub id ("policy" for judge:policy)
     name: str  # short name used in files and logs
     weight: float = 1.0
-    reads_columns: tuple[str, ...] = ()  # dataset columns a registered function reads (its registration says)
+    reads_columns: tuple[str, ...] = ()  # dataset columns a registered function or a judge's template reads
+    judge: object = None  # a judge's JudgeSpec (judge_prompts.py): template, mode, ...
 
 
 def _check_reward_model(path: Path, entry: str, key: str) -> None:
@@ -87,10 +93,11 @@ def names_a_model(entry: str) -> bool:
 
 
 def resolve(entries: list[str] | None, weights: list[float] | None = None,
-            key: str = "reward_funcs") -> list[RewardEntry]:
-    """Check and resolve ``reward_funcs`` entries (imports callables, reads config.json; loads no model); ``key`` is
-    the config field named in error messages. Runs once per run, in the sampling method's ``check_run`` (before any
-    model loads); the trainer receives the result."""
+            key: str = "reward_funcs", options=None) -> list[RewardEntry]:
+    """Check and resolve ``reward_funcs`` entries (imports callables, reads config.json and judge templates; loads no
+    model); ``key`` is the config field named in error messages, ``options`` anything with the ``judge_*`` knobs
+    (the trainer's config). Runs once per run, in the sampling method's ``check_run`` (before any model loads); the
+    trainer receives the result."""
     from ..imports import import_string
     from ..registry import get_registry
 
@@ -104,8 +111,10 @@ def resolve(entries: list[str] | None, weights: list[float] | None = None,
         weight = float(weights[index]) if weights is not None else 1.0
         path = Path(os.path.expanduser(entry))
         if entry.startswith(LOGLIK):
-            specs.append(RewardEntry("loglik", _check_loglik_model(entry.removeprefix(LOGLIK), entry, key), "loglik",
+            specs.append(RewardEntry("loglik", _check_causal_lm(entry.removeprefix(LOGLIK), entry, key), "loglik",
                                      weight))
+        elif entry.startswith(JUDGE):
+            specs.append(_resolve_judge(entry, weight, key, options))
         elif path.is_dir():
             _check_reward_model(path, entry, key)
             specs.append(RewardEntry("model", str(path), path.name or entry, weight))
@@ -207,21 +216,55 @@ def reward_model_input_ids(tokenizer, prompt, completion) -> list[int]:
     return list(tokenizer(text=text)["input_ids"])
 
 
-def build(entries: list[RewardEntry], device=None, batch_size: int = 16) -> list:
-    """The reward sources of resolved entries (models load on first use)."""
+def build(entries: list[RewardEntry], device=None, batch_size: int = 16, policy=None) -> list:
+    """The reward sources of resolved entries (models load on first use). ``policy``: the training policy as a
+    :class:`~trl_plugins.sampling.judge.PolicyHandle`, for judges that are the policy or its base model."""
     from .loglik_reward import LoglikReward
 
     kinds = {"model": ModelReward, "loglik": LoglikReward}
-    return [kinds[e.kind](e, device, batch_size) if e.kind in kinds else FunctionReward(e) for e in entries]
+    sources = []
+    for e in entries:
+        if e.kind == "judge":
+            from .judge import JudgeReward
+
+            sources.append(JudgeReward(e, device, batch_size, policy=policy))
+        else:
+            sources.append(kinds[e.kind](e, device, batch_size) if e.kind in kinds else FunctionReward(e))
+    return sources
 
 
-def _check_loglik_model(model: str, entry: str, key: str) -> str:
-    """``loglik:MODEL``'s model: an embedded one (its package installed), a local checkpoint or a hub id."""
+def _resolve_judge(entry: str, weight: float, key: str, options) -> RewardEntry:
+    """``judge:MODEL``: the model checked like ``loglik:``'s (or ``policy``), the template and mode by
+    :func:`~trl_plugins.sampling.judge_prompts.judge_spec`; the template's columns are checked against the data by
+    the method's ``check_run``."""
+    from .judge_prompts import judge_spec
+
+    model = entry.removeprefix(JUDGE)
+    if model != "policy":
+        model = _check_causal_lm(model, entry, key, example="judge:embedded:smollm2-135m-instruct or judge:policy")
+        config = Path(os.path.expanduser(model)) / "config.json"
+        if config.is_file():
+            try:
+                architectures = json.loads(config.read_text()).get("architectures") or []
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{key}: cannot read {config}: {exc}") from exc
+            if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+                raise ConfigError(f"{key}: {entry!r} is a sequence-classification reward model, not a causal LM to "
+                                  f"ask: list it without judge: ({model!r})")
+    spec = judge_spec(model, options, key)
+    name = "judge_policy" if model == "policy" else f"judge_{Path(model.removeprefix('embedded:')).name or model}"
+    return RewardEntry("judge", model, name, weight, spec.columns, judge=spec)
+
+
+def _check_causal_lm(model: str, entry: str, key: str, example: str = "loglik:embedded:smollm2-135m-instruct"
+                        ) -> str:
+    """``loglik:MODEL``'s (or ``judge:MODEL``'s) model: an embedded one (its package installed), a local checkpoint
+    or a hub id."""
     from ..errors import ModelSourceError
     from ..models.loading import check_model_source
 
     if not model:
-        raise ConfigError(f"{key}: {entry!r} names no model (e.g. loglik:embedded:smollm2-135m-instruct)")
+        raise ConfigError(f"{key}: {entry!r} names no model (e.g. {example})")
     if not model.startswith("embedded:") and not Path(os.path.expanduser(model)).is_dir() and not _HUB_RE.match(model):
         raise ConfigError(f"{key}: {entry!r}: {model!r} is no local checkpoint, hub id or embedded model")
     try:
