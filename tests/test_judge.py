@@ -200,6 +200,21 @@ def test_yes_probability_is_the_hand_computed_one(tiny_model_dir, tiny, tmp_path
     assert source.last_stats["samples"] == 6 and source.seconds > 0
 
 
+def test_left_padding_keeps_absolute_positions(tmp_path, tok):
+    """A model with absolute position embeddings (GPT-2; RoPE models are shift-invariant) reads a left-padded
+    sample at the positions it has alone."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=256,
+                                       pad_token_id=tok.pad_token_id)).eval()
+    model.save_pretrained(tmp_path / "gpt2")
+    tok.save_pretrained(tmp_path / "gpt2")
+    values = judge_source(tmp_path / "gpt2", tmp_path=tmp_path, judge_batch_size=6)(PROMPTS, COMPLETIONS, {})
+    expected = [hand_yes_probability(model, tok, YES_NO.replace("{completion}", c)) for c in COMPLETIONS]
+    assert values == pytest.approx(expected, abs=1e-5)
+
+
 def test_values_do_not_depend_on_batches_or_process_shares(tiny_model_dir, tmp_path):
     """The engine shares scoring over processes (process r of N takes samples r, r + N, ...): each sample's value
     is the same whichever share and batch it lands in, so two processes score what one does."""
