@@ -13,6 +13,7 @@ mean them), ``--json``, ``--prompt_length N`` (sampling trainers: prompt tokens 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -169,6 +170,42 @@ def reward_model_configs(training_args, policy_config: dict) -> tuple[list[dict]
     return configs, notes
 
 
+CHARS_PER_TOKEN = 4  # a judge template's length in tokens, roughly (English text under a BPE tokenizer)
+
+
+def judge_settings(training_args, model_args, policy_config: dict, prompt_length: int) -> tuple[dict, list[str]]:
+    """The ``judge_*`` RunSettings of the ``judge:`` entries in ``reward_funcs`` and ``heldout_reward_funcs``, and
+    notes: a judge that is the policy (``judge:policy``, or its base model under LoRA) adds no weights; another is
+    read from its config.json (the policy's architecture when that cannot be read offline)."""
+    from ..sampling.judge_prompts import load_template
+    from ..sampling.reward_sources import JUDGE
+
+    entries = [e for key in ("reward_funcs", "heldout_reward_funcs") for e in getattr(training_args, key, None) or []
+               if e.startswith(JUDGE)]
+    if not entries:
+        return {}, []
+    _, template = load_template(getattr(training_args, "judge_template", None))
+    configs, notes, on_policy = [], [], False
+    for entry in entries:
+        target = entry.removeprefix(JUDGE)
+        if target == "policy" or (target == model_args.model_name_or_path and model_args.use_peft):
+            on_policy = True
+            notes.append(f"{entry}: the policy{'' if target == 'policy' else ' with its adapter off'} judges (no "
+                         "second copy)")
+            continue
+        try:
+            configs.append(normalize_config(load_model_config(target, "reward_funcs")))
+        except ConfigError:
+            configs.append(policy_config)
+            notes.append(f"judge {entry!r}: no config.json offline; counted as the policy's architecture")
+    score = getattr(training_args, "judge_mode", "yes_probability") == "score"
+    tokens = len(template) // CHARS_PER_TOKEN + prompt_length + getattr(training_args, "max_new_tokens", 256)
+    return {"judge_models": configs, "judge_on_policy": on_policy, "judge_tokens": int(tokens),
+            "judge_batch_size": getattr(training_args, "judge_batch_size", 8),
+            "judge_new_tokens": getattr(training_args, "judge_max_new_tokens", 0) if score else 0,
+            "judge_load_in_4bit": bool(getattr(training_args, "judge_load_in_4bit", False))}, notes
+
+
 def settings_from_args(training_args, model_args, flags: dict, reward_models: list[dict], max_positions: int):
     from ..planning.memory_plan import RunSettings
 
@@ -225,11 +262,12 @@ def plan_run(name: str, argv: list[str]) -> tuple[dict, dict]:
     profile = profile_for(spec.load_method())
     reward_models, notes = reward_model_configs(training_args, config) if profile.generation else ([], [])
     settings = settings_from_args(training_args, model_args, flags, reward_models, max_positions)
+    if profile.generation:
+        judges, judge_notes = judge_settings(training_args, model_args, config, settings.prompt_length)
+        settings, notes = dataclasses.replace(settings, **judges), notes + judge_notes
     result = plan(config, settings, profile, gpu)
     auto = str(getattr(training_args, "generation_merge_quantized", "")).lower() == "auto"
     if profile.generation and auto and settings.use_peft and (settings.load_in_4bit or settings.load_in_8bit):
-        import dataclasses
-
         merged = plan(config, dataclasses.replace(settings, merged_generation_copy=True), profile, gpu)
         verdict = "" if gpu is None else (" — fits this GPU, so generation would use it" if merged["fits"] else
                                           " — does not fit this GPU, so generation keeps the 4-bit weights + LoRA")
