@@ -100,3 +100,17 @@ def test_command_refuses_a_dataset_that_is_not_the_runs(tmp_path):
         main([str(run), "--dataset", other, "--rewards", "exact_match", "--check", "exact_match"])
     with pytest.raises(SystemExit, match="judge_template: a judge needs a template"):
         main([str(run), "--rewards", "judge:policy", "--check", "exact_match"])
+
+
+def test_unfinished_samples_are_read_on_request(tmp_path, capsys):
+    run, data = arithmetic_run(tmp_path)
+    path = run / "iteration_1" / "generations.jsonl"
+    rows = [dict(json.loads(line), finished=i % 2 == 0) for i, line in enumerate(path.read_text().splitlines())]
+    path.write_text("\n".join(map(json.dumps, rows)) + "\n")
+    out = tmp_path / "agreement.json"
+    main([str(run), "--dataset", data, "--rewards", "exact_match", "--check", "exact_match", "--json", str(out)])
+    assert json.loads(out.read_text())["exact_match"]["all"]["samples"] == 4
+    main([str(run), "--dataset", data, "--rewards", "exact_match", "--check", "exact_match", "--json", str(out),
+          "--unfinished"])
+    assert json.loads(out.read_text())["exact_match"]["all"]["samples"] == 8
+    assert "8 samples of" in capsys.readouterr().out

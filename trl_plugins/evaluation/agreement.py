@@ -1,8 +1,8 @@
 """Does a reward agree with an independent check on a sampling run's own samples? (docs/methods/margin_rm.md, "Is the
 reward model good enough?")
 
-For each reward, over the finished samples of the iterations' ``generations.jsonl``: Pearson and Spearman correlation
-with the check; within-prompt pairwise agreement (of two samples of one prompt the check tells apart, how often the
+For each reward, over the finished samples (``--unfinished``: all) of the iterations' ``generations.jsonl``: Pearson
+and Spearman correlation with the check; within-prompt pairwise agreement (of two samples of one prompt the check tells apart, how often the
 reward orders them the same way); and the check's gain from a best-of-K pick by the reward (what rejection sampling
 and RAFT select), ± SE with a paired 95% bootstrap interval over prompts. Rewards and check are scored by the same
 code as training (``reward_funcs`` entries: a registered name, ``module:function``, a reward-model path or a
@@ -107,15 +107,16 @@ def summarize(rewards: Sequence[float], checks: Sequence[float], prompt_of: Sequ
     }
 
 
-def read_samples(run_dir: Path) -> list[dict]:
-    """The finished samples of every ``iteration_N/generations.jsonl`` of a sampling run, with their iteration."""
+def read_samples(run_dir: Path, unfinished: bool = False) -> list[dict]:
+    """The finished samples (``unfinished``: all) of every ``iteration_N/generations.jsonl`` of a sampling run, with
+    their iteration."""
     files = sorted(run_dir.glob("iteration_*/generations.jsonl"), key=lambda p: int(p.parent.name.split("_")[1]))
     if not files:
         raise SystemExit(f"agreement: no iteration_*/generations.jsonl under {run_dir}")
     from ..sampling.store import read_jsonl
 
     out = [dict(row, iteration=int(path.parent.name.split("_")[1])) for path in files for row in read_jsonl(path)]
-    return [s for s in out if s.get("finished", True)]
+    return [s for s in out if unfinished or s.get("finished", True)]
 
 
 def row_columns(samples: list[dict], dataset: str, config: str | None, split: str) -> list[dict]:
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", help="the run's dataset_name: its rows' columns reach the rewards and the check")
     parser.add_argument("--dataset_config", help="the run's dataset_config")
     parser.add_argument("--split", default="train", help="the split the run sampled its prompts from")
+    parser.add_argument("--unfinished", action="store_true",
+                        help="also read samples cut off at max_new_tokens (e.g. answers followed by more text)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     judges = parser.add_argument_group("judge:MODEL entries (as the recipe keys of the same names)")
     judges.add_argument("--judge_template")
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     judges.add_argument("--judge_load_in_4bit", action="store_true")
     args = parser.parse_args(argv)
 
-    samples = read_samples(args.run_dir)
+    samples = read_samples(args.run_dir, args.unfinished)
     prompts = [s["prompt"] for s in samples]
     completions = [s["completion"] for s in samples]
     try:
@@ -177,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     check = checked[check_entries[0].name]
     results = {}
     iterations = sorted({s["iteration"] for s in samples})
-    print(f"{len(samples)} finished samples of {args.run_dir} (iterations {iterations}); check: {args.check}")
+    print(f"{len(samples)} {'' if args.unfinished else 'finished '}samples of {args.run_dir} (iterations {iterations}); "
+          f"check: {args.check}")
     print(f"{'reward':<34}{'iter':>5}{'n':>6}{'pearson':>9}{'spearman':>9}  {'pairwise agree ± SE':<22}"
           f"best-of-K gain in the check ± SE [95%]")
     # the check ranking its own samples: the most a best-of-K pick can gain in it (an upper bound for each reward)
