@@ -301,6 +301,9 @@ def test_base_judge_reuses_the_lora_policy_with_its_adapter_off(tiny_model_dir, 
     base_model, _ = tiny
     assert values == pytest.approx([hand_yes_probability(base_model, tokenizer, YES_NO.replace("{completion}", c))
                                     for c in COMPLETIONS], abs=1e-5)
+    # without a name the policy's own config says where it was loaded from
+    assert judge_source(tiny_model_dir, tmp_path=tmp_path, policy=PolicyHandle(model, tokenizer)).judge.kind == \
+        "policy-base"
 
 
 def test_policy_judge_uses_the_adapter(tiny_model_dir, lora_policy, tmp_path):
@@ -358,3 +361,15 @@ def test_smollm2_sentiment_judge_orders_clear_cases():
         "It was a wonderful film, I loved every minute of it and the acting was brilliant.",
         "It was a terrible film, boring and badly acted; I hated every minute of it."], {})
     assert 0 < bad < good < 1
+
+
+def test_an_embedded_judge_is_the_policy_loaded_from_its_converted_folder(tmp_path, monkeypatch):
+    import trl_plugins.models.loading as loading
+    from trl_plugins.sampling.judge import _same_model
+
+    monkeypatch.setattr(loading, "cache_root", lambda: tmp_path)
+    (tmp_path / "models" / "smollm2-135m-instruct").mkdir(parents=True)
+    assert _same_model("embedded:smollm2-135m-instruct", str(tmp_path / "models" / "smollm2-135m-instruct"))
+    assert _same_model("Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct")
+    assert not _same_model("embedded:smollm2-135m-instruct", str(tmp_path))
+    assert not _same_model("Qwen/Qwen2.5-1.5B-Instruct", None)
