@@ -373,3 +373,19 @@ def test_an_embedded_judge_is_the_policy_loaded_from_its_converted_folder(tmp_pa
     assert _same_model("Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct")
     assert not _same_model("embedded:smollm2-135m-instruct", str(tmp_path))
     assert not _same_model("Qwen/Qwen2.5-1.5B-Instruct", None)
+
+
+@pytest.mark.slow
+def test_a_4bit_judge_loads_quantized_and_judges_like_the_full_one(tmp_path):
+    """judge_load_in_4bit: the judge's linear layers are bitsandbytes NF4 (CPU kernels: dimensions of 64 or more),
+    its values those of the float32 judge up to the quantization error."""
+    from tiny import tiny_causal_lm, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    tiny_causal_lm(tokenizer, hidden_size=64, intermediate_size=128).save_pretrained(tmp_path / "judge")
+    tokenizer.save_pretrained(tmp_path / "judge")
+    full = judge_source(tmp_path / "judge", tmp_path=tmp_path)
+    quantized = judge_source(tmp_path / "judge", tmp_path=tmp_path, judge_load_in_4bit=True)
+    expected, values = full(PROMPTS, COMPLETIONS, {}), quantized(PROMPTS, COMPLETIONS, {})
+    assert type(quantized.judge.model.model.layers[0].mlp.up_proj).__name__ == "Linear4bit"
+    assert values == pytest.approx(expected, abs=0.01) and values != pytest.approx(expected, abs=1e-6)
