@@ -3,7 +3,7 @@
 For each ``recipes/<model>/<method>/config_qlora.yaml``: build a random-weight checkpoint of the recipe's architecture
 from its config.json (``trl_plugins/planning/memory_configs``; no hub) with a word-level tokenizer sized to the vocabulary (and
 an image processor for the vision-language models), write synthetic rows at ``max_length`` (prompt 150 tokens,
-completions filling the rest; images of the planner's default size), and run the recipe through the real runner for
+completions filling the rest; images of the planner's default size), and run the recipe through the real train flow for
 2 optimizer steps with gradient accumulation 1. The sampling trainers run one iteration (no held-out set): one
 generate call of ``generation_batch_size`` sequences, scoring, 2 fine-tuning steps. By default the call reaches the
 KV cache of its last decode step (150 + ``max_new_tokens`` tokens per sequence) by prefilling 150-token chunks of
@@ -307,7 +307,7 @@ def _flag(argv: list[str], name: str, default):
 
 def checkpoint(model_id: str, work: Path, device: str, tiny: bool, built: dict, classifier: bool = False):
     """``(path, info)`` of the random-weight checkpoint of ``model_id``, built once per run of this script."""
-    from trl_plugins.cli.plan import load_model_config
+    from trl_plugins.planning.inputs import load_model_config
 
     if model_id not in built:
         config = load_model_config(model_id)  # as the file has it; transformers fills the defaults
@@ -332,13 +332,14 @@ def measure(method: str, recipe: Path, tier: int, work: Path, device: str, tiny:
 def _measure(method, recipe, tier, work, device, tiny, built, name, shipped, shipped_run, fast) -> dict:
     import torch
 
-    from trl_plugins.cli.plan import _as_on_a_gpu, plan_run
+    from trl_plugins.cli.plan import plan_run
+    from trl_plugins.planning.inputs import as_on_a_gpu
     from trl_plugins.registry import get_registry
-    from trl_plugins.run import flow as runner
+    from trl_plugins.run import flow
     from trl_plugins.run.recipe import StrictParser
 
     spec = get_registry().trainer(method)
-    with _as_on_a_gpu():
+    with as_on_a_gpu():
         (_, training_args, model_args, _), _ = StrictParser(spec.load()[1]).parse([], recipe)
     overrides, planned = run_overrides(method, shipped_run["settings"], training_args, tiny, device, fast)
     path, info = checkpoint(model_args.model_name_or_path, work, device, tiny, built)
@@ -369,8 +370,8 @@ def _measure(method, recipe, tier, work, device, tiny, built, name, shipped, shi
     start = time.perf_counter()
     trainer = run = None
     try:
-        run = runner.prepare_run(spec, ["--config", str(recipe), *overrides, *extra], check_output=False)
-        trainer = runner.build_trainer(run)
+        run = flow.prepare_run(spec, ["--config", str(recipe), *overrides, *extra], check_output=False)
+        trainer = flow.build_trainer(run)
         trainer.train()
         if device == "cuda":
             row["measured"] = torch.cuda.max_memory_allocated() / 1024**3

@@ -1,4 +1,5 @@
-"""The sampling engine's generation, side by side: the fast path vs today's ``model.generate`` path vs per-prompt loops.
+"""The sampling engine's generation, side by side: the fast path vs ``model.generate`` vs transformers' continuous
+batching vs per-prompt loops.
 
 Same LoRA policy (SmolLM2-135M-Instruct + a LoRA r16 adapter on all linear layers with non-zero B, so the adapter
 changes the outputs), same prompts (IMDB openings, chat template), same sampling settings (K completions per prompt,
@@ -8,16 +9,20 @@ temperature 0.85, max_new_tokens). Runs:
   LoRA merged for the phase): ``TransformersBackend`` with ``SamplingParams()`` defaults;
 - ``generate``: the engine before the fast path: ``fast_decode=False, merge_adapters=False`` (``model.generate`` per
   length-sorted batch with ``num_return_sequences=K``, LoRA unmerged);
+- ``continuous``: transformers' continuous batching, ``model.generate_batch`` (paged KV cache, the engine TRL's GRPO
+  uses with ``use_transformers_continuous_batching``), ``use_cuda_graph=False`` off a GPU, its cache sized to the
+  workload (left to itself on a CPU it sizes the cache from the machine's memory and spends a minute on it), at most
+  ``--batch_size`` sequences per step; LoRA unmerged;
 - ``per_prompt``: one ``generate`` call per prompt with ``num_return_sequences=K``; ``--lmflow`` adds LMFlow RAFT's
   loop (one call per sample).
 
 Generated tokens count up to and including the first end-of-sequence token. The order flips every round
 (``common.alternate_rounds``); ratios use the summed tokens and seconds of all rounds. A greedy pass (K=1) checks that
-the fast path returns the same completions as ``generate``. Targets: fast >= 1.5 x generate; engine >= 4 x LMFlow's
+the fast path returns the same completions as ``generate`` (and counts those continuous batching matches). Targets: fast >= 1.5 x generate; engine >= 4 x LMFlow's
 loop.
 
     python benchmarks/sampling_engine.py [--prompts 16] [--k 4] [--max_new_tokens 40] [--rounds 2] [--lmflow]
-        [--threads N] [--profile]
+        [--no_continuous] [--threads N] [--profile]
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ def main():
     parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
     parser.add_argument("--lmflow", action="store_true", help="add LMFlow RAFT's loop (one generate call per sample)")
     parser.add_argument("--no_per_prompt", action="store_true", help="skip the per-prompt loop")
+    parser.add_argument("--no_continuous", action="store_true", help="skip transformers' continuous batching")
     parser.add_argument("--variants", action="store_true",
                         help="also time fast without refill / without merging, and generate with merging")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -104,7 +110,34 @@ def main():
                         tokens += int(hits[0]) + 1 if len(hits) else row.shape[0]
         return tokens
 
+    def continuous(seed, k=args.k, temperature=0.85):  # transformers' continuous batching: model.generate_batch
+        import math
+
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        ids = [tokenizer(prompt_text(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature else {
+            "do_sample": False}
+        config = GenerationConfig(max_new_tokens=args.max_new_tokens, num_return_sequences=k, eos_token_id=eos,
+                                  pad_token_id=tokenizer.pad_token_id or eos, **sampling)
+        pages = math.ceil((max(map(len, ids)) + args.max_new_tokens) / 256)  # 256-token pages per sequence
+        paged = ContinuousBatchingConfig(use_cuda_graph=torch.cuda.is_available(), seed=seed,
+                                         num_blocks=len(ids) * k * pages + 8, max_requests_per_batch=args.batch_size,
+                                         max_batch_tokens=max(args.batch_size, 1024))
+        with torch.no_grad():
+            out = model.generate_batch(ids, generation_config=config, continuous_batching_config=paged)
+        texts, tokens = {}, 0
+        for request, result in out.items():
+            row = list(result.generated_tokens)
+            row = row[: row.index(eos) + 1] if eos in row else row
+            tokens += len(row)
+            texts[request] = tokenizer.decode(row, skip_special_tokens=True)
+        return tokens, texts
+
     runs = {name: None for name in engines}
+    if not args.no_continuous:
+        runs["continuous"] = lambda s: continuous(s)[0]
     if not args.no_per_prompt:
         runs["per_prompt"] = lambda s: loop(s, args.k)
     if args.lmflow:
@@ -135,6 +168,9 @@ def main():
                                                                      if name == "generate" else {})), seed=0)
               for name in ("fast", "generate")}
     same = sum(a[0].text == b[0].text for a, b in zip(greedy["fast"], greedy["generate"]))
+    if "continuous" in runs:  # request ids are req_<prompt index> with K=1
+        cb = continuous(0, k=1, temperature=0.0)[1]
+        same_cb = sum(cb.get(f"req_{i}", "").strip() == g[0].text.strip() for i, g in enumerate(greedy["fast"]))
 
     rate = {name: tokens / seconds for name, (tokens, seconds) in totals.items()}
     slots = {name: sum(s["decoded_slots"] for s in stats[name]) for name in engines}
@@ -144,6 +180,11 @@ def main():
         if name not in ("fast", "generate"):
             rows.append((f"tokens/s, {name} vs generate", f"{rate['generate']:.1f}", f"{rate[name]:.1f}",
                          f"{rate[name] / rate['generate']:.2f}"))
+    if "continuous" in rate:
+        rows.append(("tokens/s, continuous batching vs generate", f"{rate['generate']:.1f}", f"{rate['continuous']:.1f}",
+                     f"{rate['continuous'] / rate['generate']:.2f}"))
+        rows.append(("tokens/s, fast vs continuous batching", f"{rate['continuous']:.1f}", f"{rate['fast']:.1f}",
+                     f"{rate['fast'] / rate['continuous']:.2f}"))
     if "per_prompt" in rate:
         rows.append(("tokens/s, fast vs per-prompt loop (K/call)", f"{rate['per_prompt']:.1f}", f"{rate['fast']:.1f}",
                      f"{rate['fast'] / rate['per_prompt']:.2f}"))
@@ -159,6 +200,9 @@ def main():
         ("seconds (generate / fast)", f"{totals['generate'][1]:.1f}", f"{totals['fast'][1]:.1f}", ""),
         ("greedy completions identical (K=1)", "", f"{same}/{len(prompts)}", ""),
     ]
+    if "continuous" in runs:
+        rows += [("seconds (continuous batching)", "", f"{totals['continuous'][1]:.1f}", ""),
+                 ("greedy completions, continuous = fast (K=1)", "", f"{same_cb}/{len(prompts)}", "")]
     print_table(
         f"generation on {args.model} + LoRA r{args.lora_r} (all-linear, B != 0): {args.prompts} prompts x K={args.k}, "
         f"max_new_tokens {args.max_new_tokens}, batch {args.batch_size}, {args.rounds} rounds, CPU "

@@ -17,10 +17,10 @@ def run_job(job: dict) -> dict:
     from accelerate.utils import gather_object
 
     from trl_plugins.registry import get_registry
-    from trl_plugins.run import flow as runner
+    from trl_plugins.run import flow
 
-    run = runner.prepare_run(get_registry().trainer(job["name"]), job["argv"])
-    trainer = runner.build_trainer(run)
+    run = flow.prepare_run(get_registry().trainer(job["name"]), job["argv"])
+    trainer = flow.build_trainer(run)
     rank = trainer.accelerator.process_index
     batches, generated = [], []
     if hasattr(trainer, "_compute_loss") and job["name"] == "kto-weighted":

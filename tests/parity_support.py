@@ -10,23 +10,19 @@ names the option, before any model loads (the config or the method's data check)
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
 import torch
 
-from tiny import CHAT_TEMPLATE
+from helpers import PROMPTS, TOOLS_TEMPLATE, trainable
 
 pytestmark = pytest.mark.parity
 
-PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
-           "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
 GOOD = ["a great movie .", "a wonderful film .", "the best story .", "brilliant acting , very fun ."]
 BAD = ["a boring movie .", "an awful film .", "the worst plot .", "terrible acting , very dull ."]
 # The tools block and a system line from chat_template_kwargs (`mood`), rendered before the messages as Qwen does
-TOOLS_TEMPLATE = ("{% if tools %}<|im_start|>system {% for tool in tools %}{{ tool['function']['name'] }} {% endfor %}"
-                  "<|im_end|> {% endif %}{% if mood %}<|im_start|>system {{ mood }} <|im_end|> {% endif %}"
-                  + CHAT_TEMPLATE)
 TOOLS = json.dumps([{"type": "function", "function": {"name": "answer", "description": "answer the question",
                                                       "parameters": {"type": "object", "properties": {}}}}])
 CPU = {"bf16": False, "use_cpu": True, "report_to": "none", "save_strategy": "no", "disable_tqdm": True,
@@ -101,20 +97,17 @@ def with_tools_template(tokenizer):
     return tokenizer
 
 
-def trainable(trainer) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-
-
 def assert_trains(trainer, unused: str | None = None) -> None:
     """TRL's check: a train loss is logged and every trainable parameter moved (but those matching ``unused``, the
     modules the forward does not reach, as TRL's VLM tests skip the vision tower's unused layers)."""
     import re
 
-    before = trainable(trainer)
+    before = trainable(trainer.model)
     assert before, "nothing to train"
-    trainer.train()
-    assert trainer.state.log_history[-1].get("train_loss") is not None or trainer.state.global_step > 0
-    after = trainable(trainer)
+    out = trainer.train()
+    assert out.global_step > 0 and math.isfinite(out.training_loss)  # optimizer steps, and their loss
+    assert any(log.get("train_loss") is not None for log in trainer.state.log_history)  # logged as TRL logs it
+    after = trainable(trainer.model)
     unchanged = [n for n in before if torch.equal(before[n], after[n]) and not (unused and re.search(unused, n))]
     assert not unchanged, f"{len(unchanged)} of {len(before)} parameters did not change, e.g. {unchanged[0]}"
 

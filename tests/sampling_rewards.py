@@ -30,3 +30,10 @@ def negated_vader(prompts, completions, **columns):
     from trl_plugins.builtin_rewards import vader_sentiment
 
     return [-v for v in vader_sentiment(prompts, completions)]
+
+
+def text_fingerprint(prompts, completions, **columns):
+    """A number in [0, 1) fixed by the completion's exact text: two evaluations agree only if every sample does."""
+    import hashlib
+
+    return [int(hashlib.sha256(_text(c).encode()).hexdigest()[:8], 16) / 2**32 for c in completions]

@@ -104,7 +104,8 @@ def test_recipes_and_docs_commands(run_cli, tmp_path):
 def test_check_data_summarises_without_loading_a_model(run_cli, tiny_recipe, no_model_loading):
     code, out, err = run_cli("check-data", "orpo", "--config", tiny_recipe())
     assert code == 0, err
-    assert "16" in out and "chosen" in out and "preference" in out
+    assert "train: 16 rows; columns prompt, chosen, rejected; standard preference" in out
+    assert "orpo: 16 standard pairs; tokens p50/p95/max:" in out
 
 
 def test_train_runs_saves_and_writes_a_model_card(run_cli, tiny_recipe, tmp_path):
@@ -127,12 +128,12 @@ def test_cli_flags_override_the_yaml(run_cli, tiny_recipe, tmp_path):
 
 # -- exit code 1: a bug, not bad input -----------------------------------------------------------------------------
 def test_unexpected_failure_exits_1_with_traceback(run_cli, tiny_recipe, monkeypatch):
-    import trl_plugins.run.flow as runner
+    import trl_plugins.run.flow as flow
 
     def boom(run):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(runner, "train", boom)
+    monkeypatch.setattr(flow, "train", boom)
     code, _, err = run_cli("train", "orpo", "--config", tiny_recipe())
     assert code == 1 and "Traceback" in err and "simulated bug" in err
 

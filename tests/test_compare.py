@@ -17,11 +17,8 @@ import yaml
 from trl_plugins.compare.budget import sampling_share, training_share
 from trl_plugins.errors import ConfigError
 
-from helpers import CPU_RUN, REPO, TESTS, write_jsonl
+from helpers import CPU_RUN, PROMPTS, REPO, TESTS, write_jsonl
 from tiny import preference_rows
-
-PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
-           "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
 
 
 @pytest.fixture
@@ -222,3 +219,55 @@ def test_shipped_task_parses_strictly_for_each_of_its_methods(path, tmp_path):
         assert plan.share.used == task.budget, plan.share.line(task.budget)  # an exactly equal split
         # the iterative preference trainers run on the sampling engine: they spend the budget on generated samples
         assert plan.sampling == (name != "orpo"), name
+
+
+# -- one held-out evaluation ----------------------------------------------------------------------------------------
+TOOLS = json.dumps([{"type": "function", "function": {"name": "answer", "description": "answer", "parameters": {}}}])
+
+
+@pytest.mark.slow
+def test_a_non_sampling_row_and_an_engine_row_of_the_same_model_agree_to_the_last_digit(tmp_path, run_cli):
+    """The base model scored by compare's path for a non-sampling method (orpo: the worker's recorder) and by the
+    sampling engine's own baseline (raft, built from the recipe the compare writes for it): the same numbers to the
+    last digit — on chat prompts whose rows carry their own tools / chat_template_kwargs (rendered into the prompt
+    the model sees), two samples each at temperature 1."""
+    from transformers import AutoTokenizer
+
+    from trl_plugins.compare.run import method_recipe
+    from trl_plugins.compare.task import parse_task
+    from trl_plugins.compare.worker import CompareRecorder, heldout_rows
+    from trl_plugins.registry import get_registry
+    from trl_plugins.run import flow
+
+    from helpers import TOOLS_TEMPLATE
+    from tiny import save_tiny_causal_lm
+
+    model = save_tiny_causal_lm(tmp_path / "lm")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer.chat_template = TOOLS_TEMPLATE  # renders the rows' tools and `mood`: a copy that drops them differs
+    tokenizer.save_pretrained(model)
+    rows = [{"prompt": [{"role": "user", "content": p}], "tools": TOOLS if i % 2 else None,
+             "chat_template_kwargs": {"mood": "happy" if i % 3 == 0 else None}} for i, p in enumerate(PROMPTS)]
+    write_jsonl(tmp_path / "prompts" / "train.jsonl", rows)
+    write_jsonl(tmp_path / "prompts" / "test.jsonl", rows[1:] + rows[:1])
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(16))
+    task = parse_task({"shared": {"model_name_or_path": model, **CPU_RUN, "max_length": 64, "seed": 5},
+                       "dataset": {"name": str(tmp_path / "prompts")}, "metric": ["sampling_rewards:text_fingerprint"],
+                       "heldout": {"prompts": 5, "num_generations": 2, "temperature": 1.0, "max_new_tokens": 8},
+                       "budget": 24, "methods": {"raft": {"num_iterations": 1, "num_generations": 2},
+                                                 "orpo": {"dataset_name": pairs}}}, tmp_path / "task.yaml")
+    plans = {name: method_recipe(task, name, tmp_path / "compare") for name in ("raft", "orpo")}
+
+    raft = flow.prepare_run(get_registry().trainer("raft"), ["--config", str(plans["raft"].recipe)])
+    engine = flow.build_trainer(raft)
+    by_engine = engine.evaluate_policy().scores  # what the engine writes as heldout_baseline.json
+    orpo = flow.prepare_run(get_registry().trainer("orpo"), ["--config", str(plans["orpo"].recipe)])
+    job = {"metric": task.metric, "heldout": task.heldout, "seed": task.seed, "heldout_source": task.dataset,
+           "resume": False}
+    recorder = CompareRecorder(tmp_path / "compare" / "orpo", job, heldout_rows(job))
+    by_compare = recorder.evaluate(orpo.load_model(), orpo.load_processing_class())
+
+    assert [row["prompt"] for row in recorder.rows] == [row["prompt"] for row in engine._heldout_rows]
+    assert by_compare.extra.pop("generated_tokens") > 0
+    assert by_compare.to_json() == by_engine.to_json()
+    assert len(set(by_engine.per_prompt["heldout_reward_mean"])) == 5  # a fingerprint of every prompt's samples

@@ -28,10 +28,9 @@ def test_sampling_demo_prints_headline_and_fluency_with_intervals(tmp_path, tiny
 
     from trl_plugins.demo import run_sampling_demo
 
+    from helpers import PROMPTS as prompts
     from helpers import write_jsonl, write_recipe
 
-    prompts = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
-               "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
     data = tmp_path / "splits"
     write_jsonl(data / "train.jsonl", [{"prompt": p} for p in prompts])
     write_jsonl(data / "test.jsonl", [{"prompt": p} for p in prompts[:4]])
@@ -53,4 +52,12 @@ def test_sampling_demo_prints_headline_and_fluency_with_intervals(tmp_path, tiny
     # the training reward is not listed again as a monitor under its short name (good_words)
     assert [line.split(" (")[0] for line in printed.splitlines() if "(monitor)" in line] == ["held-out loglik"]
     assert code == (0 if summary["heldout_reward_change_low"] > 0 else 1)
-    assert "result: rose beyond noise:" in printed
+    # the verdict names what rose beyond noise (the interval above 0), what stayed within it and what fell
+    names = {"heldout_reward": "sampling_rewards:good_words", "heldout/loglik": "loglik"}
+    up = [n for stem, n in names.items() if summary[f"{stem}_change_low"] > 0]
+    within = [n for stem, n in names.items() if summary[f"{stem}_change_low"] <= 0 <= summary[f"{stem}_change_high"]]
+    down = [n for stem, n in names.items() if summary[f"{stem}_change_high"] < 0]
+    verdict = [line for line in printed.splitlines() if line.startswith("result: ")]
+    assert verdict == ["result: rose beyond noise: " + (", ".join(up) or "none")
+                       + ("; within noise: " + ", ".join(within) if within else "")
+                       + ("; fell: " + ", ".join(down) if down else "")]

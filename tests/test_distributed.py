@@ -16,12 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import CPU_RUN, REPO, TESTS, method_of, write_jsonl
+from helpers import CPU_RUN, PROMPTS, REPO, TESTS, method_of, read_jsonl, write_jsonl
 from tiny import preference_rows, save_tiny_causal_lm
 from tiny_vlm import save_tiny_vlm, vision_rows
 
-PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
-           "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
 TRAINERS = ("orpo", "kto-weighted", "margin-rm", "mdpo", "raft", "rejection-sampling", "rest", "rest-em")
 
 
@@ -102,10 +100,6 @@ def runs(tmp_path_factory):
             for n, jobs in ((1, one), (2, two))}
 
 
-def _read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 _ROOT: list[Path] = []
 
 
@@ -174,8 +168,8 @@ def test_sampling_processes_share_prompts_once_and_select_by_the_one_process_rul
     per_process = [{p for call in process["generated"] for p in call} for process in result["processes"]]
     assert all(per_process) and not per_process[0] & per_process[1]
     for k in (1, 2):
-        rows = _read(out / f"iteration_{k}" / "generations.jsonl")
-        rewards = [r["reward"] for r in _read(out / f"iteration_{k}" / "rewards.jsonl")]
+        rows = read_jsonl(out / f"iteration_{k}" / "generations.jsonl")
+        rewards = [r["reward"] for r in read_jsonl(out / f"iteration_{k}" / "rewards.jsonl")]
         assert sorted((r["row"], r["sample"]) for r in rows) == [(i, j) for i in range(len(PROMPTS)) for j in range(4)]
         groups = [r["row"] for r in rows]
         if name == "rest":
@@ -186,7 +180,7 @@ def test_sampling_processes_share_prompts_once_and_select_by_the_one_process_rul
             expected = [selection.binary_capped(groups, rewards, 2) if name == "rest-em"
                         else selection.best_of_n(groups, rewards)]
         for file, indices in zip(files, expected):
-            assert [s["index"] for s in _read(out / f"iteration_{k}" / file)] == indices, (name, k, file)
+            assert [s["index"] for s in read_jsonl(out / f"iteration_{k}" / file)] == indices, (name, k, file)
     assert len(generated) == 2 * len(PROMPTS)  # two iterations, each prompt generated for once
 
 
@@ -244,9 +238,9 @@ def test_raft_two_processes_killed_in_iteration_2_resumes_to_the_same_selections
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert (killed / "iteration_2" / "generations.jsonl").read_bytes() == on_disk
     for k in (1, 2, 3):
-        a, b = _read(full / f"iteration_{k}" / "selection.jsonl"), _read(killed / f"iteration_{k}" / "selection.jsonl")
+        a, b = read_jsonl(full / f"iteration_{k}" / "selection.jsonl"), read_jsonl(killed / f"iteration_{k}" / "selection.jsonl")
         assert [(s["index"], s["completion"]) for s in a] == [(s["index"], s["completion"]) for s in b], k
-        rows = _read(killed / f"iteration_{k}" / "generations.jsonl")
+        rows = read_jsonl(killed / f"iteration_{k}" / "generations.jsonl")
         assert sorted((r["row"], r["sample"]) for r in rows) == [(i, j) for i in range(len(PROMPTS)) for j in range(4)]
     assert [json.loads(line)["iteration"] for line in (killed / "sampling_summary.jsonl").read_text().splitlines()] == [
         1, 2, 3]
@@ -260,9 +254,9 @@ def test_raft_two_processes_killed_in_iteration_2_resumes_to_the_same_selections
     assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
     assert (other / "iteration_2" / "generations.jsonl").read_bytes() == on_disk
     for k in (1, 2):  # iteration 3 is sampled afresh by one process (its own seed stream), so only 1-2 must match
-        a, b = _read(full / f"iteration_{k}" / "selection.jsonl"), _read(other / f"iteration_{k}" / "selection.jsonl")
+        a, b = read_jsonl(full / f"iteration_{k}" / "selection.jsonl"), read_jsonl(other / f"iteration_{k}" / "selection.jsonl")
         assert [(s["index"], s["completion"]) for s in a] == [(s["index"], s["completion"]) for s in b], k
-    rows = _read(other / "iteration_3" / "generations.jsonl")
+    rows = read_jsonl(other / "iteration_3" / "generations.jsonl")
     assert sorted((r["row"], r["sample"]) for r in rows) == [(i, j) for i in range(len(PROMPTS)) for j in range(4)]
     summaries = [json.loads(line) for line in (other / "sampling_summary.jsonl").read_text().splitlines()]
     assert [(s["iteration"], s["processes"]) for s in summaries] == [(1, 2), (2, 1), (3, 1)]
@@ -301,7 +295,7 @@ def test_iterative_dpo_two_processes_build_the_pairs_and_losses_of_one_from_the_
                               env=_env(), capture_output=True, text=True, timeout=600, start_new_session=True)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         outputs[processes] = out
-    pairs = [_read(outputs[n] / "iteration_1" / "pairs.jsonl") for n in (1, 2)]
+    pairs = [read_jsonl(outputs[n] / "iteration_1" / "pairs.jsonl") for n in (1, 2)]
     assert pairs[0] == pairs[1] and len(pairs[0]) > 4
     summaries = [json.loads((outputs[n] / "iteration_1" / "summary.json").read_text()) for n in (1, 2)]
     assert [s["processes"] for s in summaries] == [1, 2]
@@ -315,8 +309,9 @@ def test_only_the_store_writes_sampling_files():
 
     writers = re.compile(r"write_jsonl\(|write_json\(|\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wa]|savefig\(|"
                          r"save_file\(")
-    sources = [REPO / "trl_plugins" / "sampling" / name for name in ("trainer.py", "method.py", "generation.py",
-                                                                      "reward_sources.py", "selection.py")]
+    sources = [REPO / "trl_plugins" / "sampling" / name for name in ("engine.py", "records.py", "trainer.py", "method.py",
+                                                                      "generation.py", "reward_sources.py",
+                                                                      "selection.py")]
     sources += [REPO / "trl_plugins" / "sampling" / name for name in ("pairs.py", "preference.py",
                                                                        "preference_method.py")]
     sources += [REPO / "trl_plugins" / "trainers" / f"{name}.py" for name in ("raft", "rest", "rejection_sampling",
@@ -371,13 +366,11 @@ def _parsed(trainer: str, recipe: str, *argv: str):
 def test_launch_and_recipe_combinations(trainer, recipe, argv, launch, message, pretend_gpu, monkeypatch):
     """What docs/distributed.md promises: QLoRA under FSDP/ZeRO-3 needs the quantized weights stored as the model
     dtype; 8-bit weights do not shard; sampling trainers run under DDP or ZeRO-2 only."""
-    import importlib.util
-
+    import trl_plugins.run.distributed as distributed
     from trl_plugins.errors import ConfigError
     from trl_plugins.run.distributed import check_launch
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "deepspeed" else real(n, *a))
+    monkeypatch.setattr(distributed, "deepspeed_installed", lambda: True)  # transformers' is_deepspeed_available
     model_args, training_args = _parsed(trainer, recipe, *argv)
     if message is None:
         check_launch(method_of(trainer), model_args, training_args, launch)
@@ -390,7 +383,7 @@ def test_launch_and_recipe_combinations(trainer, recipe, argv, launch, message, 
 def test_sharded_launch_without_deepspeed_or_with_bad_qlora_stops_before_the_model(run_cli, tiny_recipe,
                                                                                       no_model_loading, monkeypatch):
     """Under `accelerate launch` the processes read the launch from the environment and stop in one line."""
-    import importlib.util
+    import trl_plugins.run.distributed as distributed
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     code, _, err = run_cli("check-data", "orpo", "--config", tiny_recipe({"load_in_4bit": True, "dtype": "float32"}))
@@ -398,8 +391,7 @@ def test_sharded_launch_without_deepspeed_or_with_bad_qlora_stops_before_the_mod
     monkeypatch.delenv("ACCELERATE_USE_FSDP")
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))
+    monkeypatch.setattr(distributed, "deepspeed_installed", lambda: False)  # transformers' is_deepspeed_available
     code, _, err = run_cli("check-data", "orpo", "--config", tiny_recipe())
     assert code == 2 and "pip install 'trl-plugins[deepspeed]'" in err, err
 

@@ -25,7 +25,7 @@ def no_vader(monkeypatch):
         def polarity_scores(self, text):
             return {"compound": 0.0}
 
-    monkeypatch.setattr(builtin_rewards, "_vader", lambda: Flat())
+    monkeypatch.setattr(builtin_rewards, "vader_analyzer", lambda: Flat())
 
 
 # (dataset, options, columns whose texts are reviews or parts of them). Whole training splits: n_train left open.

@@ -100,17 +100,25 @@ def test_fast_greedy_equals_generate_conversational_and_cache_moves(monkeypatch)
     assert fast == today and backend.last_stats["path"] == "fast"
 
 
-def test_fast_sampling_is_seeded():
+def test_fast_sampling_is_seeded_and_computes_only_live_sequences():
     tok = tiny_tokenizer()
     model = eos_prone_model(tok)
     prompts = word_prompts(10, seed=2)
+    rows = []  # (sequences, positions) of every forward the model runs
+    model.register_forward_pre_hook(lambda m, args, kwargs: rows.append(tuple(kwargs["input_ids"].shape)),
+                                    with_kwargs=True)
     a, backend = run(model, tok, prompts, k=4, seed=5, temperature=1.0, batch_size=8)
+    prefill, decode = [r for r, n in rows if n > 1], [r for r, n in rows if n == 1]
     b, _ = run(model, tok, prompts, k=4, seed=5, temperature=1.0, batch_size=8)
     c, _ = run(model, tok, prompts, k=4, seed=6, temperature=1.0, batch_size=8)
     assert a == b and a != c
     assert all(len({g[0] for g in gens}) > 1 for gens in a)  # the K samples of a prompt are drawn independently
-    assert backend.last_stats["sequences"] == 40
-    assert backend.generate_calls == 5  # ceil(10 prompts / (8 // 4) per batch)
+    assert backend.last_stats["sequences"] == 40 and all(len(gens) == 4 for gens in a)
+    # measured on the model: each prompt is prefilled once for its K samples; at most batch_size sequences decode
+    # together; a decode step computes live sequences only (every token but the first of each sequence, which its
+    # prompt's prefill gives)
+    assert sum(prefill) == len(prompts) and max(decode) == 8
+    assert sum(decode) == sum(t for gens in a for _, t, _ in gens) - 40 == backend.last_stats["generated_tokens"] - 40
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p,penalty", [(1.0, 0, 1.0, None), (0.7, 6, 1.0, None),
@@ -195,6 +203,10 @@ def test_lora_merged_in_place_equals_unmerged_and_restores_weights_exactly():
     # the same in bf16, where W + delta - delta is visibly off: restored bit for bit all the same
     model16 = lora(eos_prone_model(tok)).to(torch.bfloat16)
     before16 = snapshot(model16)
+    drifted = lora(eos_prone_model(tok)).to(torch.bfloat16)  # peft's own merge and unmerge, for comparison
+    drifted.merge_adapter()
+    drifted.unmerge_adapter()
+    assert any(not torch.equal(before16[n], t) for n, t in drifted.state_dict().items())  # the drift
     run(model16, tok, prompts, batch_size=4)
     assert_bit_identical(before16, model16)
 

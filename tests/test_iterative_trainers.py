@@ -12,12 +12,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import CPU_RUN, kill_in_iteration, write_jsonl, write_recipe
+from helpers import (
+    CPU_RUN,
+    PROMPTS,
+    kill_in_iteration,
+    read_jsonl,
+    scripted_samples,
+    trainable,
+    write_jsonl,
+    write_recipe,
+)
 from helpers import build_trainer as build
 from tiny import preference_rows, tiny_causal_lm, tiny_tokenizer
-
-PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
-           "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
 
 
 @pytest.fixture
@@ -32,14 +38,6 @@ def recipe(tmp_path, tiny_model_dir):
         return write_recipe(tmp_path / name, config, extra)
 
     return make
-
-
-def trainable(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def record_phases(trainer) -> list[list[float]]:
@@ -71,9 +69,9 @@ def test_trainer_changes_parameters_and_writes_the_rule_s_pairs(name, recipe):
     assert any(not torch.equal(before[n], after[n]) for n in before), "the preference phases did not move the weights"
     out = Path(trainer.args.output_dir)
     for k, summary in zip((1, 2), trainer.summaries):
-        samples = read(out / f"iteration_{k}" / "generations.jsonl")
-        rewards = [r["reward"] for r in read(out / f"iteration_{k}" / "rewards.jsonl")]
-        pairs = read(out / f"iteration_{k}" / "pairs.jsonl")
+        samples = read_jsonl(out / f"iteration_{k}" / "generations.jsonl")
+        rewards = [r["reward"] for r in read_jsonl(out / f"iteration_{k}" / "rewards.jsonl")]
+        pairs = read_jsonl(out / f"iteration_{k}" / "pairs.jsonl")
         made = best_worst([s["row"] for s in samples], rewards)
         assert [(p["chosen_index"], p["rejected_index"]) for p in pairs] == made.pairs
         assert all(p["chosen_reward"] > p["rejected_reward"] for p in pairs)
@@ -107,15 +105,10 @@ def test_cut_off_samples_are_never_chosen_and_rejected_only_if_allowed(recipe, r
     trainer = build("iterative-orpo", recipe({"num_iterations": 1, "keep_unfinished": False, "max_steps": 1,
                                               "reject_unfinished": reject_unfinished}))
     # per prompt: the best-rewarded sample and the worst one are cut off
-    candidates = [("good good good", False), ("good movie", True), ("the plot", True), ("bad", False)]
-
-    def samples(k):
-        return [{"row": r, "sample": j, "prompt": p, "completion": text, "num_tokens": 3, "finished": finished}
-                for r, p in enumerate(PROMPTS) for j, (text, finished) in enumerate(candidates)]
-
-    trainer.generate_samples = samples
+    trainer.generate_samples = scripted_samples([("good good good", False), ("good movie", True), ("the plot", True),
+                                                 ("bad", False)])
     trainer.train()
-    pairs = read(Path(trainer.args.output_dir) / "iteration_1" / "pairs.jsonl")
+    pairs = read_jsonl(Path(trainer.args.output_dir) / "iteration_1" / "pairs.jsonl")
     assert len(pairs) == len(PROMPTS) and trainer.summaries[0]["unfinished"] == 2 * len(PROMPTS)
     assert {p["chosen"] for p in pairs} == {"good movie"}
     assert {p["rejected"] for p in pairs} == ({"bad"} if reject_unfinished else {"the plot"})
@@ -199,7 +192,7 @@ def test_killed_run_resumes_to_the_uninterrupted_pairs(recipe, tmp_path):
                     "--resume_from_checkpoint", "true")
     resumed.train(resume_from_checkpoint=True)
     for k in (1, 2, 3):
-        a, b = read(tmp_path / "full" / f"iteration_{k}" / "pairs.jsonl"), read(out / f"iteration_{k}" / "pairs.jsonl")
+        a, b = read_jsonl(tmp_path / "full" / f"iteration_{k}" / "pairs.jsonl"), read_jsonl(out / f"iteration_{k}" / "pairs.jsonl")
         assert a == b and a, k
     final_full, final_resumed = trainable(full.model), trainable(resumed.model)
     assert all(torch.allclose(final_full[n], final_resumed[n]) for n in final_full)
@@ -218,9 +211,9 @@ def test_run_killed_during_the_held_out_evaluation_resumes(recipe, tmp_path):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt("killed")
-        return {}
+        return None
 
-    killed.heldout_scores = die_in_iteration_2
+    killed.evaluate_policy = die_in_iteration_2
     with pytest.raises(KeyboardInterrupt):
         killed.train()
     out = tmp_path / "killed"
@@ -228,7 +221,7 @@ def test_run_killed_during_the_held_out_evaluation_resumes(recipe, tmp_path):
     resumed = build("iterative-dpo", recipe({**common, "output_dir": str(out)}, "resumed.yaml"),
                     "--resume_from_checkpoint", "true")
     resumed.train(resume_from_checkpoint=True)
-    assert read(out / "iteration_2" / "pairs.jsonl") == read(tmp_path / "full" / "iteration_2" / "pairs.jsonl")
+    assert read_jsonl(out / "iteration_2" / "pairs.jsonl") == read_jsonl(tmp_path / "full" / "iteration_2" / "pairs.jsonl")
     final_full, final_resumed = trainable(full.model), trainable(resumed.model)
     assert all(torch.allclose(final_full[n], final_resumed[n]) for n in final_full)
 

@@ -11,8 +11,9 @@ import json
 
 import pytest
 
-from trl_plugins.cli.plan import SHIPPED_CONFIGS, plan_run
+from trl_plugins.cli.plan import plan_run
 from trl_plugins.errors import ConfigError
+from trl_plugins.planning.inputs import SHIPPED_CONFIGS
 from trl_plugins.planning.memory_plan import GIB, NF4_BYTES
 
 RECIPE = ["--config", "qwen2.5-1.5b-instruct/iterative_dpo/config_qlora", "--gpu", "24GB"]

@@ -169,3 +169,65 @@ def test_the_docs_show_names_that_exist():
 def test_each_method_package_exports_its_trainer_and_config(module, names):
     imported = importlib.import_module(module)
     assert all(hasattr(imported, name) for name in names)
+
+
+# -- private names stay in their module ------------------------------------------------------------------------------
+def _private_uses(name: str, tree: ast.Module, is_package: bool, modules: set[str]) -> list[str]:
+    """``from <package module> import _name`` and ``<package module alias>._name`` in module ``name``."""
+    found, aliases = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_package else name.split(".")[:-1]
+                source = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source.split(".")[0] != "trl_plugins":
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{name}: from {source} import {alias.name}")
+                if f"{source}.{alias.name}" in modules:
+                    aliases.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            aliases |= {alias.asname for alias in node.names if alias.asname and alias.name in modules}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"{name}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_imports_another_modules_private_name():
+    modules = _modules()
+    found = [use for name, (tree, is_package) in modules.items()
+             for use in _private_uses(name, tree, is_package, set(modules))]
+    assert not found, "\n".join(found)
+
+
+def test_the_private_name_rule_sees_imports_and_attributes():
+    source = ("from .selection import _by_group, best_of_n\nfrom ..checks import lengths\n"
+              "from trl_plugins.sampling import fast_generation as fast\nlengths._limit(1)\nfast.SLACK\n")
+    found = _private_uses("trl_plugins.sampling.pairs", ast.parse(source), False,
+                          {"trl_plugins.checks.lengths", "trl_plugins.sampling.fast_generation"})
+    assert found == ["trl_plugins.sampling.pairs: from trl_plugins.sampling.selection import _by_group",
+                     "trl_plugins.sampling.pairs: lengths._limit"]
+
+
+# -- only the engine's stages call a generation backend -----------------------------------------------------------
+# (and a judge in score mode, which writes its verdict with the judge model, not the policy's samples: judge.py)
+ENGINE_STAGES = {"trl_plugins.sampling.engine", "trl_plugins.sampling.judge"}
+
+
+def _backend_calls(tree: ast.Module) -> list[str]:
+    """``<something named backend>.generate(...)`` calls: a generation backend asked for samples."""
+    return [ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute) and node.func.attr == "generate"
+            and "backend" in ast.unparse(node.func.value).lower()]
+
+
+def test_only_the_engine_stages_call_a_generation_backend():
+    calls = {name: _backend_calls(tree) for name, (tree, _) in _modules().items()}
+    assert calls["trl_plugins.sampling.engine"], "the rule no longer sees the engine's own call"
+    assert not {name: found for name, found in calls.items() if found and name not in ENGINE_STAGES}
+    assert _backend_calls(ast.parse("TransformersBackend(m, t).generate(p, 1, params, seed=0)"))

@@ -402,11 +402,11 @@ def test_streamed_split_is_measured_on_its_first_rows_as_an_estimate():
 
 
 def test_check_lengths_on_a_prepared_run(tmp_path, tiny_model_dir, monkeypatch):
-    """The entry point the runner calls: a real RunContext (data checked), tokenizer only: no weights load."""
+    """The entry point the train flow calls: a real RunContext (data checked), tokenizer only: no weights load."""
     from transformers import PreTrainedModel
 
     from trl_plugins.registry import get_registry
-    from trl_plugins.run import flow as runner
+    from trl_plugins.run import flow
 
     from helpers import write_jsonl, write_recipe
 
@@ -419,7 +419,7 @@ def test_check_lengths_on_a_prepared_run(tmp_path, tiny_model_dir, monkeypatch):
         data = write_jsonl(tmp_path / "pairs.jsonl", rows)
         recipe = write_recipe(tmp_path / "r.yaml", {"model_name_or_path": tiny_model_dir, "dataset_name": data,
                                                     "output_dir": str(tmp_path / "out"), "max_length": LIMIT})
-        return runner.prepare_run(get_registry().trainer("margin-rm"), ["--config", recipe])
+        return flow.prepare_run(get_registry().trainer("margin-rm"), ["--config", recipe])
 
     line = check_lengths(run_for(varied_rows(16, seed=5)))
     assert line.startswith("margin-rm: 16 standard pairs; tokens p50/p95/max: prompt ") and "\n" not in line

@@ -404,12 +404,12 @@ def test_real_smollm2_reward_model_on_imdb_pairs(tmp_path, smollm2_path, capsys)
     before, on other pairs); the test asks for 0.75, about 1.6 standard errors below, so it checks learning, not
     noise."""
     from trl_plugins.registry import get_registry
-    from trl_plugins.run import flow as runner
+    from trl_plugins.run import flow
 
     spec = get_registry().trainer("margin-rm")
-    run = runner.prepare_run(spec, ["--config", "demo/margin_rm", "--output_dir", str(tmp_path / "rm"),
+    run = flow.prepare_run(spec, ["--config", "demo/margin_rm", "--output_dir", str(tmp_path / "rm"),
                                     "--eval_strategy", "steps", "--eval_steps", "1000"])
-    trainer = runner.train(run)
+    trainer = flow.train(run)
     report = trainer.eval_reports["eval"]
     with capsys.disabled():
         buckets = ", ".join(f"{b['name']}: {b['accuracy']:.3f} (n={b['n']})" for b in report["buckets"])

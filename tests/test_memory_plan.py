@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from trl_plugins.cli.plan import SHIPPED_CONFIGS, parse_gpu, plan_run, run_plan
+from trl_plugins.cli.plan import parse_gpu, plan_run, run_plan
 from trl_plugins.errors import ConfigError, TrlPluginsError, UsageError
+from trl_plugins.planning.inputs import SHIPPED_CONFIGS
 from trl_plugins.planning.memory_plan import (
     FIT_FRACTION,
     GIB,

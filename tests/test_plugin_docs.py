@@ -1,5 +1,5 @@
 """docs/plugins.md names every embedded dataset and model, and every LengthRule / MemoryProfile argument, that the
-code has (a new one without a docs row fails here)."""
+code has (a new one without a docs row fails here). Every hook's section: tests/test_registry.py."""
 
 from __future__ import annotations
 
@@ -27,3 +27,4 @@ def test_every_length_rule_and_memory_profile_argument_is_documented():
     for cls in (LengthRule, MemoryProfile):
         for field in dataclasses.fields(cls):
             assert f"`{field.name}`" in DOC, f"{cls.__name__}.{field.name}"
+

@@ -220,19 +220,27 @@ def test_same_distribution_found_twice_registers_once(plugin_sites):
 
 
 def test_every_hook_is_documented_and_tested():
-    """datasette-style: each hookspec has a docstring, a section in docs/plugins.md and a test that uses it."""
+    """datasette-style: each hookspec has a docstring, a section in docs/plugins.md and a test that uses it (a plugin
+    written by a test, or one of tests/plugins/ that a test installs); the registry calls it for every plugin and the
+    built-ins register through it."""
+    import inspect
     from pathlib import Path
 
     import trl_plugins.hookspecs as hookspecs
+    from trl_plugins import builtin
 
     hooks = [name for name in dir(hookspecs) if name.startswith("register_")]
     docs = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
-    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+    here = Path(__file__).parent
+    tests = "".join(p.read_text() for p in [*here.glob("test_*.py"), *(here / "plugins").rglob("*.py")]
+                    if "misspelled" not in p.parts)
     for hook in hooks:
         assert getattr(hookspecs, hook).__doc__, f"hook {hook} has no docstring"
-        assert f"## {hook}" in docs, f"hook {hook} has no section in docs/plugins.md"
+        assert f"\n## {hook}\n" in docs, f"hook {hook} has no section in docs/plugins.md"
         assert f"def {hook}(" in tests, f"hook {hook} is not exercised by a test"
-    assert hooks == ["register_reward_functions", "register_trainers"]
+        assert f"self.pm.hook.{hook}" in inspect.getsource(Registry.add_plugin), f"the registry never calls {hook}"
+        assert callable(getattr(builtin, hook, None)), f"the built-ins do not register through {hook}"
+    assert hooks == ["register_generation_backends", "register_reward_functions", "register_trainers"]
 
 
 def test_docs_formats_table_is_the_formats_module():

@@ -13,14 +13,11 @@ from datasets import Dataset, DatasetDict
 
 from trl_plugins.trainers.raft import RAFTConfig, RAFTTrainer
 
-from helpers import CPU_RUN
-from tiny import CHAT_TEMPLATE, tiny_causal_lm, tiny_tokenizer
+from helpers import CPU_RUN, TOOLS_TEMPLATE, trainable
+from helpers import PROMPTS as ALL_PROMPTS
+from tiny import tiny_causal_lm, tiny_tokenizer
 
-PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?"]
-# The tools block and a system line from chat_template_kwargs, rendered before the messages (like Qwen's template)
-TOOLS_TEMPLATE = ("{% if tools %}<|im_start|>system {% for tool in tools %}{{ tool['function']['name'] }} {% endfor %}"
-                  "<|im_end|> {% endif %}{% if mood %}<|im_start|>system {{ mood }} <|im_end|> {% endif %}"
-                  + CHAT_TEMPLATE)
+PROMPTS = ALL_PROMPTS[:3]
 TOOLS = [{"type": "function", "function": {"name": "answer", "description": "answer", "parameters": {}}}]
 
 
@@ -34,10 +31,6 @@ def _trainer(tmp_path, rows, peft_config=None, tokenizer=None, **extra):
                        processing_class=tokenizer, peft_config=peft_config)
 
 
-def _trainable(trainer):
-    return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-
-
 @pytest.mark.parametrize("kind", ["prompt_tuning", "p_tuning"])
 def test_prompt_learning_peft_falls_back_to_generate_once_and_trains(tmp_path, caplog, kind):
     from peft import PromptEncoderConfig, PromptTuningConfig
@@ -45,14 +38,14 @@ def test_prompt_learning_peft_falls_back_to_generate_once_and_trains(tmp_path, c
     config = (PromptTuningConfig if kind == "prompt_tuning" else PromptEncoderConfig)(task_type="CAUSAL_LM",
                                                                                        num_virtual_tokens=4)
     trainer = _trainer(tmp_path, [{"prompt": p} for p in PROMPTS], peft_config=config, num_iterations=2)
-    before = _trainable(trainer)
+    before = trainable(trainer.model)
     with caplog.at_level(logging.WARNING, logger="trl_plugins.sampling.generation"):
         trainer.train()
     fallbacks = [r.getMessage() for r in caplog.records if "virtual tokens" in r.getMessage()]
     assert len(fallbacks) == 1, fallbacks  # said once over two iterations of generation
     assert "using model.generate" in fallbacks[0]
     assert trainer.backend.last_stats["path"] == "generate"
-    after = _trainable(trainer)
+    after = trainable(trainer.model)
     assert any(not torch.equal(before[n], after[n]) for n in before)
 
 

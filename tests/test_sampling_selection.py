@@ -8,7 +8,7 @@ import pytest
 
 from trl_plugins.errors import ConfigError
 from trl_plugins.sampling import selection as sel
-from trl_plugins.sampling.report import distinct_n, summarize
+from trl_plugins.sampling.records import IterationSummary, Sample, distinct_n
 
 #            prompt: 0  0    0    1     1     1     2     2
 GROUPS = [0, 0, 0, 1, 1, 1, 2, 2]
@@ -64,16 +64,21 @@ def test_binary_capped_keeps_correct_only_up_to_the_cap_per_prompt():
         sel.binary_capped(groups, rewards, cap=0)
 
 
-def test_best_worst_pairs_skip_prompts_without_a_difference():
-    assert sel.best_worst_pairs(GROUPS, REWARDS) == [(1, 0), (5, 4)]
-    assert sel.best_worst_pairs([0, 0], [1.0, 1.0]) == []
+def test_rejection_sampling_export_pairs_by_the_iterative_dpo_rule():
+    """One best-vs-worst rule for both users (pairs.best_worst): rejection-sampling's export passes cut-off samples as
+    unusable (None), so they are on neither side; prompts without a difference make no pair."""
+    from trl_plugins.sampling.pairs import best_worst
+
+    assert best_worst(GROUPS, REWARDS).pairs == [(1, 0), (5, 4)]
+    assert best_worst([0, 0], [1.0, 1.0]).pairs == []
 
 
 def test_summary_row_and_distinct_2():
     assert distinct_n(["a b a b", "a b"]) == pytest.approx(2 / 4)  # bigrams: ab ba ab | ab -> {ab, ba} of 4
-    gens = [{"completion": "a b c", "num_tokens": 3}, {"completion": "a b", "num_tokens": 2},
-            {"completion": "x", "num_tokens": 1}]
-    row = summarize(1, gens, [1.0, None, 3.0], [2])
+    samples = [Sample(0, j, "p", text, tokens, True, j, reward=reward)
+               for j, (text, tokens, reward) in enumerate([("a b c", 3, 1.0), ("a b", 2, None), ("x", 1, 3.0)])]
+    samples[2].selected = True
+    row = IterationSummary.of(1, samples).to_json()
     assert row["dropped"] == 1 and row["kept"] == 1
     assert row["reward_all_mean"] == 2.0 and row["reward_all_median"] == 2.0 and row["reward_all_max"] == 3.0
     assert row["reward_selected_mean"] == 3.0

@@ -11,11 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import PROMPTS, kill_in_iteration, read_jsonl, scripted_samples, trainable, write_jsonl, write_recipe
 from helpers import build_trainer as build
-from helpers import kill_in_iteration, write_jsonl, write_recipe
-
-PROMPTS = ["write a review of the movie .", "what was the film like ?", "how was the story ?",
-           "tell me about the plot .", "was the acting good ?", "what is one plus two ?"]
 
 
 @pytest.fixture
@@ -38,17 +35,9 @@ def sampling_recipe(tmp_path, tiny_model_dir, prompt_file):
     return make
 
 
-def trainable(trainer) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-
-
 def changed(before: dict, trainer) -> bool:
-    after = trainable(trainer)
+    after = trainable(trainer.model)
     return any(not torch.equal(before[n], after[n]) for n in before)
-
-
-def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.mark.slow
@@ -64,13 +53,13 @@ def read(path: Path) -> list[dict]:
 )
 def test_trainer_changes_parameters_and_writes_iteration_files(name, extra, selection_file, sampling_recipe):
     trainer = build(name, sampling_recipe(extra))
-    before = trainable(trainer)
+    before = trainable(trainer.model)
     trainer.train()
     assert changed(before, trainer), "the fine-tuning phases did not move the weights"
     out = Path(trainer.args.output_dir)
     for k in (1, 2):
-        gens = read(out / f"iteration_{k}" / "generations.jsonl")
-        rewards = read(out / f"iteration_{k}" / "rewards.jsonl")
+        gens = read_jsonl(out / f"iteration_{k}" / "generations.jsonl")
+        rewards = read_jsonl(out / f"iteration_{k}" / "rewards.jsonl")
         assert len(gens) == len(rewards) == len(PROMPTS) * 4
         assert (out / f"iteration_{k}" / selection_file).is_file()
         summary = json.loads((out / f"iteration_{k}" / "summary.json").read_text())
@@ -80,23 +69,29 @@ def test_trainer_changes_parameters_and_writes_iteration_files(name, extra, sele
             assert summary[key] is not None
         assert summary["generation_tokens"] == sum(g["num_tokens"] for g in gens)  # the speed record of the phase
         assert summary["generation_seconds"] > 0 and summary["generation_tokens_per_s"] > 0
-    assert len(read(out / "sampling_summary.jsonl")) == 2
+    assert len(read_jsonl(out / "sampling_summary.jsonl")) == 2
     assert (out / "rewards_by_iteration.png").stat().st_size > 1000
     summary = json.loads((out / "iteration_2" / "summary.json").read_text())
     if name == "raft" and extra["raft_selection"] == "local":
-        assert summary["kept"] == len(PROMPTS)  # one per prompt
-        assert summary["reward_selected_mean"] >= summary["reward_all_mean"]
+        assert summary["kept"] == len(PROMPTS)  # one per prompt: the one with its prompt's highest reward
+        rewards = [r["reward"] for r in read_jsonl(out / "iteration_2" / "rewards.jsonl")]
+        rows = [g["row"] for g in read_jsonl(out / "iteration_2" / "generations.jsonl")]
+        best = {row: max(r for r, w in zip(rewards, rows) if w == row) for row in set(rows)}
+        selected = read_jsonl(out / "iteration_2" / "selection.jsonl")
+        assert sorted(s["row"] for s in selected) == sorted(best)
+        assert any(len({r for r, w in zip(rewards, rows) if w == row}) > 1 for row in best)  # a choice was made
+        assert all(s["reward"] == rewards[s["index"]] == best[s["row"]] for s in selected)
     if name == "raft" and extra["raft_selection"] == "top":
         assert summary["kept"] == 6  # ceil(0.25 * 24)
     if name == "rejection-sampling":
         assert summary["pool_size"] == len(PROMPTS)
-        pairs = read(out / "preference_pairs.jsonl")
+        pairs = read_jsonl(out / "preference_pairs.jsonl")
         assert pairs and all(p["chosen_reward"] > p["rejected_reward"] for p in pairs)
         assert set(pairs[0]) >= {"prompt", "chosen", "rejected"}
     if name == "rest":
         assert len(summary["kept_per_step"]) == 2 and summary["kept_per_step"][1] <= summary["kept_per_step"][0]
     if name == "rest-em":
-        kept = read(out / "iteration_2" / "selection.jsonl")
+        kept = read_jsonl(out / "iteration_2" / "selection.jsonl")
         assert all(s["reward"] == 1.0 for s in kept)
         per_prompt = {}
         for s in kept:
@@ -123,7 +118,7 @@ def test_heldout_scores_training_and_monitor_rewards(sampling_recipe, tmp_path, 
         assert scores["heldout/even_length"] in {k / 6 for k in range(7)}  # 3 prompts x 2 samples, 0/1 each
     assert summary["heldout/even_length_baseline"] == baseline["heldout/even_length"]
     assert summary["heldout_reward_baseline"] == baseline["heldout_reward_mean"]
-    rewards = read(out / "iteration_1" / "rewards.jsonl")
+    rewards = read_jsonl(out / "iteration_1" / "rewards.jsonl")
     assert set(rewards[0]) == {"reward", "reward/good_words"}  # the monitor never scores training samples
     printed = capsys.readouterr().out
     assert "even_length" in printed and "held-out before training" in printed
@@ -149,12 +144,12 @@ def test_rest_em_fine_tunes_from_the_base_weights_each_iteration(sampling_recipe
 
     trainer = build("rest-em", sampling_recipe({"reward_funcs": ["sampling_rewards:even_length"],
                                                 "num_iterations": 2}))
-    base = trainable(trainer)
+    base = trainable(trainer.model)
     starts = []
     real_train = engine.SFTTrainer.train
 
     def record_start(self, *args, **kwargs):  # the weights each SFT phase starts from
-        starts.append(trainable(self))
+        starts.append(trainable(self.model))
         return real_train(self, *args, **kwargs)
 
     monkeypatch.setattr(engine.SFTTrainer, "train", record_start)
@@ -170,7 +165,7 @@ def test_killed_run_resumes_without_regenerating(sampling_recipe, tmp_path):
     common = {"num_iterations": 3, "raft_selection": "local"}
     full = build("raft", sampling_recipe({**common, "output_dir": str(tmp_path / "full")}, "full.yaml"))
     full.train()
-    full_calls = full.backend.generate_calls
+    full_calls = full.backend.calls
     calls_per_iteration = full_calls // 3
 
     killed = build("raft", sampling_recipe({**common, "output_dir": str(tmp_path / "killed")}, "killed.yaml"))
@@ -185,15 +180,15 @@ def test_killed_run_resumes_without_regenerating(sampling_recipe, tmp_path):
                     "--resume_from_checkpoint", "true")
     resumed.train(resume_from_checkpoint=True)
     # only iteration 3 was sampled: iteration 1 finished, iteration 2's samples were on disk
-    assert resumed.backend.generate_calls == calls_per_iteration
+    assert full_calls == 3 and resumed.backend.calls == calls_per_iteration == 1
     assert (out / "iteration_1" / "generations.jsonl").read_bytes() == first
     for k in (1, 2, 3):
-        a = read(tmp_path / "full" / f"iteration_{k}" / "selection.jsonl")
-        b = read(out / f"iteration_{k}" / "selection.jsonl")
+        a = read_jsonl(tmp_path / "full" / f"iteration_{k}" / "selection.jsonl")
+        b = read_jsonl(out / f"iteration_{k}" / "selection.jsonl")
         assert [(s["index"], s["completion"]) for s in a] == [(s["index"], s["completion"]) for s in b]
     assert [json.loads(line)["iteration"] for line in (out / "sampling_summary.jsonl").read_text().splitlines()] == [
         1, 2, 3]
-    final_full, final_resumed = trainable(full), trainable(resumed)
+    final_full, final_resumed = trainable(full.model), trainable(resumed.model)
     assert all(torch.allclose(final_full[n], final_resumed[n]) for n in final_full)
 
 
@@ -202,15 +197,11 @@ def test_cut_off_samples_are_not_selected_by_default(sampling_recipe, keep):
     """A sample cut at max_new_tokens is never selected (it would teach stopping mid-sentence) unless
     keep_unfinished; either way the summary counts it."""
     trainer = build("raft", sampling_recipe({"num_iterations": 1, "keep_unfinished": keep}))
-    candidates = [("good good good", False), ("good movie", True), ("bad film", True), ("the plot", True)]
-
-    def samples(k):  # per prompt the best-rewarded sample is the cut-off one
-        return [{"row": r, "sample": j, "prompt": p, "completion": text, "num_tokens": 3, "finished": finished}
-                for r, p in enumerate(PROMPTS) for j, (text, finished) in enumerate(candidates)]
-
-    trainer.generate_samples = samples
+    # per prompt the best-rewarded sample is the cut-off one
+    trainer.generate_samples = scripted_samples([("good good good", False), ("good movie", True), ("bad film", True),
+                                                 ("the plot", True)])
     trainer.train()
-    selected = read(Path(trainer.args.output_dir) / "iteration_1" / "selection.jsonl")
+    selected = read_jsonl(Path(trainer.args.output_dir) / "iteration_1" / "selection.jsonl")
     assert trainer.summaries[0]["unfinished"] == len(PROMPTS)
     assert len(selected) == len(PROMPTS)
     expected = "good good good" if keep else "good movie"
@@ -225,24 +216,37 @@ def test_best_ever_pool_keeps_earlier_prompts_and_their_best(sampling_recipe):
     out = Path(trainer.args.output_dir)
     best: dict[int, float] = {}
     for k in (1, 2, 3):
-        for s in read(out / f"iteration_{k}" / "selection.jsonl"):
+        for s in read_jsonl(out / f"iteration_{k}" / "selection.jsonl"):
             best[s["row"]] = max(best.get(s["row"], -math.inf), s["reward"])
-        pool = {p["row"]: p["reward"] for p in read(out / f"iteration_{k}" / "pool.jsonl")}
+        pool = {p["row"]: p["reward"] for p in read_jsonl(out / f"iteration_{k}" / "pool.jsonl")}
         assert pool == pytest.approx(best)
     assert len(best) > 3  # prompts of earlier iterations stayed in the pool
     assert trainer.summaries[-1]["pool_from_earlier_iterations"] > 0
 
 
 def test_none_rewards_are_dropped_and_counted(sampling_recipe):
+    """A sample some reward cannot score (None) is never selected, and the summary counts it; a prompt whose samples
+    all have None selects nothing."""
     trainer = build("raft", sampling_recipe({"reward_funcs": ["sampling_rewards:none_for_short"],
-                                             "num_iterations": 1, "max_new_tokens": 4}))
+                                             "num_iterations": 1}))
+    # per prompt: one sample of under 3 words (None), two that score (3 and 4 words); the last prompt: None only
+    candidates = [("good", True), ("good movie here", True), ("a good movie here", True)]
+    generate = scripted_samples(candidates)
+
+    def samples(k):
+        kept = [s for s in generate(k) if s.row < len(PROMPTS) - 1 or s.sample == 0]
+        for i, sample in enumerate(kept):
+            sample.index = i
+        return kept
+
+    trainer.generate_samples = samples
     trainer.train()
     summary = trainer.summaries[0]
-    rewards = read(Path(trainer.args.output_dir) / "iteration_1" / "rewards.jsonl")
-    nones = sum(r["reward"] is None for r in rewards)
-    assert summary["dropped"] == nones
-    selected = read(Path(trainer.args.output_dir) / "iteration_1" / "selection.jsonl")
-    assert all(s["reward"] is not None for s in selected)
+    rewards = [r["reward"] for r in read_jsonl(Path(trainer.args.output_dir) / "iteration_1" / "rewards.jsonl")]
+    assert rewards.count(None) == summary["dropped"] == len(PROMPTS) and summary["samples"] == 3 * len(PROMPTS) - 2
+    selected = read_jsonl(Path(trainer.args.output_dir) / "iteration_1" / "selection.jsonl")
+    assert [(s["row"], s["completion"], s["reward"]) for s in selected] == [
+        (row, "a good movie here", 4.0) for row in range(len(PROMPTS) - 1)]
 
 
 def _tokenizer_with_bos():

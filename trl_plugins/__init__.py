@@ -5,6 +5,7 @@ Light on import: nothing here imports torch, transformers or trl. Trainer classe
     import trl_plugins
     ORPOTrainer, ORPOConfig = trl_plugins.get_trainer("orpo")
     trl_plugins.list_trainers()          # the registry's TrainerSpec records
+    trl_plugins.resolve_model_path("embedded:smollm2-135m-instruct")   # the local checkpoint folder, for model=
 
     from trl_plugins.trainers.orpo import ORPOTrainer, ORPOConfig   # direct import works too
 
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 from .compat import quiet
 from .hookspecs import hookimpl
-from .registry import PluginLoadWarning, RewardFunctionSpec, TrainerSpec, get_registry
+from .models.loading import resolve_model_path
+from .registry import GenerationBackendSpec, PluginLoadWarning, RewardFunctionSpec, TrainerSpec, get_registry
 
 __version__ = "0.1.0"
 
 quiet.install()  # other libraries' start-up lines a user cannot act on (trl_plugins/compat/quiet.py)
 
 __all__ = [
+    "GenerationBackendSpec",
     "PluginLoadWarning",
     "RewardFunctionSpec",
     "TrainerSpec",
@@ -30,8 +33,10 @@ __all__ = [
     "get_reward_function",
     "get_trainer",
     "hookimpl",
+    "list_generation_backends",
     "list_reward_functions",
     "list_trainers",
+    "resolve_model_path",
 ]
 
 
@@ -43,6 +48,11 @@ def list_trainers() -> list[TrainerSpec]:
 def list_reward_functions() -> list[RewardFunctionSpec]:
     """All registered reward functions, sorted by name."""
     return [spec for _, spec in sorted(get_registry().rewards.items())]
+
+
+def list_generation_backends() -> list[GenerationBackendSpec]:
+    """All registered generation backends (``generation_backend:`` in a sampling recipe), sorted by name."""
+    return [spec for _, spec in sorted(get_registry().backends.items())]
 
 
 def get_trainer(name: str) -> tuple[type, type]:

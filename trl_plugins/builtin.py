@@ -1,4 +1,4 @@
-"""The built-in trainers and reward functions, registered through the ``trl_plugins`` entry point group
+"""The built-in trainers, reward functions and generation backend, registered through the ``trl_plugins`` entry point group
 exactly the way a third-party plugin registers its own (see pyproject.toml and docs/plugins.md).
 
 This module stays light: import strings only, so ``trl-plugins list`` never imports torch.
@@ -126,4 +126,13 @@ def register_reward_functions(register):
         function="trl_plugins.builtin_rewards:exact_match",
         summary="1 if the completion's final answer (last number, ####, or \\boxed{}) equals the `answer` column, else 0.",
         reads_columns=("answer",),
+    )
+
+
+@hookimpl
+def register_generation_backends(register):
+    register(
+        "transformers",
+        backend="trl_plugins.sampling.generation:TransformersBackend",
+        summary="Batched sampling with the transformers model itself: the fast decode loop, or model.generate.",
     )

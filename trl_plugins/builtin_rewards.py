@@ -8,24 +8,12 @@ from __future__ import annotations
 
 import functools
 
-
-def completion_text(completion) -> str:
-    """The text of a completion: a string, or the concatenated contents of a list of chat messages."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list):
-        parts = []
-        for message in completion:
-            content = message.get("content", "") if isinstance(message, dict) else message
-            if isinstance(content, list):  # multimodal parts: keep the text ones
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            parts.append(str(content))
-        return "\n".join(parts)
-    return str(completion)
+from .formats import completion_text
 
 
 @functools.lru_cache(maxsize=1)
-def _vader():
+def vader_analyzer():
+    """VADER's analyzer, made once (vaderSentiment, a demo extra)."""
     try:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
     except ImportError as exc:
@@ -35,7 +23,7 @@ def _vader():
 
 def vader_sentiment(prompts, completions, **columns) -> list[float]:
     """VADER compound sentiment of each completion, in [-1, 1] (rule-based, fast, no model)."""
-    analyzer = _vader()
+    analyzer = vader_analyzer()
     return [float(analyzer.polarity_scores(completion_text(c))["compound"]) for c in completions]
 
 

@@ -12,7 +12,8 @@ openings) — beside a fluency check: the base model's mean log-likelihood per t
 
 ORPO (embedded Rotten Tomatoes pairs): preference accuracy and log-prob margin on held-out test pairs, and the VADER
 sentiment of reviews sampled for held-out prompts — paraphrases of the request that no training row carries (every
-training row has the prompt "Write a one-sentence movie review."). mDPO (embedded shapes): the held-out
+training row has the prompt "Write a one-sentence movie review.") — by the sampling engine's own held-out evaluation
+(``sampling.engine.evaluate_heldout``: the unit is the prompt). mDPO (embedded shapes): the held-out
 image-conditional margin and preference accuracy. iterative-dpo / iterative-orpo (embedded arithmetic, held out by
 facts): the sampling engine's own held-out greedy accuracy, before training and after each iteration.
 """
@@ -44,10 +45,10 @@ def _before_after(method: str, recipe: str, output_dir: str, make_evaluate):
     """Check the run, evaluate the base model, train, evaluate the trained one: ``(run, trainer, minutes, before,
     after)``. ``make_evaluate(run)`` returns ``model -> {metric: [one value per held-out item]}``."""
     from .registry import get_registry
-    from .run import flow as runner
+    from .run import flow
 
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
-    run = runner.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
+    run = flow.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
     evaluate = make_evaluate(run)
     print("\n[1/3] evaluating the base model on the held-out items ...")
     base = run.load_model()
@@ -55,7 +56,7 @@ def _before_after(method: str, recipe: str, output_dir: str, make_evaluate):
     del base
     print(f"\n[2/3] training {method} ...")
     start = time.time()
-    trainer = runner.train(run)
+    trainer = flow.train(run)
     minutes = (time.time() - start) / 60
     print("\n[3/3] evaluating the trained model ...")
     after = evaluate(trainer.model)
@@ -86,36 +87,43 @@ def _verdict(intervals: dict, names: dict[str, str], primary: str) -> int:
 
 
 def run_orpo_demo(recipe: str, output_dir: str, n_test: int, n_generations: int) -> int:
-    from .builtin_rewards import vader_sentiment
     from .evaluation.heldout import preference_accuracy
-    from .sampling.generation import generate
+    from .sampling import reward_sources
+    from .sampling.config import sampling_options
+    from .sampling.engine import HeldoutSettings, evaluate_heldout
+    from .sampling.generation import make_backend
+    from .sampling.records import TOTAL
 
-    prompts = [[{"role": "user", "content": HELDOUT_REVIEW_PROMPTS[i % len(HELDOUT_REVIEW_PROMPTS)]}]
-               for i in range(n_generations)]
     samples: list[list[str]] = []  # the sampled reviews of each evaluation (before, after)
+    per_prompt = max(1, n_generations // len(HELDOUT_REVIEW_PROMPTS))
 
     def make_evaluate(run):
         test = run.datasets[run.script_args.dataset_test_split].select(range(n_test))
         tokenizer = run.load_processing_class()
-        if not isinstance(test[0]["prompt"], list):
-            prompts[:] = [p[0]["content"] + "\n" for p in prompts]
+        chat = isinstance(test[0]["prompt"], list)
+        rows = [{"prompt": [{"role": "user", "content": p}] if chat else p + "\n"} for p in HELDOUT_REVIEW_PROMPTS]
+        # the held-out evaluation of the sampling engine and compare: VADER of fresh samples, per held-out prompt
+        options = sampling_options(reward_funcs=["vader_sentiment"], heldout_num_generations=per_prompt,
+                                   heldout_temperature=0.7, max_new_tokens=40, seed=run.training_args.seed)
+        sources = reward_sources.build(reward_sources.resolve(options.reward_funcs))
 
         def evaluate(model):
             pref = preference_accuracy(model, tokenizer, test, batch_size=16, max_length=128)
-            texts = generate(model, tokenizer, prompts, max_new_tokens=40, temperature=0.7,
-                             seed=run.training_args.seed)
-            samples.append(texts)
+            evaluation = evaluate_heldout(make_backend(options.generation_backend, model, tokenizer), rows, sources,
+                                          [], HeldoutSettings.of(options))
+            samples.append([group[0].text for group in evaluation.samples])
             return {"accuracy": [float(m > 0) for m in pref["margins"]], "margin": pref["margins"],
-                    "vader": vader_sentiment(prompts, texts)}
+                    "vader": evaluation.scores.per_prompt[TOTAL]}
 
         return evaluate
 
     run, trainer, minutes, before, after = _before_after("orpo", recipe, output_dir, make_evaluate)
     title = (f"ORPO demo: {run.model_args.model_name_or_path}, {trainer.state.global_step} steps in {minutes:.1f} min; "
-             f"{n_test} held-out pairs, {n_generations} samples for {len(HELDOUT_REVIEW_PROMPTS)} held-out prompts")
+             f"{n_test} held-out pairs; {per_prompt} samples for each of {len(HELDOUT_REVIEW_PROMPTS)} held-out "
+             "prompts")
     rows = [("preference accuracy (logp chosen > rejected)", "accuracy"),
             ("logp margin chosen - rejected (nats/token)", "margin"),
-            ("VADER of samples for held-out prompts (-1..1)", "vader")]
+            ("VADER of samples, per held-out prompt (-1..1)", "vader")]
     intervals = _table(title, rows, before, after)
     print("\nsample generations (before -> after):")
     for b, a in list(zip(samples[0], samples[-1]))[:3]:
@@ -127,40 +135,40 @@ SAMPLING_DEMOS = ("raft", "rest", "rest-em", "rejection-sampling", "iterative-dp
 
 
 def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
-    """A sampling trainer's demo recipe through the runner; the verdict reads the engine's last summary."""
+    """A sampling trainer's demo recipe through the train flow; the verdict reads the engine's last summary."""
     from .registry import get_registry
-    from .run import flow as runner
+    from .run import flow
     from .sampling import reward_sources
-    from .sampling.report import noise_keys
+    from .sampling.records import TOTAL, HeldoutScores
 
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
-    run = runner.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
+    run = flow.prepare_run(get_registry().trainer(method), argv)  # every input check, before the model loads
     start = time.time()
-    trainer = runner.train(run)
+    trainer = flow.train(run)
     minutes = (time.time() - start) / 60
     last = trainer.summaries[-1]
+    heldout, base = last.heldout or HeldoutScores(), trainer.heldout_baseline or HeldoutScores()
     metric = ", ".join(run.training_args.reward_funcs)
     trained = {entry.name for entry in reward_sources.resolve(run.training_args.reward_funcs)}  # names in the summary
-    rows = [("heldout_reward_mean", f"held-out {metric} (training reward)")]
-    rows += [(key, f"held-out {key.removeprefix('heldout/')} (monitor)") for key in last
-             if key.startswith("heldout/") and key.removeprefix("heldout/") not in trained
-             and not key.endswith(("_se", "_baseline", "_change_low", "_change_high"))]
+    rows = [(TOTAL, f"held-out {metric} (training reward)")]
+    rows += [(key, f"held-out {key.removeprefix('heldout/')} (monitor)") for key in heldout.means
+             if key.startswith("heldout/") and key.removeprefix("heldout/") not in trained]
     print(f"\n{method} demo: {run.model_args.model_name_or_path}, {len(trainer.summaries)} iterations in "
           f"{minutes:.1f} min; held-out prompts never trained on (the test split)")
     print(f"{'held-out metric':<52}{'before ± SE':>16}{'after ± SE':>16}{'change [95% interval]':>26}")
     intervals, names = {}, {}
     for key, label in rows:
-        se_key, low_key, high_key, base_key = noise_keys(key)
-        base_se = trainer.heldout_baseline_scores.get(se_key)
-        if last.get(key) is None or last.get(base_key) is None or last.get(low_key) is None:
+        after, before = heldout.means.get(key), last.baseline.get(key)
+        if after is None or before is None or key not in heldout.changes:
             continue
-        intervals[key], names[key] = (last[low_key], last[high_key]), label.split(" (")[0].removeprefix("held-out ")
-        print(f"{label:<52}{last[base_key]:>9.3f} ± {base_se or 0:.3f}{last[key]:>9.3f} ± {last[se_key]:.3f}"
-              f"{last[key] - last[base_key]:>+10.3f} [{last[low_key]:+.3f}, {last[high_key]:+.3f}]")
+        intervals[key], names[key] = heldout.changes[key], label.split(" (")[0].removeprefix("held-out ")
+        low, high = heldout.changes[key]
+        print(f"{label:<52}{before:>9.3f} ± {base.se.get(key) or 0:.3f}{after:>9.3f} ± {heldout.se[key]:.3f}"
+              f"{after - before:>+10.3f} [{low:+.3f}, {high:+.3f}]")
     if any(key.endswith("loglik") for key in intervals):
         print("(loglik: the base model's mean log-likelihood per token of the same samples; higher = more like fluent "
               "text to the base model, so a fall beyond noise would mean the samples got worse as language)")
-    return _verdict(intervals, names, primary="heldout_reward_mean")
+    return _verdict(intervals, names, primary=TOTAL)
 
 
 def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:

@@ -17,7 +17,15 @@ class UsageError(TrlPluginsError):
 
 
 class ConfigError(UsageError):
-    """A recipe (YAML) problem: unknown key, wrong type, bad value, refused output directory."""
+    """A recipe (YAML) problem: unknown key, wrong type, bad value, refused output directory. Several problems of one
+    recipe are one error: a header line, then one line per problem (``details``)."""
+
+    def __init__(self, message: str, details: list[str] | None = None):
+        self.message, self.details = message, list(details or [])
+        super().__init__("\n".join([message, *self.details]))
+
+    def lines(self) -> list[str]:
+        return [self.message, *self.details]
 
 
 class PluginError(TrlPluginsError):

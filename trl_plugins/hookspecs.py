@@ -6,13 +6,14 @@ A plugin is any importable module (or object) named by an entry point in the gro
     [project.entry-points.trl_plugins]
     my_plugin = "my_package.trl_plugin"
 
-That module implements one or both hooks below, marked with :data:`trl_plugins.hookimpl`. Hooks *push* into the
+That module implements any of the hooks below, marked with :data:`trl_plugins.hookimpl`. Hooks *push* into the
 ``register`` callback they are given instead of returning lists (the pattern of simonw/llm's ``register_models``).
 
 Keep the plugin module light: it is imported every time anybody runs ``trl-plugins list``, so it must not import
 torch, transformers or trl. Name your classes and functions with import strings (``"pkg.module:Name"``); they are
-imported only when a run actually uses them. The built-in trainers of this package register through exactly this
-mechanism (see ``trl_plugins/builtin.py``).
+imported only when a run actually uses them. The built-in trainers, reward functions and generation backend of this
+package register through exactly this mechanism (see ``trl_plugins/builtin.py``); docs/plugins.md has a section per
+hook.
 """
 
 from __future__ import annotations
@@ -79,4 +80,23 @@ def register_reward_functions(register) -> None:
     ``columns`` holds the dataset's other columns, one list entry per completion. Return ``None`` for a
     completion the function cannot score: that sample is dropped and counted. ``reads_columns`` names the dataset
     columns the function reads from ``columns``: a run whose training split lacks one stops before any model loads.
+    """
+
+
+@hookspec
+def register_generation_backends(register) -> None:
+    """Register one or more generation backends for the sampling trainers: ``register(name, backend=..., summary=...)``.
+
+    ``backend`` is the import string of a class (or factory) called as ``backend(model, tokenizer)`` when a run whose
+    recipe says ``generation_backend: NAME`` builds its trainer (``transformers``, built in, is the default)::
+
+        @hookimpl
+        def register_generation_backends(register):
+            register("my-engine", backend="my_package.engine:MyBackend", summary="What it runs on.")
+
+    The object it returns samples for the engine: ``generate(prompts, num_return_sequences, params, seed, progress,
+    chat_kwargs) -> list[list[Generation]]`` (one list per prompt, in input order; ``params`` a
+    ``trl_plugins.sampling.generation.SamplingParams``) and a ``last_stats`` dict (at least ``generated_tokens`` and
+    ``seconds``) — the ``GenerationBackend`` protocol of that module. It samples what this process is given; the
+    engine shares prompts out over processes. An unknown name stops the run in one line before any model loads.
     """

@@ -7,10 +7,18 @@ listing plugins never imports torch); ``resource_dir("pkg:sub/dir")`` finds a pa
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
 from .errors import PluginError
+
+_IMPORT_STRING = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def is_import_string(value: object) -> bool:
+    """Whether ``value`` has the form ``"pkg.module:Attr"`` (nothing is imported)."""
+    return isinstance(value, str) and bool(_IMPORT_STRING.match(value))
 
 
 def import_string(path: str, what: str) -> Any:

@@ -1,7 +1,7 @@
 """The per-method contract: what a run asks of a registered method beyond its trainer and config classes.
 
 A plugin registers ``method="pkg.module:MyMethod"``, a subclass of :class:`Method` (or none: the base is used). Every
-hook has a default that does nothing special, so a method overrides only what it needs. The runner makes one
+hook has a default that does nothing special, so a method overrides only what it needs. The train flow (run/flow.py) makes one
 instance per run and calls, in this order (all but ``build`` before any model loads):
 
 1. :meth:`Method.check_data` for every split the run uses, after the generic format checks of ``checks/data.py``;
@@ -34,7 +34,7 @@ class Method:
         self.spec = spec
 
     def check_data(self, dataset, split: str, config, role: str) -> list[str]:
-        """Problems of one split (``role`` is ``"train"`` or ``"eval"``), one line each; the runner prefixes the
+        """Problems of one split (``role`` is ``"train"`` or ``"eval"``), one line each; the train flow prefixes the
         dataset and split. Runs after the format checks passed, before any model loads."""
         return []
 

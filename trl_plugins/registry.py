@@ -1,12 +1,13 @@
-"""The plugin registry: loads entry points of the group ``trl_plugins`` and collects trainers and reward functions.
+"""The plugin registry: loads entry points of the group ``trl_plugins`` and collects trainers, reward functions and
+generation backends.
 
 Loading and listing import nothing heavy (no torch, transformers or trl): a plugin registers *import strings*, and
 :meth:`TrainerSpec.load` imports the trainer only when a run needs it.
 
 Each entry point is loaded on its own. One that fails to import, raises in its hook, registers something malformed
 or implements a misspelled hook is reported as a :class:`PluginLoadWarning` naming its distribution and skipped;
-``TRL_PLUGINS_STRICT=1`` turns that into an error. A trainer (or reward function) name registered twice is always an
-error naming both distributions. The same distribution found twice on ``sys.path`` is loaded once.
+``TRL_PLUGINS_STRICT=1`` turns that into an error. A trainer (reward function, generation backend) name registered
+twice is always an error naming both distributions. The same distribution found twice on ``sys.path`` is loaded once.
 
 Environment variables (like pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``/``PYTEST_PLUGINS``):
 
@@ -33,7 +34,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, UsageError
 from .formats import FORMATS
-from .imports import import_string
+from .imports import import_string, is_import_string
 
 BUILTIN_DISTRIBUTION = "trl-plugins"
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
@@ -41,7 +42,6 @@ ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 MODEL_KINDS = ("causal-lm", "sequence-classification", "vision-language")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_IMPORT_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 class PluginLoadWarning(UserWarning):
@@ -88,6 +88,12 @@ class _Provided:
     def version(self) -> str:
         return self.source.version
 
+    def as_dict(self) -> dict[str, Any]:
+        """The registration's fields (tuples as lists) and where it came from, as ``list --json`` prints them."""
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k != "source"}
+        data.update(distribution=self.distribution, version=self.version, plugin=self.source.plugin)
+        return data
+
 
 @dataclass(frozen=True)
 class TrainerSpec(_Provided):
@@ -129,15 +135,7 @@ class TrainerSpec(_Provided):
         return cls
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("source")
-        data.update(
-            distribution=self.distribution,
-            version=self.version,
-            plugin=self.source.plugin,
-            columns=self.columns,
-        )
-        return data
+        return {**super().as_dict(), "columns": self.columns}
 
 
 @dataclass(frozen=True)
@@ -153,16 +151,19 @@ class RewardFunctionSpec(_Provided):
     def load(self):
         return import_string(self.function, f"reward function {self.name!r} ({self.distribution})")
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "function": self.function,
-            "summary": self.summary,
-            "reads_columns": list(self.reads_columns),
-            "distribution": self.distribution,
-            "version": self.version,
-            "plugin": self.source.plugin,
-        }
+
+@dataclass(frozen=True)
+class GenerationBackendSpec(_Provided):
+    """A registered generation backend: ``backend(model, tokenizer)`` makes the object the sampling engine generates
+    with (``trl_plugins.sampling.generation.GenerationBackend``)."""
+
+    name: str
+    backend: str
+    summary: str
+    source: PluginSource = field(compare=False)
+
+    def load(self):
+        return import_string(self.backend, f"generation backend {self.name!r} ({self.distribution})")
 
 
 class _Registration:
@@ -172,6 +173,7 @@ class _Registration:
         self.source = source
         self.trainers: list[TrainerSpec] = []
         self.rewards: list[RewardFunctionSpec] = []
+        self.backends: list[GenerationBackendSpec] = []
 
     def _check_name(self, kind: str, name: Any) -> str:
         if not isinstance(name, str) or not _NAME_RE.match(normalize_name(name)):
@@ -179,7 +181,7 @@ class _Registration:
         return normalize_name(name)
 
     def _check_import(self, what: str, value: Any) -> str:
-        if not isinstance(value, str) or not _IMPORT_RE.match(value):
+        if not is_import_string(value):
             raise PluginError(f"{self.source}: {what} must be an import string 'package.module:Name', got {value!r}")
         return value
 
@@ -248,9 +250,15 @@ class _Registration:
         self.rewards.append(RewardFunctionSpec(name=name, function=function, summary=summary, source=self.source,
                                                reads_columns=tuple(reads_columns)))
 
+    def register_backend(self, name: str, backend: str, *, summary: str = "") -> None:
+        name = self._check_name("generation backend", name)
+        self._check_import(f"generation backend {name!r}: backend", backend)
+        summary = str(summary).strip().splitlines()[0] if summary else ""
+        self.backends.append(GenerationBackendSpec(name=name, backend=backend, summary=summary, source=self.source))
+
 
 class Registry:
-    """All trainers and reward functions registered by the loaded plugins."""
+    """All trainers, reward functions and generation backends registered by the loaded plugins."""
 
     def __init__(self, strict: bool | None = None):
         self.strict = _truthy(os.environ.get("TRL_PLUGINS_STRICT")) if strict is None else strict
@@ -258,6 +266,7 @@ class Registry:
         self.pm.add_hookspecs(hookspecs)
         self.trainers: dict[str, TrainerSpec] = {}
         self.rewards: dict[str, RewardFunctionSpec] = {}
+        self.backends: dict[str, GenerationBackendSpec] = {}
 
     # -- loading -------------------------------------------------------------------------------------------------
     def _report(self, message: str, exc: BaseException | None = None) -> None:
@@ -325,6 +334,7 @@ class Registry:
             for hook, callback in (
                 (self.pm.hook.register_trainers, registration.register_trainer),
                 (self.pm.hook.register_reward_functions, registration.register_reward),
+                (self.pm.hook.register_generation_backends, registration.register_backend),
             ):
                 for impl in hook.get_hookimpls():
                     if impl.plugin is plugin:
@@ -340,6 +350,7 @@ class Registry:
         for kind, table, items in (
             ("trainer", self.trainers, registration.trainers),
             ("reward function", self.rewards, registration.rewards),
+            ("generation backend", self.backends, registration.backends),
         ):
             for item in items:
                 other = table.get(item.name)
@@ -367,6 +378,9 @@ class Registry:
 
     def reward_function(self, name: str) -> RewardFunctionSpec:
         return self._lookup("reward function", self.rewards, name)
+
+    def generation_backend(self, name: str) -> GenerationBackendSpec:
+        return self._lookup("generation backend", self.backends, name)
 
 
 _REGISTRY: Registry | None = None

@@ -1,29 +1,24 @@
 """Dataset loading and format checks, run before any model is loaded.
 
-``load_datasets`` resolves ``dataset_name`` (``embedded:NAME``, a local json/jsonl/csv/parquet/arrow file or folder,
-a ``save_to_disk`` folder, or a hub name) or TRL's ``datasets:`` mixture. ``check_datasets`` checks every split
+``load_datasets`` resolves ``dataset_name`` (one source, ``checks/sources.py``), TRL's ``datasets:`` mixture or
+alignment-handbook's ``dataset_mixture:`` (``checks/mixtures.py``). ``check_datasets`` checks every split
 against the trainer's registered format and returns a summary, or raises :class:`DataError` with one line per problem,
 each naming the split, the column and the rows where it was found.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
 from ..formats import FORMATS
 from .problems import RowProblems
+from .sources import first_line, load_source
 
 logger = logging.getLogger(__name__)
 
-FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
-_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 STREAMING_ROWS_CHECKED = 1000
 
 
@@ -46,79 +41,34 @@ class DataSummary:
 # --------------------------------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------------------------------
-def _first_line(exc: BaseException) -> str:
-    while exc.__cause__ is not None and type(exc).__name__ == "DatasetGenerationError":
-        exc = exc.__cause__  # "An error occurred while generating the dataset" hides the real reason
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-@contextlib.contextmanager
-def _quiet_progress():
-    import datasets
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    verbosity = datasets.logging.get_verbosity()
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity(logging.CRITICAL)  # its own error lines would repeat ours
-    try:
-        yield
-    finally:
-        datasets.logging.set_verbosity(verbosity)
-        if was_enabled:
-            datasets.enable_progress_bars()
-
-
-def load_source(name: str, config_name: str | None = None, streaming: bool = False):
-    """Load one dataset source into a ``DatasetDict`` (a single file or folder becomes split ``train``)."""
-    import datasets
-
-    if name.startswith("embedded:"):
-        from ..embedded import load_embedded_dataset
-
-        return load_embedded_dataset(name.removeprefix("embedded:"), config_name)
-    path = Path(os.path.expanduser(name))
-    hub_like = bool(_HUB_NAME.fullmatch(name)) and path.suffix.lower() not in FILE_BUILDERS
-    try:
-        if path.is_file():
-            builder = FILE_BUILDERS.get(path.suffix.lower())
-            if builder is None:
-                raise DataError(
-                    f"data file {name!r}: unsupported type {path.suffix!r} (use {', '.join(sorted(FILE_BUILDERS))})"
-                )
-            with _quiet_progress():  # a local file loads in a blink; keep the terminal for what matters
-                return datasets.load_dataset(builder, data_files=str(path), streaming=streaming)
-        if path.is_dir():
-            if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
-                loaded = datasets.load_from_disk(str(path))
-                return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict(train=loaded)
-            return datasets.load_dataset(str(path), name=config_name, streaming=streaming)
-        if not hub_like:
-            raise DataError(f"data file {name!r} does not exist")
-        return datasets.load_dataset(name, name=config_name, streaming=streaming)
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - unreadable files, offline hub, bad JSON: all one line
-        raise DataError(f"cannot read dataset {name!r}: {_first_line(exc)}") from exc
-
-
 def load_datasets(script_args, dataset_args=None):
-    """The ``DatasetDict`` a run trains and evaluates on, from ``dataset_name`` or a ``datasets:`` mixture."""
+    """The ``DatasetDict`` a run trains and evaluates on, from TRL's ``datasets:`` mixture, alignment-handbook's
+    ``dataset_mixture:`` (``checks/mixtures.py``) or ``dataset_name`` (a mixture wins over ``dataset_name``, as in
+    TRL's scripts and the handbook's)."""
     import datasets
 
-    if dataset_args is not None and getattr(dataset_args, "datasets", None):
-        from trl import get_dataset
+    from .mixtures import load_handbook_mixture, load_trl_mixture
 
+    trl_mixture = getattr(dataset_args, "datasets", None) if dataset_args is not None else None
+    handbook_mixture = getattr(script_args, "dataset_mixture", None)
+    if trl_mixture and handbook_mixture:
+        raise DataError("both `datasets:` (TRL's mixture) and `dataset_mixture:` (alignment-handbook's) are set: keep one")
+    if trl_mixture or handbook_mixture:
+        kind = "`datasets:`" if trl_mixture else "`dataset_mixture:`"
         try:
-            dsd = get_dataset(dataset_args)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"cannot read the `datasets:` mixture: {_first_line(exc)}") from exc
-        source = "mixture of " + ", ".join(d.path for d in dataset_args.datasets)
+            dsd = load_trl_mixture(dataset_args) if trl_mixture else load_handbook_mixture(handbook_mixture)
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - offline hub, bad file, bad fraction: all one line
+            raise DataError(f"cannot read the {kind} mixture: {first_line(exc)}") from exc
+        names = [d.path for d in trl_mixture] if trl_mixture else [d["id"] for d in handbook_mixture["datasets"]]
+        source = "mixture of " + ", ".join(names)
     elif script_args.dataset_name:
         dsd = load_source(script_args.dataset_name, script_args.dataset_config, script_args.dataset_streaming)
         source = script_args.dataset_name
     else:
-        raise DataError("no dataset: set `dataset_name` (or a `datasets:` list) in the recipe or on the command line")
+        raise DataError("no dataset: set `dataset_name` (or a `datasets:` or `dataset_mixture:` mixture) in the recipe "
+                        "or on the command line")
     if not isinstance(dsd, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         dsd = datasets.DatasetDict(train=dsd)
     limits = {

@@ -126,6 +126,18 @@ def sampling_rule(config) -> LengthRule:
                       drop_prompt_fills=masked, **common)
 
 
+def preference_generation_rule(config) -> LengthRule:
+    """Iterative preference trainers: prompts are never truncated for generation; each phase's collator truncates
+    prompt + chosen and prompt + rejected to ``max_length`` (``truncation_mode``) as DPOTrainer does; with
+    ``keep_start`` pairs whose prompt alone fills ``max_length`` are dropped first."""
+    limit, side = _limit(config), getattr(config, "truncation_mode", "keep_start")
+    new = int(getattr(config, "max_new_tokens", 0) or 0) or None
+    common = dict(columns=("completion",), layout="generation", unit="prompts", max_new_tokens=new)
+    if limit is None:
+        return LengthRule("max_length", None, "none", **common)
+    return LengthRule("max_length", limit, "truncate", side=side, drop_prompt_fills=side == "keep_start", **common)
+
+
 def generic_rule(config) -> LengthRule:
     """A trainer without a rule: token lengths against ``max_length`` when its config has one; action unknown."""
     return LengthRule("max_length", _limit(config), "unknown", columns=())
@@ -133,7 +145,7 @@ def generic_rule(config) -> LengthRule:
 
 def rule_for(config, method=None) -> LengthRule:
     """The length rule of a run: its method's ``length_rule(config)``, handed down by whoever resolved the method
-    (the runner); no method, or a method without the hook, gets :func:`generic_rule`."""
+    (the train flow); no method, or a method without the hook, gets :func:`generic_rule`."""
     hook = getattr(method, "length_rule", None)
     rule = hook(config) if callable(hook) else None
     return rule if rule is not None else generic_rule(config)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError
+from ..formats import is_conversational, template_kwargs
 
 if TYPE_CHECKING:
     from .lengths import LengthRule
@@ -53,16 +54,6 @@ def _text_ids(tokenizer, texts: list[str], add_special_tokens: bool = True) -> l
     return out
 
 
-def _template_kwargs(row: dict) -> dict:
-    """TRL's per-row chat template arguments: ``tools`` (a list or JSON text) and ``chat_template_kwargs``."""
-    tools = row.get("tools")
-    tools = json.loads(tools) if isinstance(tools, str) else tools
-    kwargs = dict(row.get("chat_template_kwargs") or {})
-    if tools is not None:  # as TRL passes it: an empty list too (some templates render tool text for [])
-        kwargs["tools"] = tools
-    return kwargs
-
-
 def _chat_ids(tokenizer, conversations: list[list], extras: list[dict], add_generation_prompt=False) -> list[list[int]]:
     """``apply_chat_template(..., tokenize=True)`` as TRL's ``_tokenize`` calls it, batched over rows that share the
     same template arguments (``tools``, ``chat_template_kwargs``)."""
@@ -89,10 +80,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
         if a[i] != b[i]:
             return i
     return n
-
-
-def _is_conversational(value) -> bool:
-    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
 
 
 @dataclass
@@ -124,9 +111,9 @@ def _eos_appended(values: list[str], eos: str | None) -> list[str]:
 def _prompt_completion(tokenizer, rows: list[dict], columns: tuple[str, ...], add_eos: bool) -> Lengths:
     """DPO/KTO/SFT tokenization: prompt alone (generation prompt) and prompt + each completion; the prompt is the
     common prefix (the smallest over the completions, as DPOTrainer does)."""
-    conversational = _is_conversational(rows[0]["prompt"]) or _is_conversational(rows[0][columns[0]])
+    conversational = is_conversational(rows[0]["prompt"]) or is_conversational(rows[0][columns[0]])
     if conversational:
-        extras = [_template_kwargs(r) for r in rows]
+        extras = [template_kwargs(r) for r in rows]
         prompt_ids = _chat_ids(tokenizer, [r["prompt"] for r in rows], extras, add_generation_prompt=True)
         full = {c: _chat_ids(tokenizer, [r["prompt"] + r[c] for r in rows], extras) for c in columns}
     else:
@@ -167,10 +154,10 @@ def measure_unpaired(tokenizer, rows: list[dict], rule: LengthRule) -> Lengths:
 
 def measure_reward(tokenizer, rows: list[dict], rule: LengthRule) -> Lengths:
     has_prompt = "prompt" in rows[0]
-    conversational = _is_conversational(rows[0]["chosen"])
+    conversational = is_conversational(rows[0]["chosen"])
     sequences, prompt = {}, None
     if conversational:
-        extras = [_template_kwargs(r) for r in rows]
+        extras = [template_kwargs(r) for r in rows]
         for c in ("chosen", "rejected"):
             ids = _chat_ids(tokenizer, [(r["prompt"] if has_prompt else []) + r[c] for r in rows], extras)
             sequences[c] = np.array([len(x) for x in ids])
@@ -201,7 +188,7 @@ def measure_vision(processor, rows: list[dict], rule: LengthRule) -> Lengths:
     from trl.data_utils import apply_chat_template, prepare_multimodal_messages
 
     tokenizer = getattr(processor, "tokenizer", processor)
-    conversational = _is_conversational(rows[0]["prompt"])
+    conversational = is_conversational(rows[0]["prompt"])
     texts = []
     for row in rows:
         example = {k: row[k] for k in ("prompt", "chosen", "rejected")}
@@ -240,9 +227,9 @@ def measure_generation(tokenizer, rows: list[dict], rule: LengthRule) -> Lengths
     """Prompts as the generation backend and SFTTrainer tokenize them; the SFT phase's longest sequence is the
     prompt + ``max_new_tokens`` + what SFT adds after a completion (the EOS for standard rows; the assistant
     turn's closing tokens of the chat template, measured on the first row, for conversational rows)."""
-    conversational = _is_conversational(rows[0]["prompt"])
+    conversational = is_conversational(rows[0]["prompt"])
     if conversational:
-        extras = [_template_kwargs(r) for r in rows]
+        extras = [template_kwargs(r) for r in rows]
         ids = _chat_ids(tokenizer, [r["prompt"] for r in rows], extras, add_generation_prompt=True)
         closed = _chat_ids(tokenizer, [rows[0]["prompt"] + [{"role": "assistant", "content": ""}]], [extras[0]])[0]
         tail = max(0, len(closed) - _common_prefix(ids[0], closed))
@@ -264,11 +251,11 @@ def measure_generic(tokenizer, rows: list[dict], rule: LengthRule) -> Lengths:
     for column in ("prompt", "messages", "text"):
         if column in row:
             values = [r[column] for r in rows]
-            if _is_conversational(values[0]):
-                ids = _chat_ids(tokenizer, values, [_template_kwargs(r) for r in rows], column == "prompt")
+            if is_conversational(values[0]):
+                ids = _chat_ids(tokenizer, values, [template_kwargs(r) for r in rows], column == "prompt")
             else:
                 ids = _text_ids(tokenizer, values)
-            return Lengths(None, {column: np.array([len(x) for x in ids])}, _is_conversational(values[0]))
+            return Lengths(None, {column: np.array([len(x) for x in ids])}, is_conversational(values[0]))
     raise DataError(f"cannot measure token lengths: no prompt, messages or text column (found {', '.join(row)})")
 
 

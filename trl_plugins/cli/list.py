@@ -1,5 +1,5 @@
-"""``trl-plugins list [--json] [--rewards]``: trainers (and reward functions) from every installed plugin; imports no
-torch, transformers or trl."""
+"""``trl-plugins list [--json] [--rewards | --backends]``: trainers (reward functions, generation backends) from every
+installed plugin; imports no torch, transformers or trl."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import json
 from ..registry import get_registry
 
 NAME = "list"
-HELP = "list installed trainers (and reward functions)"
+HELP = "list installed trainers (reward functions, generation backends)"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list")
     parser.add_argument("--rewards", action="store_true", help="list reward functions instead of trainers")
+    parser.add_argument("--backends", action="store_true",
+                        help="list generation backends (recipe key generation_backend) instead of trainers")
 
 
 def format_columns(spec) -> str:
@@ -38,13 +40,15 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def run(args, rest: list[str]) -> int:
     registry = get_registry()
-    if args.rewards:
-        specs = [registry.rewards[k] for k in sorted(registry.rewards)]
+    if args.rewards or args.backends:
+        kind, found = ("reward functions", registry.rewards) if args.rewards else ("generation backends",
+                                                                                   registry.backends)
+        specs = [found[k] for k in sorted(found)]
         if args.json:
             print(json.dumps([s.as_dict() for s in specs], indent=2))
         else:
             rows = [[s.name, f"{s.distribution} {s.version}".strip(), s.summary] for s in specs]
-            print(table(rows, ["NAME", "DISTRIBUTION", "SUMMARY"]) if rows else "no reward functions installed")
+            print(table(rows, ["NAME", "DISTRIBUTION", "SUMMARY"]) if rows else f"no {kind} installed")
         return 0
     specs = [registry.trainers[k] for k in sorted(registry.trainers)]
     if args.json:

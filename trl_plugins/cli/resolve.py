@@ -1,5 +1,5 @@
 """What every command that runs a trainer does first: the trainer named on the command line, ``--help`` for its
-recipe keys; the recipe itself is read by :func:`trl_plugins.run.recipe.parse_run` (shared with the runner)."""
+recipe keys; the recipe itself is read by :func:`trl_plugins.run.recipe.parse_run` (shared with the train flow, run/flow.py)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ processes``; the compare sets ``max_steps``. Both are rounded down, so a method 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -31,21 +32,25 @@ class Share:
         return f"{self.method}: {self.used} {self.unit} = {self.detail}{rest}"
 
 
+def _units(method: str, budget: int, factors: list[tuple[int, str]], one: str, unit: str) -> tuple[int, int]:
+    """How many whole units of ``product(factors)`` the budget buys (``one`` names a unit in the error), and that
+    product; a budget below one unit is refused in one line."""
+    per_unit = math.prod(n for n, _ in factors)
+    if budget < per_unit:
+        parts = " x ".join(f"{n} {label}" for n, label in factors)
+        raise ConfigError(f"{method}: budget {budget} is below {one} ({parts} = {per_unit} {unit}); raise --budget")
+    return budget // per_unit, per_unit
+
+
 def sampling_share(method: str, budget: int, iterations: int, generations: int) -> Share:
-    per_prompt = iterations * generations
-    prompts = budget // per_prompt
-    if prompts < 1:
-        raise ConfigError(f"{method}: budget {budget} is below one prompt per iteration ({iterations} iterations x "
-                          f"{generations} samples = {per_prompt} generated samples); raise --budget")
+    prompts, per_prompt = _units(method, budget, [(iterations, "iterations"), (generations, "samples")],
+                                 "one prompt per iteration", "generated samples")
     return Share(method, True, {"prompts_per_iteration": prompts}, prompts * per_prompt,
                  f"{iterations} iterations x {prompts} prompts x {generations} samples")
 
 
 def training_share(method: str, budget: int, batch: int, accumulation: int, processes: int = 1) -> Share:
-    per_step = batch * accumulation * processes
-    steps = budget // per_step
-    if steps < 1:
-        raise ConfigError(f"{method}: budget {budget} is below one optimizer step ({batch} per device x "
-                          f"{accumulation} accumulation x {processes} processes = {per_step} examples); raise --budget")
+    factors = [(batch, "per device"), (accumulation, "accumulation"), (processes, "processes")]
+    steps, per_step = _units(method, budget, factors, "one optimizer step", "examples")
     return Share(method, False, {"max_steps": steps}, steps * per_step,
-                 f"{steps} steps x {batch} per device x {accumulation} accumulation x {processes} processes")
+                 f"{steps} steps x " + " x ".join(f"{n} {label}" for n, label in factors))

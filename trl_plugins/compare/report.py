@@ -1,7 +1,7 @@
 """What the compare reports: each method's figures read from its own run's files (the sampling engine's
-``sampling_summary.jsonl`` and ``heldout_baseline.json``, or the worker's ``heldout_*.json`` for the others, and
-``compare_phases.jsonl``), the table, the plot ``compare.png`` and ``compare.json`` (every figure). No torch.
-Docs: docs/compare.md ("Outputs").
+``sampling_summary.jsonl`` and ``heldout_baseline.json``, or the worker's ``heldout_*.json`` for the others — read as
+the engine's records, ``sampling/records.py`` — and ``compare_phases.jsonl``), the table, the plot ``compare.png`` and
+``compare.json`` (every figure). No torch. Docs: docs/compare.md ("Outputs").
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import json
 from pathlib import Path
 
 from ..evaluation.intervals import paired_bootstrap
-from ..sampling.report import noise_keys
+from ..sampling.records import TOTAL as KEY  # the task metric's held-out mean, in every file read here
+from ..sampling.records import HeldoutScores, IterationSummary
 from ..sampling.store import read_jsonl, write_json
-
-KEY = "heldout_reward_mean"  # the task metric's held-out mean, in every file read here
 
 
 def _read(path: Path):
@@ -23,30 +22,31 @@ def _read(path: Path):
 def method_figures(plan, attempts: list[dict]) -> dict:
     """Before/after held-out metric with SE, the change's paired 95% interval, the curve by budget spent, tokens."""
     out = plan.output_dir
-    se, low, high, _ = noise_keys(KEY)
-    before = _read(out / "heldout_baseline.json")
+    before = HeldoutScores.from_json(_read(out / "heldout_baseline.json"))
     if plan.sampling:
-        summaries = _read(out / "sampling_summary.jsonl")
-        after = summaries[-1]
-        curve = [{"spent": s["iteration"] / plan.iterations, "iteration": s["iteration"], "metric": s[KEY],
-                  "se": s.get(se)} for s in summaries]
-        generated_samples = sum(s["samples"] for s in summaries)
-        generated_tokens = sum(g["num_tokens"] for k in range(1, len(summaries) + 1)
-                               for g in read_jsonl(out / f"iteration_{k}" / "generations.jsonl"))
+        summaries = [IterationSummary.from_json(row) for row in _read(out / "sampling_summary.jsonl")]
+        after = summaries[-1].heldout
+        curve = [{"spent": s.iteration / plan.iterations, "iteration": s.iteration, "metric": s.heldout.means[KEY],
+                  "se": s.heldout.se.get(KEY)} for s in summaries]
+        generated_samples = sum(s.sampled["samples"] for s in summaries)
+        generated_tokens = sum(g["num_tokens"] for s in summaries
+                               for g in read_jsonl(out / f"iteration_{s.iteration}" / "generations.jsonl"))
     else:
-        after = _read(out / "heldout_final.json")
-        curve = [{"spent": 1.0, "step": after["global_step"], "metric": after[KEY], "se": after.get(se)}]
+        after = HeldoutScores.from_json(_read(out / "heldout_final.json"))
+        curve = [{"spent": 1.0, "step": after.extra["global_step"], "metric": after.means[KEY],
+                  "se": after.se.get(KEY)}]
         generated_samples, generated_tokens = 0, 0
     phases = _read(out / "compare_phases.jsonl") if (out / "compare_phases.jsonl").is_file() else []
+    low, high = after.changes.get(KEY, (None, None))
+    first, last = before.means[KEY], after.means[KEY]
     return {
         "method": plan.name, "sampling": plan.sampling, "budget_unit": plan.share.unit, "budget_used":
         plan.share.used, "budget_detail": plan.share.detail, "budget_setting": plan.share.setting,
-        "before": before[KEY], "before_se": before.get(se), "after": after[KEY], "after_se": after.get(se),
-        "change": None if None in (after[KEY], before[KEY]) else after[KEY] - before[KEY],
-        "change_low": after.get(low), "change_high": after.get(high),
-        "before_per_prompt": before["heldout_per_prompt"][KEY],
-        "after_per_prompt": after["heldout_per_prompt"][KEY],
-        "curve": [{"spent": 0.0, "metric": before[KEY], "se": before.get(se)}] + curve,
+        "before": first, "before_se": before.se.get(KEY), "after": last, "after_se": after.se.get(KEY),
+        "change": None if None in (last, first) else last - first, "change_low": low, "change_high": high,
+        "before_per_prompt": before.per_prompt[KEY],
+        "after_per_prompt": after.per_prompt[KEY],
+        "curve": [{"spent": 0.0, "metric": first, "se": before.se.get(KEY)}] + curve,
         "wall_seconds": sum(a["seconds"] for a in attempts), "attempts": len(attempts),
         "generated_samples": generated_samples, "generated_tokens": generated_tokens,
         "trained_tokens": sum(p["trained_tokens"] for p in phases), "optimizer_steps": sum(p["steps"] for p in phases),

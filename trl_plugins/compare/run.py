@@ -1,6 +1,6 @@
 """The compare flow: 1. read the task (``task.py``); 2. for every method, before any model loads: its trainer is a
 generator, its recipe (shared + dataset + its own keys + the compare's) parses strictly, its budget share is set
-(``budget.py``) and the runner's checks pass (``runner.prepare_run``: data format, rewards, lengths) — else one line
+(``budget.py``) and the train flow's checks pass (``flow.prepare_run``: data format, rewards, lengths) — else one line
 naming the method, exit 2; 3. each method runs in its own process (``worker.py``) in OUTPUT_DIR/<method>/, unless a
 finished one left its ``compare_result.json``; an unfinished sampling run is resumed, any other restarted; 4. the
 table, plot and JSON (``report.py``). Docs: docs/compare.md.
@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import ConfigError, DataError, TrlPluginsError, UsageError
 from ..sampling.store import read_jsonl, write_json, write_jsonl
 from .budget import Share, sampling_share, training_share
-from .task import BUDGET_KEYS, Task, load_task
+from .task import BUDGET_KEYS, Task, load_task, sampling_keys
 
 RESULT = "compare_result.json"
 
@@ -40,13 +40,6 @@ class MethodPlan:
     recipe: Path  # the method's whole recipe, as written for its run
     output_dir: Path
     iterations: int | None = None  # sampling methods: num_iterations
-
-
-def _sampling_keys(task: Task) -> dict:
-    h = task.heldout
-    return {"reward_funcs": task.metric, "heldout_prompts": h["prompts"], "heldout_num_generations":
-            h["num_generations"], "heldout_temperature": h["temperature"], "max_new_tokens": h["max_new_tokens"],
-            "top_p": h["top_p"], "top_k": h["top_k"], "generation_batch_size": h["batch_size"]}
 
 
 def _write_yaml(path: Path, data: dict) -> Path:
@@ -84,12 +77,13 @@ def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
     output_dir = out / spec.name
     recipe = {**task.shared, **task.dataset, **overrides, "output_dir": str(output_dir)}
     if sampling:
-        recipe.update(_sampling_keys(task))
+        recipe.update(sampling_keys(task.heldout, task.metric))
     path = _write_yaml(out / "recipes" / f"{spec.name}.yaml", recipe)
     try:
         (_, args, _, _), _ = parser.parse([], path)
     except TrlPluginsError as exc:
-        raise ConfigError(f"{spec.name}: {exc.lines()[0]}") from exc
+        lines = exc.lines()
+        raise ConfigError(f"{spec.name}: {lines[0]}", lines[1:]) from exc
     if sampling:
         share = sampling_share(spec.name, task.budget, args.num_iterations, args.num_generations)
     else:
@@ -101,14 +95,14 @@ def method_recipe(task: Task, name: str, out: Path) -> MethodPlan:
 
 
 def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
-    """:func:`method_recipe`, then the runner's checks of that recipe (data format, rewards, lengths: the tokenizer
+    """:func:`method_recipe`, then the train flow's checks of that recipe (data format, rewards, lengths: the tokenizer
     only); a method that does not apply to the task's data is refused in one line naming it."""
     from ..registry import get_registry
-    from ..run import flow as runner
+    from ..run import flow
 
     plan = method_recipe(task, name, out)
     try:
-        run = runner.prepare_run(get_registry().trainer(plan.name), ["--config", str(plan.recipe)],
+        run = flow.prepare_run(get_registry().trainer(plan.name), ["--config", str(plan.recipe)],
                                  check_output=False)
     except TrlPluginsError as exc:
         raise UsageError(f"{plan.name}: does not apply to this task: {exc.lines()[0]}") from exc
@@ -122,7 +116,7 @@ def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
 def check_heldout(task: Task) -> None:
     """The task's held-out split: there, with prompts, and with the columns the metric reads (the sampling methods'
     runs check theirs; this is the one the others are scored on)."""
-    from ..checks.data import load_source
+    from ..checks.sources import load_source
     from ..sampling import reward_sources
 
     resolved = reward_sources.resolve(task.metric, key=f"{task.path}: metric")

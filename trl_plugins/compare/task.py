@@ -49,6 +49,15 @@ class Task:
         return int(self.shared.get("seed", 42))
 
 
+def sampling_keys(heldout: dict, metric: list[str]) -> dict:
+    """The recipe keys the compare sets for every sampling method — the metric as the training reward and how the
+    held-out prompts are sampled — and so the settings of every other method's held-out evaluation (worker.py)."""
+    return {"reward_funcs": metric, "heldout_prompts": heldout["prompts"],
+            "heldout_num_generations": heldout["num_generations"], "heldout_temperature": heldout["temperature"],
+            "max_new_tokens": heldout["max_new_tokens"], "top_p": heldout["top_p"], "top_k": heldout["top_k"],
+            "generation_batch_size": heldout["batch_size"]}
+
+
 def _unknown(where: str, key, known) -> ConfigError:
     close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.75)
     hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"

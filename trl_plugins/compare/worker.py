@@ -1,10 +1,11 @@
 """One method's run inside ``trl-plugins compare``: ``python -m trl_plugins.compare.worker JOB.json``.
 
-The ``train`` flow of ``runner.py`` (same checks, same trainer) with one callback added to the trainer, which records
+The ``train`` flow of ``run/flow.py`` (same checks, same trainer) with one callback added to the trainer, which records
 per fine-tuning phase the tokens trained (the Trainer's own ``num_input_tokens_seen``, non-padding) in
 ``compare_phases.jsonl`` and, for a method that is not a sampling trainer, scores the held-out prompts before and
-after training (``heldout.py``) into ``heldout_baseline.json`` / ``heldout_final.json``. The compare (``run.py``)
-writes the job file and reads these files back. Docs: docs/compare.md.
+after training into ``heldout_baseline.json`` / ``heldout_final.json`` with the sampling engine's own held-out
+evaluation (``sampling.engine.evaluate_heldout``), at the settings the compare gives the sampling methods. The compare
+(``run.py``) writes the job file and reads these files back. Docs: docs/compare.md.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..sampling.report import heldout_changes
+from ..sampling.records import HeldoutScores
 from ..sampling.store import read_jsonl, write_json, write_jsonl
+from .task import sampling_keys
 
 PHASES = "compare_phases.jsonl"
 
@@ -30,19 +32,32 @@ class CompareRecorder(TrainerCallback):
         self.trainer = None  # set once built: a sampling phase's iteration is len(trainer.summaries) + 1
         self.phases = read_jsonl(out_dir / PHASES) if (out_dir / PHASES).is_file() else []
         baseline = out_dir / "heldout_baseline.json"  # a resumed run keeps the score of the base, not its own
-        self.baseline = json.loads(baseline.read_text()) if job["resume"] and baseline.is_file() else None
+        self.baseline = (HeldoutScores.from_json(json.loads(baseline.read_text()))
+                         if job["resume"] and baseline.is_file() else None)
         self._start = time.perf_counter()
 
-    def _evaluate(self, model, tokenizer) -> dict:
-        from .heldout import heldout_scores
+    def evaluate(self, model, tokenizer) -> HeldoutScores:
+        """The held-out scores of ``model``, as a sampling method of the same compare gets its own: the engine's
+        :func:`~trl_plugins.sampling.engine.evaluate_heldout` with the settings the compare writes into the sampling
+        methods' recipes (the sampling knobs it does not set at their defaults) and the task's seed."""
+        from ..sampling import reward_sources
+        from ..sampling.config import sampling_options
+        from ..sampling.engine import HeldoutSettings, evaluate_heldout
+        from ..sampling.generation import make_backend
 
-        return heldout_scores(model, tokenizer, self.rows, self.job["metric"], self.job["heldout"], self.job["seed"])
+        options = sampling_options(**sampling_keys(self.job["heldout"], self.job["metric"]), seed=self.job["seed"])
+        entries = reward_sources.resolve(options.reward_funcs, options.reward_weights, key="metric")
+        sources = reward_sources.build(entries, next(model.parameters()).device, options.reward_batch_size)
+        backend = make_backend(options.generation_backend, model, tokenizer)
+        evaluation = evaluate_heldout(backend, self.rows, sources, [], HeldoutSettings.of(options))
+        evaluation.scores.extra["generated_tokens"] = evaluation.generated_tokens
+        return evaluation.scores
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
         self._start = time.perf_counter()
         if self.rows is not None and self.baseline is None and state.is_world_process_zero:
-            self.baseline = self._evaluate(model, processing_class)
-            write_json(self.out / "heldout_baseline.json", self.baseline)
+            self.baseline = self.evaluate(model, processing_class)
+            write_json(self.out / "heldout_baseline.json", self.baseline.to_json())
 
     def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
         if not state.is_world_process_zero:
@@ -52,19 +67,19 @@ class CompareRecorder(TrainerCallback):
                             "steps": state.global_step, "seconds": time.perf_counter() - self._start})
         write_jsonl(self.out / PHASES, self.phases)
         if self.rows is not None:
-            final = self._evaluate(model, processing_class)
-            final.update(heldout_changes(self.baseline["heldout_per_prompt"], final["heldout_per_prompt"],
-                                         seed=self.job["seed"]))
-            final["global_step"] = state.global_step
-            write_json(self.out / "heldout_final.json", final)
+            final = self.evaluate(model, processing_class).compared_with(self.baseline, seed=self.job["seed"])
+            final.extra["global_step"] = state.global_step
+            write_json(self.out / "heldout_final.json", final.to_json())
 
 
 def heldout_rows(job: dict) -> list[dict]:
-    from ..checks.data import load_source
+    """The task's held-out rows, chosen as a sampling method's run chooses its own (``heldout_split``)."""
+    from ..checks.sources import load_source
+    from ..sampling.method import heldout_split
 
     source = job["heldout_source"]
-    split = load_source(source["dataset_name"], source.get("dataset_config"))[source["dataset_test_split"]]
-    return split.select(range(min(job["heldout"]["prompts"], len(split)))).to_list()
+    datasets = load_source(source["dataset_name"], source.get("dataset_config"))
+    return heldout_split(datasets, source["dataset_test_split"], job["heldout"]["prompts"]).to_list()
 
 
 def _forget_unfinished(out: Path, resume: bool, sampling: bool) -> None:
@@ -83,13 +98,13 @@ def _forget_unfinished(out: Path, resume: bool, sampling: bool) -> None:
 
 def run_job(job: dict) -> None:
     from ..registry import get_registry
-    from ..run import flow as runner
+    from ..run import flow
 
     spec = get_registry().trainer(job["method"])
     out = Path(job["output_dir"])
     argv = ["--config", job["recipe"]]
     argv += ["--resume_from_checkpoint", "true"] if job["resume"] else ["--overwrite_output_dir", "true"]
-    run = runner.prepare_run(spec, argv)
+    run = flow.prepare_run(spec, argv)
     run.training_args.include_num_input_tokens_seen = "non_padding"  # the parser reads this str | bool field as a bool
     _forget_unfinished(out, job["resume"], job["sampling"])
     recorder = CompareRecorder(out, job, None if job["sampling"] else heldout_rows(job))
@@ -102,7 +117,7 @@ def run_job(job: dict) -> None:
         return trainer
 
     run.method.build = build_with_recorder
-    runner.train(run)
+    flow.train(run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,7 +96,7 @@ def reviews(source: str, label: int | None = None, max_words: int | None = None)
     return [text for text, lab in labelled_reviews(source, max_words) if label is None or lab == label]
 
 
-def _message(role: str, content: str) -> list[dict]:
+def chat_message(role: str, content: str) -> list[dict]:
     return [{"role": role, "content": content}]
 
 
@@ -122,9 +122,9 @@ def preference_pairs(
         if conversational:
             rows.append(
                 {
-                    "prompt": _message("user", prompt),
-                    "chosen": _message("assistant", chosen),
-                    "rejected": _message("assistant", rejected),
+                    "prompt": chat_message("user", prompt),
+                    "chosen": chat_message("assistant", chosen),
+                    "rejected": chat_message("assistant", rejected),
                 }
             )
         else:

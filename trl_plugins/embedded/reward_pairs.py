@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import random
 
-from .reviews import _message, clean_review, labelled_reviews, reviews, text_key, unique
+from .reviews import chat_message, clean_review, labelled_reviews, reviews, text_key, unique
 
 # (lower bound on d, label), checked in order
 VADER_RATING_THRESHOLDS = (
@@ -68,7 +68,7 @@ def imdb_rm_pairs(
     """IMDB (positive, negative) review pairs with VADER-derived rating labels and scores; up to 12,500 pairs."""
     from datasets import Dataset, DatasetDict
 
-    from ..builtin_rewards import _vader
+    from ..builtin_rewards import vader_analyzer
 
     if style not in ("reviews", "continuations"):
         raise ValueError(f"imdb-rm-pairs: style must be reviews or continuations, got {style!r}")
@@ -93,7 +93,7 @@ def imdb_rm_pairs(
     rng.shuffle(positives)
     rng.shuffle(negatives)
     pairs = list(zip(positives, negatives))
-    analyzer = _vader()
+    analyzer = vader_analyzer()
 
     def rows(selected, limit):
         """Up to ``limit`` rows from ``selected`` and how many pairs were read for them."""
@@ -115,9 +115,9 @@ def imdb_rm_pairs(
                 text = f'{OPENINGS_INSTRUCTION} "{chosen_opening if rng.random() < 0.5 else rejected_opening}'
             if conversational:
                 row = {
-                    "prompt": _message("user", text),
-                    "chosen": _message("assistant", chosen),
-                    "rejected": _message("assistant", rejected),
+                    "prompt": chat_message("user", text),
+                    "chosen": chat_message("assistant", chosen),
+                    "rejected": chat_message("assistant", rejected),
                 }
             else:
                 row = {"prompt": text + ("\n" if style == "reviews" else " "), "chosen": chosen, "rejected": rejected}

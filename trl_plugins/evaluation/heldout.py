@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..sampling.generation import is_conversational
+from ..formats import is_conversational
 
 
 def encode_pair(tokenizer, prompt, completion) -> tuple[list[int], int]:

@@ -133,7 +133,9 @@ def _built_model_path(name: str) -> str:
 
 
 def resolve_model_path(name: str) -> str:
-    """``embedded:NAME`` -> local checkpoint path; anything else unchanged (local path or hub id)."""
+    """``embedded:NAME`` -> the local checkpoint folder (converted or built on first use), for a trainer's ``model=``,
+    ``from_pretrained`` or any tool that takes a path; anything else unchanged (a local path or a hub id). Public as
+    ``trl_plugins.resolve_model_path``."""
     if name.startswith(EMBEDDED_PREFIX):
         return embedded_model_path(name.removeprefix(EMBEDDED_PREFIX))
     return name
@@ -196,8 +198,9 @@ def load_model(model_args, training_args=None, kind: str = "causal-lm", **overri
     return model
 
 
-def load_processing_class(model_args, training_args=None, kind: str = "causal-lm"):
-    """The tokenizer (or processor, for vision-language models) of the model; pad token defaults to EOS."""
+def load_processing_class(model_args, training_args=None, kind: str = "causal-lm", chat_template: str | None = None):
+    """The tokenizer (or processor, for vision-language models) of the model; pad token defaults to EOS;
+    ``chat_template`` (a recipe's Jinja template) replaces the model's."""
     from transformers import AutoProcessor, AutoTokenizer
 
     path = resolve_model_path(model_args.model_name_or_path)
@@ -208,6 +211,8 @@ def load_processing_class(model_args, training_args=None, kind: str = "causal-lm
         trust_remote_code=getattr(training_args, "trust_remote_code", False),
     )
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    if chat_template is not None:
+        processing_class.chat_template = tokenizer.chat_template = chat_template
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return processing_class

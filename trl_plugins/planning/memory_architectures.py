@@ -71,6 +71,10 @@ class Decoder:
     def kv_width(self) -> int:
         return self.kv_heads * self.head_dim
 
+    def kv_cache_bytes(self, tokens: float, bytes_per_value: float) -> float:
+        """The KV cache of ``tokens`` tokens (sequences x length): a key and a value per layer, ``kv_width`` wide."""
+        return 2 * self.layers * self.kv_width * bytes_per_value * tokens
+
     def linears(self) -> list[tuple[str, int, int]]:
         """``(name, in_features, out_features)`` of one layer's linear layers (MoE experts repeated)."""
         h, q, kv, i = self.hidden, self.heads * self.head_dim, self.kv_width, self.intermediate

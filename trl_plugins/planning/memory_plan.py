@@ -6,8 +6,8 @@ LoRA parameters, gradients, optimizer states, activations (checkpointed layer in
 every layer without gradient checkpointing), the LM head or full logits, reference/KL forwards, generation (KV
 cache) and reward models, the vision tower of a vision-language model; the peak over the run's phases as
 ``peak_gib``; whether it fits a GPU; the largest per-device batch and ``max_length`` that fit. Every term, where its
-numbers come from and the calibration against GPU measurements: docs/memory.md. The command: ``trl-plugins plan``
-(:mod:`trl_plugins.cli.plan`).
+numbers come from and the calibration against GPU measurements: docs/memory.md. Its inputs from a recipe:
+:mod:`trl_plugins.planning.inputs`; the command: ``trl-plugins plan`` (:mod:`trl_plugins.cli.plan`).
 """
 
 from __future__ import annotations
@@ -413,7 +413,7 @@ def _generation_terms(run: _Run) -> dict:
     """One generate call: the KV cache and working memory of the decode or the prefill, whichever is larger."""
     model, settings = run.model, run.settings
     length = settings.prompt_length + settings.max_new_tokens
-    kv_token = 2 * model.layers * model.kv_width * run.act  # a key and a value per layer
+    kv_token = model.kv_cache_bytes(1, run.act)
     batch = settings.generation_batch_size
     decode = {"generation_kv_cache": batch * length * kv_token,
               "generation_working": batch * length * kv_token / model.layers + batch * model.vocab * SAMPLING_LOGITS}

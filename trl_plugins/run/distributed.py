@@ -3,18 +3,62 @@ in one line before any model loads. Docs: docs/distributed.md.
 
 The launch is read from the accelerate config file (``trl-plugins train --accelerate_config X``, checked before
 relaunching) or from the environment accelerate gives each process (``accelerate launch --config_file X -m
-trl_plugins train ...``, checked in :func:`trl_plugins.run.flow.prepare_run`).
+trl_plugins train ...``, checked in :func:`trl_plugins.run.flow.prepare_run`). Recipe keys and flags that are
+``accelerate launch`` options (``num_processes``, ...) or ``accelerate_config`` are the launcher's, as ``trl dpo
+--config`` reads them (:func:`launch_options`, :func:`split_launch_flags`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 from ..errors import ConfigError
 
 SHARDED = ("fsdp", "zero3")  # launches that shard the weights themselves across processes
+ACCELERATE_CONFIG = "accelerate_config"  # TRL's CLI key: a shipped accelerate config's name, or a file
+DEEPSPEED_MISSING = "DeepSpeed is not installed: pip install 'trl-plugins[deepspeed]'"
+
+
+def launch_options() -> dict:
+    """``accelerate launch``'s options by name (argparse actions), plus ``accelerate_config``: what TRL's CLI hands to
+    the launcher when a recipe or the command line names them (a config field of the same name stays the config's)."""
+    from accelerate.commands.launch import launch_command_parser
+
+    options = {a.dest: a for a in launch_command_parser()._actions if a.option_strings and a.dest != "help"}
+    options[ACCELERATE_CONFIG] = None
+    return options
+
+
+def launch_flag(name: str, value, action) -> list[str]:
+    """One launcher option as command-line words (a switch is written only when true)."""
+    if action is not None and action.nargs == 0:
+        return [f"--{name}"] if str(value).strip().lower() in ("true", "1", "yes") else []
+    return [f"--{name}", str(value)]
+
+
+def split_launch_flags(argv: list[str], names) -> tuple[list[str], list[str]]:
+    """``(launcher flags, the rest)`` of a command line: ``--num_processes 2``, ``--accelerate_config=zero2``,
+    ``--multi_gpu`` (``names``: :func:`launch_options` less the config's own fields)."""
+    launch, rest, i = [], [], 0
+    while i < len(argv):
+        word = argv[i]
+        name = word[2:].split("=", 1)[0] if word.startswith("--") else None
+        if name is None or name not in names:
+            rest.append(word)
+        elif "=" in word or (names[name] is not None and names[name].nargs == 0):
+            launch.append(word)
+        else:
+            launch += argv[i:i + 2]
+            i += 1
+        i += 1
+    return launch, rest
+
+
+def under_launcher() -> bool:
+    """This process was started by ``accelerate launch`` (every launcher sets ACCELERATE_MIXED_PRECISION) or torchrun:
+    the launch keys of its recipe were the launcher's, and it does not launch again."""
+    return "ACCELERATE_MIXED_PRECISION" in os.environ or "LOCAL_RANK" in os.environ
 
 
 def _flag(name: str) -> bool:
@@ -30,23 +74,31 @@ def launch_from_env() -> str:
     return "ddp" if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else "single"
 
 
-def launch_from_config(path: str | os.PathLike) -> str:
-    """The same, from an accelerate config file."""
+def launch_from_config(path: str | os.PathLike | None, num_processes: int | None = None) -> str:
+    """The same, from an accelerate config file (None: accelerate's defaults) and a ``num_processes`` that overrides
+    the file's."""
     import yaml
 
-    config = yaml.safe_load(Path(path).read_text()) or {}
+    config = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
     kind = str(config.get("distributed_type", "NO")).upper()
     if kind == "FSDP":
         return "fsdp"
     if kind == "DEEPSPEED":
         return f"zero{(config.get('deepspeed_config') or {}).get('zero_stage', 2)}"
-    return "ddp" if int(config.get("num_processes", 1) or 1) > 1 else "single"
+    processes = num_processes if num_processes is not None else config.get("num_processes", 1)
+    return "ddp" if int(processes or 1) > 1 else "single"
 
 
 def check_installed(launch: str) -> None:
     """A DeepSpeed launch needs DeepSpeed (checked before the recipe is parsed: transformers needs it then)."""
-    if launch.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError(f"{launch}: DeepSpeed is not installed: pip install 'trl-plugins[deepspeed]'")
+    if launch.startswith("zero") and not deepspeed_installed():
+        raise ConfigError(f"{launch}: {DEEPSPEED_MISSING}")
+
+
+def deepspeed_installed() -> bool:
+    from transformers.integrations import is_deepspeed_available
+
+    return bool(is_deepspeed_available())
 
 
 def check_launch(method, model_args, training_args, launch: str, where: str = "recipe") -> None:

@@ -1,7 +1,7 @@
 """The ``train`` and ``check-data`` flow shared by every trainer.
 
 1. parse the recipe strictly (``recipe.py``) and check it against the launch (``run/distributed.py``); 2. cheap
-model-source and output-directory checks; 3. load the dataset and check every split against the trainer's format
+model-source, installed-package (``checks/packages.py``) and output-directory checks; 3. load the dataset and check every split against the trainer's format
 (``checks/data.py``) and its method's ``check_data``; 4. the method's ``check_run``; 5. token lengths against the trainer's
 limit (``checks/lengths.py``, tokenizer only) — all before any model is loaded; then 6. the method's ``build`` loads the
 model and returns the trainer, which trains, saves and writes its model card (and pushes to the hub when asked).
@@ -59,7 +59,8 @@ class RunContext:
     def load_processing_class(self):
         from ..models.loading import load_processing_class
 
-        return load_processing_class(self.model_args, self.training_args, self.spec.model_kind)
+        return load_processing_class(self.model_args, self.training_args, self.spec.model_kind,
+                                     chat_template=getattr(self.script_args, "chat_template", None))
 
     def peft_config(self):
         from trl import get_peft_config
@@ -71,6 +72,7 @@ def prepare_run(spec: TrainerSpec, argv: list[str], check_output: bool = True) -
     """Parse and check everything that can be checked without a model; raises one-line errors."""
     from ..checks.data import check_datasets, load_datasets
     from ..checks.lengths import check_lengths
+    from ..checks.packages import check_packages
     from ..models.loading import check_model_source
     from .distributed import check_installed, check_launch, launch_from_env
 
@@ -81,6 +83,7 @@ def prepare_run(spec: TrainerSpec, argv: list[str], check_output: bool = True) -
     parsed.require_model(" (e.g. embedded:smollm2-135m-instruct)")
     check_model_source(parsed.model_args.model_name_or_path)
     check_launch(method, parsed.model_args, parsed.training_args, launch_from_env(), parsed.where)
+    check_packages(parsed.training_args, parsed.model_args, parsed.where)
     if check_output:
         check_output_dir(parsed.script_args, parsed.training_args, resume_value(parsed.training_args))
     run = RunContext(spec=spec, trainer_cls=trainer_cls, config_cls=config_cls, method=method,
@@ -129,5 +132,5 @@ def _trained_nothing(trainer, out) -> bool:
     the phase's ``train_loss`` or None where nothing was selected; other trainers count ``global_step``."""
     summaries = getattr(trainer, "summaries", None)
     if summaries is not None:
-        return bool(summaries) and all(s.get("train_loss") is None for s in summaries)
+        return bool(summaries) and all(s.train_loss is None for s in summaries)
     return out is not None and getattr(out, "global_step", 1) == 0

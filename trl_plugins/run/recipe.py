@@ -8,14 +8,18 @@ Unknown YAML keys, values of the wrong type or outside their choices, and unknow
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UsageError
+from .field_changes import FIELD_CHANGES
+from .field_types import field_annotations, list_item, one_or_more, record_fields, takes_mapping, takes_none
 
 META_KEYS = ("env",)  # TrlParser: `env:` sets environment variables
 
@@ -41,21 +45,45 @@ def _run_arguments_class():
         max_eval_samples: int | None = field(
             default=None, metadata={"help": "Use only the first N rows of the evaluation split."}
         )
+        dataset_mixture: dict[str, Any] | None = field(
+            default=None,
+            metadata={"help": "alignment-handbook's dataset mixture: {datasets: [{id, config, split, columns, weight}], "
+                      "seed, test_split_size}; weight keeps that share of each dataset (docs/plugins.md)."},
+        )
+        chat_template: str | None = field(
+            default=None,
+            metadata={"help": "A Jinja chat template set on the tokenizer before anything is tokenized "
+                      "(alignment-handbook's key)."},
+        )
 
     return RunArguments
 
 
+class _OneOrMore(argparse.Action):
+    """``--report_to tensorboard wandb`` -> a list; ``--report_to wandb`` -> the value alone (as TRL's parser gives)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
+
+
 class StrictParser:
-    """Builds the TrlParser lazily (it imports transformers) and turns argparse exits into one-line errors."""
+    """Builds the TrlParser lazily (it imports transformers) and turns argparse exits into one-line errors. A recipe's
+    keys are checked against each field's annotation as written (``field_types.py``): every YAML form TRL's parser
+    accepts, with the same meaning. Keys for the launcher (``num_processes``, ``accelerate_config``, ...) are kept
+    apart in :attr:`launch`; renamed keys are read under their new name with one printed line (``field_changes.py``).
+    """
 
     def __init__(self, config_cls: type, prog: str | None = None):
         from trl import DatasetMixtureConfig, ModelConfig, TrlParser
+
+        from .distributed import launch_options
 
         class _Parser(TrlParser):
             def error(self, message):  # argparse would print usage and exit; we want one line
                 raise UsageError(message)
 
         self.dataclass_types = (_run_arguments_class(), config_cls, ModelConfig, DatasetMixtureConfig)
+        self.annotations = field_annotations(self.dataclass_types)  # before TrlParser narrows the field types
         self.parser = _Parser(self.dataclass_types, prog=prog)
         self.fields = {f.name: f for dc in self.dataclass_types for f in dataclasses.fields(dc)}
         self.actions: dict[str, Any] = {}
@@ -65,24 +93,48 @@ class StrictParser:
             current = self.actions.get(action.dest)
             if current is None or (current.type is None and action.type is not None):
                 self.actions[action.dest] = action
+        for name, action in self.actions.items():
+            if action.nargs is None and name in self.annotations and one_or_more(self.annotations[name]):
+                action.nargs, action.__class__ = "+", _OneOrMore  # TRL's parser takes one value only
+        self.launch_names = {name: act for name, act in launch_options().items() if name not in self.actions}
+        self.launch: dict[str, Any] = {}  # the recipe's launcher keys (read by `train` before it launches)
+        self.launch_argv: list[str] = []  # the command line's launcher flags
 
     # -- YAML values ---------------------------------------------------------------------------------------------
-    def _convert(self, key: str, value: Any, where: str) -> Any:
+    def _convert(self, key: str, value: Any) -> Any:
+        """``value`` as TRL's parser passes it on, after checking it fits the field; raises ``_Problem``."""
         action = self.actions[key]
-        ftype = str(self.fields[key].type) if key in self.fields else ""
+        annotation = self.annotations.get(key, Any)
         if value is None:
-            if "None" in ftype or self.fields.get(key, None) is None or self.fields[key].default is None:
+            if takes_none(annotation) or self.fields.get(key) is None or self.fields[key].default is None:
                 return None
-            raise ConfigError(f"{where}: {key!r} cannot be null")
+            raise _Problem(f"{key!r} cannot be null")
         if isinstance(value, dict):
-            if "dict" in ftype:
+            if takes_mapping(annotation):
                 return value
-            raise ConfigError(f"{where}: {key!r} expects {self._expects(key)}, got a mapping")
+            raise _Problem(f"{key!r} expects {self._expects(key)}, got a mapping")
         if isinstance(value, list):
-            if action.nargs in ("+", "*") or "list" in ftype:
-                return [self._convert_scalar(key, item, where) for item in value]
-            raise ConfigError(f"{where}: {key!r} expects a single {self._expects(key)}, got a list")
-        return self._convert_scalar(key, value, where)
+            item = list_item(annotation)
+            if item is None and action.nargs not in ("+", "*"):
+                raise _Problem(f"{key!r} expects one value ({self._expects(key)}), got a list")
+            record = record_fields(item)
+            if record is not None:
+                return [self._record(key, i, entry, record) for i, entry in enumerate(value)]
+            return [self._convert_scalar(key, entry) for entry in value]
+        return self._convert_scalar(key, value)
+
+    def _record(self, key: str, index: int, entry: Any, fields: dict) -> dict:
+        """One entry of a list of records (TRL's ``datasets:`` items): a mapping of the record's fields."""
+        where = f"{key}[{index}]"
+        if not isinstance(entry, dict):
+            raise _Problem(f"{where} must be a mapping of {', '.join(fields)}, got {entry!r}")
+        problems = [f"{where}: {_unknown(name, fields)}" for name in entry if name not in fields]
+        problems += [f"{where}: {name!r} is required" for name, f in fields.items()
+                     if name not in entry and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING]
+        if problems:
+            raise _Problem(*problems)
+        return entry
 
     def _expects(self, key: str) -> str:
         action = self.actions[key]
@@ -93,51 +145,76 @@ class StrictParser:
             type_name, "a value"
         )
 
-    def _convert_scalar(self, key: str, value: Any, where: str) -> Any:
+    def _convert_scalar(self, key: str, value: Any) -> Any:
         action = self.actions[key]
         convert = action.type
         if action.nargs == 0:  # a store_true/false flag without a typed twin
             if isinstance(value, bool):
                 return value
-            raise ConfigError(f"{where}: {key!r} expects true/false, got {value!r}")
+            raise _Problem(f"{key!r} expects true/false, got {value!r}")
         if convert is None:
             return value
         type_name = getattr(convert, "__name__", "")
         if isinstance(value, bool) and type_name != "string_to_bool" and not action.choices:
-            raise ConfigError(f"{where}: {key!r} expects {self._expects(key)}, got {str(value).lower()}")
+            raise _Problem(f"{key!r} expects {self._expects(key)}, got {str(value).lower()}")
         text = value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
         try:
             converted = convert(value) if type_name == "string_to_bool" else convert(text)
         except (TypeError, ValueError, Exception) as exc:  # noqa: BLE001 - argparse type functions raise anything
-            raise ConfigError(f"{where}: {key!r} expects {self._expects(key)}, got {value!r}") from exc
+            raise _Problem(f"{key!r} expects {self._expects(key)}, got {value!r}") from exc
         if action.choices and converted not in action.choices and str(converted) not in map(str, action.choices):
-            raise ConfigError(f"{where}: {key!r} must be {self._expects(key)}, got {value!r}")
+            raise _Problem(f"{key!r} must be {self._expects(key)}, got {value!r}")
         if type_name == "str" and not isinstance(value, str):
             return text
         return value if isinstance(value, (int, float)) and type_name in ("int", "float") else converted
 
     def check_keys(self, config: dict, where: str) -> dict:
-        """Reject unknown keys; convert and check every value. Returns the cleaned mapping."""
-        cleaned = {}
+        """Convert and check every value of a recipe layer; renamed keys are read under their new name (one printed
+        line each), launcher keys go to :attr:`launch`. Every unknown key and bad value is one :class:`ConfigError`
+        (one line, or a header and one line per key). Returns the cleaned mapping."""
+        cleaned, problems, migrated = {}, [], []
         for key, value in config.items():
-            if key not in self.actions:
-                close = difflib.get_close_matches(str(key), list(self.actions), n=1, cutoff=0.75)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"{where}: unknown key {key!r}{hint}")
-            cleaned[key] = self._convert(key, value, where)
+            key = str(key)
+            change = FIELD_CHANGES.get(key)
+            try:
+                if key in self.actions and not (change and change.alias):
+                    cleaned[key] = self._convert(key, value)
+                elif change and change.new in self.actions and change.migrates(value):
+                    cleaned[change.new] = self._convert(change.new, value)
+                    migrated.append((key, change))
+                elif key in self.launch_names:
+                    self.launch[key] = value
+                else:
+                    raise _Problem(_unknown(key, self.actions))
+            except _Problem as problem:
+                problems += problem.args
+        _raise_all(where, problems)
+        if "dataset_mixture" in cleaned and cleaned["dataset_mixture"] is not None:
+            from ..checks.mixtures import handbook_mixture_problems
+
+            _raise_all(where, handbook_mixture_problems(cleaned["dataset_mixture"]))
+        for key, change in migrated:  # said once the layer is known good: an error stays one line
+            _note_migration(where, key, change)
         return cleaned
 
-    def _current_names(self, values):
-        """A recipe layer (mapping) or argv with deprecated field names written as their current ones, so that the
-        layers' precedence holds whichever name each layer uses (transformers lets the new name win over the old)."""
-        renamed = {old: new for old, new in RENAMED_FIELDS.items() if new in self.actions}
-        if isinstance(values, dict):
-            return {renamed.get(key, key): value for key, value in values.items()}
-        flags = {f"--{old}": f"--{new}" for old, new in renamed.items()}
-        return [flags.get(a.split("=")[0], a.split("=")[0]) + a[len(a.split("=")[0]):] for a in values]
+    def _current_names(self, argv: list[str], where: str = "command line") -> list[str]:
+        """argv with renamed flags written as their current ones (one printed line each), so that the layers'
+        precedence holds whichever name each layer uses (transformers lets the new name win over the old)."""
+        out = []
+        for i, arg in enumerate(argv):
+            name, eq, rest = arg.partition("=")
+            change = FIELD_CHANGES.get(name[2:]) if name.startswith("--") else None
+            value = rest if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+            if change and change.new in self.actions and change.migrates(value):
+                _note_migration(where, name[2:], change)
+                arg = f"--{change.new}{eq}{rest}"
+            out.append(arg)
+        return out
 
     # -- the whole command line ----------------------------------------------------------------------------------
     def parse(self, argv: list[str], recipe: Path | None):
+        from .distributed import DEEPSPEED_MISSING, deepspeed_installed, split_launch_flags
+
         config: dict = {}
         where = str(recipe) if recipe else "command line"
         if recipe is not None:
@@ -148,14 +225,17 @@ class StrictParser:
             for name, value in env.items():
                 os.environ[str(name)] = str(value)
             config = self.check_keys(config, where)
-        config, argv = self._current_names(config), self._current_names(argv)
+        self.launch_argv, argv = split_launch_flags(argv, self.launch_names)  # the launcher's, as `trl dpo` reads them
+        argv = self._current_names(argv)
         preset_name = _flag_value(argv, "peft_preset") or config.get("peft_preset")
         defaults = {}
         if preset_name:
             from ..models.peft_presets import preset_values
 
-            defaults.update(self._current_names(preset_values(preset_name)))
+            defaults.update(self.check_keys(preset_values(preset_name), f"preset {preset_name!r}"))
         defaults.update(config)
+        if (_flag_value(argv, "deepspeed") or defaults.get("deepspeed")) and not deepspeed_installed():
+            raise ConfigError(f"{where}: deepspeed is set (a DeepSpeed config): {DEEPSPEED_MISSING}")
         self.parser.set_defaults_with_config(**defaults)
         try:
             *parsed, remaining = self.parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
@@ -165,18 +245,57 @@ class StrictParser:
             lines = str(exc).strip().splitlines()
             raise ConfigError(f"{where}: {lines[0] if lines else exc}") from exc
         if remaining:
-            flag = remaining[0]
-            name = flag.lstrip("-").split("=")[0]
-            close = difflib.get_close_matches(name, list(self.actions), n=1, cutoff=0.75)
-            hint = f"; did you mean '--{close[0]}'?" if close else ""
-            raise UsageError(f"unknown argument {flag!r}{hint}")
+            flags = [word for word in remaining if word.startswith("--")] or remaining[:1]
+            problems = [f"unknown argument {flag!r}" + _flag_hint(flag, self.actions) for flag in flags]
+            if len(problems) == 1:
+                raise UsageError(problems[0])
+            raise ConfigError(f"command line: {len(problems)} unknown arguments", [f"  {p}" for p in problems])
         explicit = set(config) | {a.lstrip("-").split("=")[0] for a in argv if a.startswith("--")}
         return parsed, explicit
 
 
-# transformers >= 5.25 renamed these TrainingArguments fields; TRL's configs still default the old one
-RENAMED_FIELDS = {"gradient_checkpointing": "activation_checkpointing",
-                  "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs"}
+class _Problem(Exception):
+    """One or more problems with recipe keys (each a line without the recipe's name)."""
+
+
+def _unknown(key: str, known) -> str:
+    """``unknown key 'x'`` with its best hint: what replaced a renamed or removed field, or the closest known key."""
+    change = FIELD_CHANGES.get(key)
+    if change is not None:
+        return f"{key!r}: {change.message()}"
+    close = _closest(key, known)
+    return f"unknown key {key!r}" + (f"; did you mean {close!r}?" if close else "")
+
+
+def _flag_hint(flag: str, actions) -> str:
+    name = flag.lstrip("-").split("=")[0]
+    change = FIELD_CHANGES.get(name)
+    if change is not None:
+        return f" ({change.message()})"
+    close = _closest(name, actions)
+    return f"; did you mean '--{close}'?" if close else ""
+
+
+def _closest(name: str, known) -> str | None:
+    """The known name closest to a misspelt one; an old name that matches best is given as its current name."""
+    close = difflib.get_close_matches(name, [*known, *FIELD_CHANGES], n=1, cutoff=0.75)
+    if not close:
+        return None
+    change = FIELD_CHANGES.get(close[0])
+    return change.new if change is not None and change.new in known else close[0]
+
+
+def _raise_all(where: str, problems: list[str]) -> None:
+    if len(problems) == 1:
+        raise ConfigError(f"{where}: {problems[0]}")
+    if problems:
+        raise ConfigError(f"{where}: {len(problems)} keys to fix (nothing was loaded)", [f"  {p}" for p in problems])
+
+
+def _note_migration(where: str, old: str, change) -> None:
+    """The one line a migrated key prints (by the main process only: every process parses the recipe)."""
+    if os.environ.get("RANK", "0") in ("0", ""):
+        print(f"trl-plugins: {where}: {old!r} is read as {change.new!r} (renamed in {change.since})", file=sys.stderr)
 
 
 def _flag_value(argv: list[str], name: str) -> str | None:

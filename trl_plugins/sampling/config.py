@@ -5,11 +5,23 @@ raft`` prints them) and in docs/methods/sampling_engine.md."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from types import SimpleNamespace
 
 from trl import SFTConfig
 
 from .generation import SamplingParams
+
+
+def check_backend(name: str) -> None:
+    """A registered generation backend's name, or a ValueError naming the registered ones (no model is loaded)."""
+    from ..errors import UsageError
+    from ..registry import get_registry
+
+    try:
+        get_registry().generation_backend(name)
+    except UsageError as exc:
+        raise ValueError(f"generation_backend: {exc}") from None
 
 
 @dataclass
@@ -39,7 +51,11 @@ class SamplingOptions:
     generation_batch_size: int = field(
         default=64, metadata={"help": "Sequences (prompts x K) per generate call."}
     )
-    generation_backend: str = field(default="transformers", metadata={"help": "Generation backend: transformers."})
+    generation_backend: str = field(
+        default="transformers",
+        metadata={"help": "Generation backend: a registered name (trl-plugins list --backends; plugins add theirs with "
+                  "the register_generation_backends hook). Built in: transformers."},
+    )
     generation_fast_decode: bool = field(
         default=True,
         metadata={"help": "Own decode loop: one prefill per prompt, finished sequences leave the batch, KV cache "
@@ -124,8 +140,7 @@ class SamplingOptions:
             raise ValueError(f"prompts_per_iteration must be >= 1, got {self.prompts_per_iteration}")
         if self.heldout_prompts < 0 or self.heldout_num_generations < 1:
             raise ValueError("heldout_prompts must be >= 0 and heldout_num_generations >= 1")
-        if self.generation_backend != "transformers":
-            raise ValueError(f"generation_backend {self.generation_backend!r} is not available (available: transformers)")
+        check_backend(self.generation_backend)
         if str(self.eval_strategy) not in ("no", "IntervalStrategy.NO"):
             raise ValueError("eval_strategy does not apply to sampling trainers: use heldout_prompts to track "
                              "held-out reward")
@@ -138,13 +153,29 @@ class SamplingOptions:
                              f"{len(self.reward_funcs)} entries")
 
     def sampling_params(self, heldout: bool = False) -> SamplingParams:
-        temperature = self.heldout_temperature if heldout and self.heldout_temperature is not None else self.temperature
-        merge_quantized = {"true": True, "false": False}.get(str(self.generation_merge_quantized).lower(), "auto")
-        return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=temperature, top_p=self.top_p,
-                              top_k=self.top_k, batch_size=self.generation_batch_size,
-                              fast_decode=self.generation_fast_decode, refill=self.generation_refill,
-                              merge_adapters=self.generation_merge_adapters, merge_quantized=merge_quantized,
-                              compile=self.generation_compile)
+        return sampling_params_of(self, heldout)
+
+
+def sampling_params_of(options, heldout: bool = False) -> SamplingParams:
+    """How a run with these :class:`SamplingOptions` samples its prompts (``heldout``: its held-out prompts, at
+    ``heldout_temperature``); ``options`` is a config or :func:`sampling_options`."""
+    o = options
+    temperature = o.heldout_temperature if heldout and o.heldout_temperature is not None else o.temperature
+    merge_quantized = {"true": True, "false": False}.get(str(o.generation_merge_quantized).lower(), "auto")
+    return SamplingParams(max_new_tokens=o.max_new_tokens, temperature=temperature, top_p=o.top_p, top_k=o.top_k,
+                          batch_size=o.generation_batch_size, fast_decode=o.generation_fast_decode,
+                          refill=o.generation_refill, merge_adapters=o.generation_merge_adapters,
+                          merge_quantized=merge_quantized, compile=o.generation_compile)
+
+
+def sampling_options(**values) -> SimpleNamespace:
+    """:class:`SamplingOptions`' fields at their defaults, overridden by ``values``: the generation settings of a run
+    that is not a sampling trainer but is evaluated like one (compare's other methods, the ORPO demo)."""
+    defaults = {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(SamplingOptions)}
+    unknown = set(values) - set(defaults) - {"seed"}
+    if unknown:
+        raise TypeError(f"not sampling options: {', '.join(sorted(unknown))}")
+    return SimpleNamespace(**{**defaults, **values})
 
 
 @dataclass

@@ -10,23 +10,22 @@ Two decode paths share its interface:
 
 For a LoRA ``PeftModel`` the adapters are merged for the phase and the weights restored bit for bit afterwards
 (:mod:`.adapter_merge`). It works on plain models, LoRA/QLoRA ``PeftModel`` s and models wrapped by accelerate (pass
-the unwrapped module). A backend samples what it is given, in this process; under several processes the trainer
-shares the prompts out and gathers the results (``SamplingTrainer._sharded``). ``backend.last_stats`` holds the last call's numbers (tokens,
-decoded slots, seconds, tokens/s).
+the unwrapped module). A backend samples what it is given, in this process; under several processes the engine
+shares the prompts out and gathers the results (``engine.Shards``). ``backend.last_stats`` holds the last call's
+numbers (tokens, decoded slots, seconds, tokens/s).
 
 A backend is anything with ``generate(prompts, num_return_sequences, params, seed, progress, chat_kwargs)
 -> list[list[Generation]]`` (``chat_kwargs``: per prompt, its row's ``tools``/``chat_template_kwargs``)
-(outer list: one entry per prompt, in input order) and a ``last_stats`` dict. A vLLM backend can implement that and be
-selected with ``generation_backend``; none ships here because none is tested here.
-
-:func:`generate` is the one-completion-per-prompt convenience used by the demos and evaluation.
+(outer list: one entry per prompt, in input order) and a ``last_stats`` dict (:class:`GenerationBackend`). Backends are
+registered by name through the ``register_generation_backends`` hook — ``transformers`` (this class) in
+``builtin.py`` like any plugin's — and a recipe picks one with ``generation_backend`` (:func:`make_backend`). Only the
+engine's stages call a backend (``engine.py``; tests/test_layout.py checks it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,42 +33,10 @@ from typing import Protocol
 
 import torch
 
+from ..formats import is_conversational
 from .adapter_merge import merged_for_generation
 
 logger = logging.getLogger(__name__)
-
-
-def flatten_samples(rows: list[dict], out: list) -> tuple[list, list, list[dict]]:
-    """The samples of each row (``out[i]``: row ``i``'s generations) one per entry, as reward functions take them:
-    ``(prompts, completions, extra columns)``; a conversational prompt's completion is an assistant message."""
-    prompts, completions, extra = [], [], []
-    for row, gens in zip(rows, out):
-        prompt = row["prompt"]
-        for g in gens:
-            prompts.append(prompt)
-            completions.append([{"role": "assistant", "content": g.text}] if is_conversational(prompt) else g.text)
-            extra.append({c: v for c, v in row.items() if c != "prompt"})
-    return prompts, completions, extra
-
-
-def is_conversational(value) -> bool:
-    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
-
-
-TEMPLATE_COLUMNS = ("chat_template_kwargs", "tools")  # per-row chat-template inputs, as TRL's trainers read them
-
-
-def template_kwargs(row: dict) -> dict | None:
-    """A dataset row's own chat-template arguments as TRL's SFTTrainer passes them: ``tools`` (a list, or its JSON
-    string) and the ``chat_template_kwargs`` dict; None when the row has neither."""
-    import json
-
-    tools = row.get("tools")
-    tools = json.loads(tools) if isinstance(tools, str) else tools
-    extra = row.get("chat_template_kwargs") or {}
-    if tools is None and not extra:
-        return None
-    return {"tools": tools, **extra}
 
 
 def prompt_text(tokenizer, prompt, chat_kwargs: dict | None = None) -> str:
@@ -169,12 +136,13 @@ class TransformersBackend:
         keep_trainable(model)  # the policy trains after generating: no CPU repacking of 4-bit layers (bnb_cpu.py)
         self.model = model
         self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
-        self.generate_calls = 0  # generation batches so far: ceil(prompts / (batch_size // K)) per call (tests count)
+        self.calls = 0  # generate() calls so far
         self.last_stats: dict = {}
         self._warned: set[str] = set()
 
     def generate(self, prompts, num_return_sequences, params, seed, progress=False, chat_kwargs=None):
-        """``chat_kwargs``: per prompt, its row's chat-template arguments (:func:`template_kwargs`) or None."""
+        """``chat_kwargs``: per prompt, its row's chat-template arguments (``formats.template_kwargs``) or None."""
+        self.calls += 1
         return self._generate(list(prompts), num_return_sequences, params, seed, progress, chat_kwargs)
 
     def path(self, params) -> str:
@@ -215,7 +183,6 @@ class TransformersBackend:
         eos = _eos_ids(model, tok)
         pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos), 0)
         path = self.path(params)
-        self.generate_calls += math.ceil(len(prompts) / max(1, params.batch_size // k))
         bar = tqdm(total=len(prompts) * k, desc="generating", unit="seq", disable=not progress, leave=True)
         start = time.perf_counter()
         longest_prompt = max((len(t) for t in texts), default=0) // 3  # characters -> tokens, roughly: only a reserve for "auto"
@@ -319,34 +286,19 @@ class TransformersBackend:
 
 def _kv_cache_bytes(model, sequences: int, tokens: int) -> int:
     """A rough KV-cache size (16-bit) for ``sequences`` x ``tokens``: what ``merge_quantized: auto`` keeps free."""
+    from ..planning.memory_architectures import Decoder
+
     config = getattr(model, "config", None)
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    layers = getattr(config, "num_hidden_layers", 0) or 0
-    heads = getattr(config, "num_attention_heads", 0) or 1
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", 0) // heads
-    return 2 * layers * kv_heads * head_dim * 2 * sequences * tokens
+    try:
+        decoder = Decoder.from_config(config.to_dict())
+    except (AttributeError, ValueError, TypeError):  # not a config the planner reads: no reserve
+        return 0
+    return int(decoder.kv_cache_bytes(sequences * tokens, bytes_per_value=2))
 
 
 def make_backend(name: str, model, tokenizer) -> GenerationBackend:
-    if name == "transformers":
-        return TransformersBackend(model, tokenizer)
-    raise ValueError(f"unknown generation backend {name!r} (available: transformers)")
+    """The registered generation backend ``name`` (``register_generation_backends`` hook; built in: ``transformers``)
+    for ``model``: ``backend(model, tokenizer)``."""
+    from ..registry import get_registry
 
-
-def generate(
-    model,
-    tokenizer,
-    prompts: Sequence,
-    max_new_tokens: int = 48,
-    temperature: float = 0.7,
-    top_p: float = 1.0,
-    batch_size: int = 32,
-    seed: int = 0,
-    top_k: int = 0,
-) -> list[str]:
-    """Sample one completion per prompt (batched, left padding); returns the decoded, stripped completions."""
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                            batch_size=batch_size)
-    out = TransformersBackend(model, tokenizer).generate(list(prompts), 1, params, seed)
-    return [gens[0].text.strip() for gens in out]
+    return get_registry().generation_backend(name).load()(model, tokenizer)

@@ -46,17 +46,21 @@ class SamplingMethod(Method):
     @staticmethod
     def _heldout_split(run):
         args = run.training_args
-        if not args.heldout_prompts:
-            return None
-        split = run.script_args.dataset_test_split
-        test = run.datasets.get(split) if hasattr(run.datasets, "get") else None
-        if test is None:
-            raise ConfigError(f"heldout_prompts is {args.heldout_prompts} but the dataset has no split {split!r}")
-        if "prompt" not in test.column_names:
-            raise ConfigError(f"held-out split {split!r} has no 'prompt' column")
-        return test.select(range(min(args.heldout_prompts, len(test))))
+        return heldout_split(run.datasets, run.script_args.dataset_test_split, args.heldout_prompts) \
+            if args.heldout_prompts else None
 
     def build(self, run):
         return run.trainer_cls(model=run.load_model(), args=run.training_args, train_dataset=run.train_dataset,
                                processing_class=run.load_processing_class(), peft_config=run.peft_config(),
                                heldout_dataset=self.heldout, rewards=self.rewards, heldout_rewards=self.heldout_rewards)
+
+
+def heldout_split(datasets, split: str, prompts: int):
+    """The held-out prompts of a run: the first ``prompts`` rows of ``datasets[split]`` (compare's other methods get
+    theirs here too); one line naming what is missing otherwise."""
+    test = datasets.get(split) if hasattr(datasets, "get") else None
+    if test is None:
+        raise ConfigError(f"heldout_prompts is {prompts} but the dataset has no split {split!r}")
+    if "prompt" not in test.column_names:
+        raise ConfigError(f"held-out split {split!r} has no 'prompt' column")
+    return test.select(range(min(prompts, len(test))))

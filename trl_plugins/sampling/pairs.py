@@ -8,7 +8,8 @@ returns a :class:`PairSet`: ``(chosen, rejected)`` index pairs in increasing ord
 reward are broken by the lower index), the prompts whose usable samples all tie (no pair, counted) and the prompts
 with fewer than two usable samples. Docs: docs/methods/iterative_dpo.md.
 
-- :func:`best_worst`: the best against the worst sample of each prompt (Xiong et al. 2024; Dong et al. 2024, RLHFlow).
+- :func:`best_worst`: the best against the worst sample of each prompt (Xiong et al. 2024; Dong et al. 2024, RLHFlow);
+  also rejection-sampling's preference export, which passes cut-off samples as unusable (neither side).
 - :func:`all_pairs`: every two samples of a prompt whose rewards differ by at least ``min_reward_gap``.
 - :func:`correct_incorrect`: correct (reward >= ``correct``) against incorrect samples (IRPO, Pang et al. 2024).
 - :func:`judge_pairwise`: a judge's comparisons of two samples in both orders, kept where the orders agree (RLAIF).
@@ -20,9 +21,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
-from .selection import _by_group
-
-RULES = ("best_worst", "all_pairs", "correct_incorrect")
+from .selection import by_group
 
 
 @dataclass
@@ -41,7 +40,7 @@ def _check_gap(min_reward_gap: float) -> None:
 
 def _split(groups, rewards):
     """Usable samples by prompt (in first-appearance order) and the count of prompts with fewer than two."""
-    usable = _by_group(groups, rewards)
+    usable = by_group(groups, rewards)
     too_few = len(set(groups)) - sum(len(members) >= 2 for members in usable.values())
     return {g: m for g, m in usable.items() if len(m) >= 2}, too_few
 
@@ -115,16 +114,25 @@ def correct_incorrect(groups: Sequence[Hashable], rewards: Sequence[float | None
     return out
 
 
+# pair_rule name -> the rule, called with the table and every knob (each rule reads its own): a new rule is one entry
+RULES = {
+    "best_worst": lambda groups, rewards, knobs: best_worst(groups, rewards, knobs["min_reward_gap"],
+                                                            knobs["choosable"]),
+    "all_pairs": lambda groups, rewards, knobs: all_pairs(groups, rewards, knobs["min_reward_gap"], knobs["choosable"]),
+    "correct_incorrect": lambda groups, rewards, knobs: correct_incorrect(groups, rewards, knobs["correct"],
+                                                                          knobs["pairs_per_prompt"],
+                                                                          knobs["choosable"]),
+}
+
+
 def make_pairs(rule: str, groups: Sequence[Hashable], rewards: Sequence[float | None], *, min_reward_gap: float = 0.0,
                correct: float = 1.0, pairs_per_prompt: int = 1, choosable: Sequence[bool] | None = None) -> PairSet:
-    """The pairs of rule ``rule`` (one of :data:`RULES`)."""
-    if rule == "best_worst":
-        return best_worst(groups, rewards, min_reward_gap, choosable)
-    if rule == "all_pairs":
-        return all_pairs(groups, rewards, min_reward_gap, choosable)
-    if rule == "correct_incorrect":
-        return correct_incorrect(groups, rewards, correct, pairs_per_prompt, choosable)
-    raise ValueError(f"pair_rule must be one of {', '.join(RULES)}, got {rule!r}")
+    """The pairs of rule ``rule`` (a key of :data:`RULES`)."""
+    if rule not in RULES:
+        raise ValueError(f"pair_rule must be one of {', '.join(RULES)}, got {rule!r}")
+    knobs = {"min_reward_gap": min_reward_gap, "correct": correct, "pairs_per_prompt": pairs_per_prompt,
+             "choosable": choosable}
+    return RULES[rule](groups, rewards, knobs)
 
 
 # -- pairs from a judge's comparisons and from the data's own completions (docs/methods/judges.md) -----------------

@@ -1,8 +1,9 @@
 """The pair -> preference update of the sampling engine, for the iterative preference trainers (iterative-dpo,
-iterative-orpo): each iteration's scored samples become (chosen, rejected) pairs by a rule of ``pairs.py`` and the
-TRL trainer the class extends (DPOTrainer, our ORPOTrainer) runs its own step loop on them — a fresh optimizer and
-schedule per phase, as the select -> SFT phase of ``trainer.py``. Generation, scoring, held-out statistics, the store,
-resume and sharding are :class:`~trl_plugins.sampling.trainer.SamplingEngine`'s. Docs: docs/methods/iterative_dpo.md.
+iterative-orpo): each iteration's scored samples become (chosen, rejected) pairs by a rule of ``pairs.py``
+(``pair_rule``, :data:`~.pairs.RULES`) and the TRL trainer the class extends (DPOTrainer, our ORPOTrainer) runs its own
+step loop on them — a fresh optimizer and schedule per phase, as the select -> SFT update of ``trainer.py``.
+Generation, scoring, held-out evaluation, the store, resume and sharding are
+:class:`~trl_plugins.sampling.engine.SamplingEngine`'s. Docs: docs/methods/iterative_dpo.md.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import logging
 import statistics
 from dataclasses import dataclass, field
 
-from .pairs import RULES, make_pairs
-from .trainer import SamplingEngine
+from .engine import SamplingEngine
+from .pairs import RULES, PairSet, make_pairs
+from .records import IterationSummary, Sample, mark_selected
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +96,14 @@ class PreferenceEngine(SamplingEngine):
         """The phase's tokenized pairs, with whatever the loss needs of a reference (iterative-dpo: its log-probs)."""
         return dataset
 
-    # -- the pair rule and one preference phase ----------------------------------------------------------------------
-    def make_pairs(self, samples: list[dict], rewards: list[float | None]):
+    # -- the update stage: pair, then the preference phase ------------------------------------------------------
+    def make_pairs(self, samples: list[Sample]) -> PairSet:
         """The :class:`~trl_plugins.sampling.pairs.PairSet` of the config's rule. Samples cut off at
         ``max_new_tokens`` are never chosen unless ``keep_unfinished``, and rejected only if ``reject_unfinished``."""
         a = self.args
-        choosable = [bool(a.keep_unfinished or s.get("finished", True)) for s in samples]
-        if not a.reject_unfinished:
-            rewards = [r if ok else None for r, ok in zip(rewards, choosable)]
-        return make_pairs(a.pair_rule, [s["row"] for s in samples], rewards, min_reward_gap=a.min_reward_gap,
+        choosable = [bool(a.keep_unfinished or s.finished) for s in samples]
+        rewards = [s.reward if a.reject_unfinished or ok else None for s, ok in zip(samples, choosable)]
+        return make_pairs(a.pair_rule, [s.row for s in samples], rewards, min_reward_gap=a.min_reward_gap,
                           correct=a.correct_threshold, pairs_per_prompt=a.pairs_per_prompt, choosable=choosable)
 
     def preference_phase(self, pairs: list[dict], name: str, seed: int):
@@ -125,17 +126,17 @@ class PreferenceEngine(SamplingEngine):
         self.total_phase_steps += out.global_step
         return out
 
-    def run_iteration(self, k, samples, rewards):
-        made = self.make_pairs(samples, rewards)
-        pairs = [{"prompt": samples[c]["prompt"], "chosen": samples[c]["completion"],
-                  "rejected": samples[r]["completion"], "row": samples[c]["row"], "chosen_index": c,
-                  "rejected_index": r, "chosen_reward": rewards[c], "rejected_reward": rewards[r],
-                  "chosen_tokens": samples[c]["num_tokens"], "rejected_tokens": samples[r]["num_tokens"]}
-                 for c, r in made.pairs]
+    def update_policy(self, k, samples):
+        """Pairs of the rule (``pairs.jsonl``; the chosen sides are the summary's selection), one preference phase."""
+        made = self.make_pairs(samples)
+        pairs = [{"prompt": c.prompt, "chosen": c.completion, "rejected": r.completion, "row": c.row,
+                  "chosen_index": c.index, "rejected_index": r.index, "chosen_reward": c.reward,
+                  "rejected_reward": r.reward, "chosen_tokens": c.num_tokens, "rejected_tokens": r.num_tokens}
+                 for c, r in ((samples[i], samples[j]) for i, j in made.pairs)]
+        mark_selected(samples, sorted({c for c, _ in made.pairs}))
         self.store.write_rows(k, "pairs.jsonl", pairs)
         out = self.preference_phase(pairs, f"iteration_{k}", seed=self.args.seed + 1000 * k)
         return {
-            "selected": sorted({c for c, _ in made.pairs}),
             "train_loss": out.training_loss if out else None,
             "pairs": len(pairs), "ties": made.ties, "prompts_too_few_samples": made.too_few,
             "chosen_reward_mean": _mean([p["chosen_reward"] for p in pairs]),
@@ -145,13 +146,14 @@ class PreferenceEngine(SamplingEngine):
             "rejected_tokens_mean": _mean([p["rejected_tokens"] for p in pairs]),
         }
 
-    def _print_row(self, s: dict) -> None:
-        super()._print_row(s)
+    def _print_row(self, summary: IterationSummary) -> None:
+        super()._print_row(summary)
+        u = summary.update
 
         def f(v):
             return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
-        self.accelerator.print(f"     pairs {s['pairs']} (ties {s['ties']}, too few usable samples "
-                               f"{s['prompts_too_few_samples']}); reward chosen {f(s['chosen_reward_mean'])} vs "
-                               f"rejected {f(s['rejected_reward_mean'])}; tokens chosen {f(s['chosen_tokens_mean'])} "
-                               f"vs rejected {f(s['rejected_tokens_mean'])}; loss {f(s['train_loss'])}")
+        self.accelerator.print(f"     pairs {u['pairs']} (ties {u['ties']}, too few usable samples "
+                               f"{u['prompts_too_few_samples']}); reward chosen {f(u['chosen_reward_mean'])} vs "
+                               f"rejected {f(u['rejected_reward_mean'])}; tokens chosen {f(u['chosen_tokens_mean'])} "
+                               f"vs rejected {f(u['rejected_tokens_mean'])}; loss {f(u['train_loss'])}")

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..imports import import_string, is_import_string
 
 LOGLIK = "loglik:"
 JUDGE = "judge:"
-_IMPORT_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _HUB_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -89,7 +89,7 @@ def names_a_model(entry: str) -> bool:
     its form alone: nothing is imported or looked up (``trl-plugins plan`` counts reward models this way)."""
     if Path(os.path.expanduser(entry)).is_dir() or entry.startswith((".", "/", "~")):
         return True
-    return not _IMPORT_RE.match(entry) and bool(_HUB_RE.match(entry))
+    return not is_import_string(entry) and bool(_HUB_RE.match(entry))
 
 
 def resolve(entries: list[str] | None, weights: list[float] | None = None,
@@ -98,7 +98,6 @@ def resolve(entries: list[str] | None, weights: list[float] | None = None,
     model); ``key`` is the config field named in error messages, ``options`` anything with the ``judge_*`` knobs
     (the trainer's config). Runs once per run, in the sampling method's ``check_run`` (before any model loads); the
     trainer receives the result."""
-    from ..imports import import_string
     from ..registry import get_registry
 
     entries = list(entries or [])
@@ -118,7 +117,7 @@ def resolve(entries: list[str] | None, weights: list[float] | None = None,
         elif path.is_dir():
             _check_reward_model(path, entry, key)
             specs.append(RewardEntry("model", str(path), path.name or entry, weight))
-        elif _IMPORT_RE.match(entry):
+        elif is_import_string(entry):
             try:
                 function = import_string(entry, f"{key} entry {entry!r}")
             except Exception as exc:  # noqa: BLE001 - PluginError already one line
@@ -145,8 +144,6 @@ def resolve(entries: list[str] | None, weights: list[float] | None = None,
 
 class FunctionReward:
     def __init__(self, entry: RewardEntry):
-        from ..imports import import_string
-
         self.entry = entry
         self.function = import_string(entry.target, f"reward {entry.name!r}")
 
@@ -204,7 +201,7 @@ def reward_model_input_ids(tokenizer, prompt, completion) -> list[int]:
     reward is read where it was trained: conversational rows through the chat template; standard rows as text with
     the EOS token appended (unless already there) and the tokenizer's own special tokens (e.g. a BOS).
     Over-long inputs keep their end (where the reward is read)."""
-    from .generation import is_conversational
+    from ..formats import is_conversational
 
     if is_conversational(prompt):
         out = tokenizer.apply_chat_template(list(prompt) + list(completion), tokenize=True, return_dict=True)

@@ -8,7 +8,8 @@ indices in increasing order, so results are deterministic; ties are broken by th
 - :func:`top_alpha`: the global top ``alpha`` fraction of all samples (RAFT ``top``).
 - :func:`threshold`: reward >= tau, absolute or as a per-prompt percentile (ReST Improve steps).
 - :func:`binary_capped`: correct samples only (reward >= ``correct``), at most ``cap`` per prompt (ReST-EM).
-- :func:`best_worst_pairs`: (best, worst) of each prompt when they differ (preference export).
+
+Pairs of samples (iterative-dpo, rejection-sampling's preference export) are ``pairs.py``'s rules.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def _valid(rewards: Sequence[float | None]) -> list[int]:
     return [i for i, r in enumerate(rewards) if r is not None and not (isinstance(r, float) and math.isnan(r))]
 
 
-def _by_group(groups: Sequence[Hashable], rewards: Sequence[float | None]) -> dict[Hashable, list[int]]:
+def by_group(groups: Sequence[Hashable], rewards: Sequence[float | None]) -> dict[Hashable, list[int]]:
+    """The samples with a reward, by prompt (in first-appearance order)."""
     if len(groups) != len(rewards):
         raise ValueError(f"groups and rewards differ in length ({len(groups)} vs {len(rewards)})")
     out: dict[Hashable, list[int]] = {}
@@ -35,7 +37,7 @@ def best_of_n(groups: Sequence[Hashable], rewards: Sequence[float | None], n: in
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     keep = []
-    for members in _by_group(groups, rewards).values():
+    for members in by_group(groups, rewards).values():
         keep += sorted(members, key=lambda i: (-rewards[i], i))[:n]
     return sorted(keep)
 
@@ -74,7 +76,7 @@ def threshold(
     if not 0 <= tau <= 1:
         raise ValueError(f"a percentile threshold must be in [0, 1], got {tau}")
     keep = []
-    for members in _by_group(groups, rewards).values():
+    for members in by_group(groups, rewards).values():
         cut = percentile([rewards[i] for i in members], tau)
         keep += [i for i in members if rewards[i] >= cut - 1e-12]
     return sorted(keep)
@@ -87,18 +89,7 @@ def binary_capped(
     if cap is not None and cap < 1:
         raise ValueError(f"cap must be >= 1, got {cap}")
     keep = []
-    for members in _by_group(groups, rewards).values():
+    for members in by_group(groups, rewards).values():
         right = [i for i in members if rewards[i] >= correct]
         keep += right if cap is None else right[:cap]
     return sorted(keep)
-
-
-def best_worst_pairs(groups: Sequence[Hashable], rewards: Sequence[float | None]) -> list[tuple[int, int]]:
-    """One (best, worst) index pair per prompt whose best reward is strictly above its worst, in prompt order."""
-    pairs = []
-    for members in _by_group(groups, rewards).values():
-        best = min(members, key=lambda i: (-rewards[i], i))
-        worst = min(members, key=lambda i: (rewards[i], i))
-        if rewards[best] > rewards[worst]:
-            pairs.append((best, worst))
-    return sorted(pairs)

@@ -22,8 +22,8 @@ from trl import DPOConfig, DPOTrainer
 from ..sampling.config import SamplingOptions
 from ..sampling.preference import PairOptions, PreferenceEngine
 from .common.configs import refuse_unsupported
+from .common.no_reference import NoReferenceModel
 from .common.papers import ITERATIVE_DPO
-from .orpo import _NoReferenceModel
 
 # DPOConfig fields about a reference model that the per-iteration reference replaces.
 _UNSUPPORTED = {"precompute_ref_log_probs": False, "sync_ref_model": False}
@@ -65,7 +65,7 @@ class IterativeDPOTrainer(PreferenceEngine, DPOTrainer):
         self._initial_weights = None
 
     def _parent_kwargs(self) -> dict:
-        return {"ref_model": _NoReferenceModel()}
+        return {"ref_model": NoReferenceModel()}
 
     def _start(self, resume: bool) -> list[int]:
         # the starting weights, before a resumed run loads its policy (a full model's `initial` reference)
@@ -114,7 +114,7 @@ class IterativeDPOTrainer(PreferenceEngine, DPOTrainer):
         model.eval()
         try:
             with self._reference_weights(model):
-                results = self._sharded(list(range(0, len(dataset), size)), work)
+                results = self.shards.map(list(range(0, len(dataset), size)), work)
         finally:
             model.train(training)
         dataset = dataset.add_column("ref_chosen_logps", [v for chosen, _ in results for v in chosen])

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from transformers import PretrainedConfig
 from trl import DPOTrainer
 
 from ..checks.data import check_preference_pairs
@@ -21,6 +20,7 @@ from ..losses import orpo_loss
 from ..method import Method
 from ..planning.memory_plan import MemoryProfile
 from .common.configs import FusedHeadDPOConfig, refuse_unsupported, resolve_config
+from .common.no_reference import NoReferenceModel
 from .common.papers import ORPO
 from .common.token_logps import CompletionScoring
 from .common.token_metrics import log_means, log_token_stats
@@ -71,19 +71,6 @@ class ORPOConfig(FusedHeadDPOConfig):
             raise ValueError(f"`beta` (λ) must be >= 0, got {self.beta}")
 
 
-class _NoReferenceModel(torch.nn.Module):
-    """Stands where DPOTrainer expects a reference model so that it never loads one. Holds no weights but a single
-    anchor scalar (so distributed wrappers have a parameter to place); calling it is a bug."""
-
-    def __init__(self):
-        super().__init__()
-        self.config = PretrainedConfig()
-        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
-
-    def forward(self, *args, **kwargs):
-        raise RuntimeError("ORPO is reference-free: the reference model must never be called")
-
-
 class ORPOTrainer(CompletionScoring, DPOTrainer):
     """ORPO trainer: a :class:`trl.DPOTrainer` with the ORPO loss and no reference model.
 
@@ -104,7 +91,7 @@ class ORPOTrainer(CompletionScoring, DPOTrainer):
         if ref_model is not None:
             raise ValueError("ORPO is reference-free: do not pass `ref_model`")
         args = resolve_config(args, ORPOConfig, model, "ORPO")
-        super().__init__(model, _NoReferenceModel(), args, *pos, **kwargs)
+        super().__init__(model, NoReferenceModel(), args, *pos, **kwargs)
         self.ref_model = None  # drop the placeholder: nothing below ever needs a reference
 
     def _nll_token_count(self, nll_tokens):

@@ -44,4 +44,4 @@ class RAFTTrainer(SamplingTrainer):
     def select(self, k, samples, rewards):
         if self.args.raft_selection == "top":
             return top_alpha(rewards, self.args.top_alpha)
-        return best_of_n([s["row"] for s in samples], rewards)
+        return best_of_n([s.row for s in samples], rewards)

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..sampling.config import SamplingConfig
-from ..sampling.selection import best_of_n, best_worst_pairs
+from ..sampling.pairs import best_worst
+from ..sampling.records import mark_selected
+from ..sampling.selection import best_of_n
 from ..sampling.trainer import SamplingTrainer
 from .common.papers import LLAMA2
 
@@ -41,15 +43,15 @@ class RejectionSamplingTrainer(SamplingTrainer):
         self.pool: dict[int, dict] = {}  # dataset row -> best-ever sample
 
     def select(self, k, samples, rewards):
-        return best_of_n([s["row"] for s in samples], rewards)
+        return best_of_n([s.row for s in samples], rewards)
 
     def restore(self, k):
         self.pool = {row["row"]: row for row in self.store.rows(k, "pool.jsonl")}
 
-    def run_iteration(self, k, samples, rewards):
-        usable = self.selectable(samples, rewards)
-        chosen = self.select(k, samples, usable)
-        best = [dict(samples[i], index=i, reward=rewards[i], iteration=k) for i in chosen]
+    def update_policy(self, k, samples):
+        """Best of K per prompt (``selection.jsonl``) into the best-ever pool (``pool.jsonl``), SFT on the pool."""
+        usable = self.selectable(samples)
+        best = [s.selection_row(iteration=k) for s in mark_selected(samples, self.select(k, samples, usable))]
         self.store.write_rows(k, "selection.jsonl", best)
         if not self.args.keep_best_pool:
             self.pool = {}
@@ -66,7 +68,6 @@ class RejectionSamplingTrainer(SamplingTrainer):
             extra["preference_pairs"] = self._export_pairs(k, samples, usable)
         out = self.sft_phase(pool, f"iteration_{k}", seed=self.args.seed + 1000 * k)
         return {
-            "selected": chosen,
             "train_loss": out.training_loss if out else None,
             "pool_size": len(pool),
             "pool_reward_mean": sum(p["reward"] for p in pool) / len(pool) if pool else None,
@@ -76,11 +77,11 @@ class RejectionSamplingTrainer(SamplingTrainer):
         }
 
     def _export_pairs(self, k, samples, rewards) -> int:
-        pairs = [
-            {"prompt": samples[b]["prompt"], "chosen": samples[b]["completion"], "rejected": samples[w]["completion"],
-             "chosen_reward": rewards[b], "rejected_reward": rewards[w], "iteration": k}
-            for b, w in best_worst_pairs([s["row"] for s in samples], rewards)
-        ]
+        """Best-vs-worst pairs of the samples the selection may use (iterative-dpo's ``best_worst`` rule with
+        ``reject_unfinished: false``: cut-off samples are on neither side), as a preference dataset."""
+        made = best_worst([s.row for s in samples], rewards)
+        pairs = [{"prompt": samples[b].prompt, "chosen": samples[b].completion, "rejected": samples[w].completion,
+                  "chosen_reward": rewards[b], "rejected_reward": rewards[w], "iteration": k} for b, w in made.pairs]
         self.store.write_rows(k, "preference_pairs.jsonl", pairs)
         every = [pair for j in range(1, k + 1) if self.store.has(j, "preference_pairs.jsonl")
                  for pair in self.store.rows(j, "preference_pairs.jsonl")]

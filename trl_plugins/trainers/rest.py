@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..sampling.config import SamplingConfig
+from ..sampling.records import mark_selected
 from ..sampling.selection import binary_capped, threshold
 from ..sampling.trainer import SamplingTrainer
 from .common.papers import REST, REST_EM
@@ -53,17 +54,19 @@ class ReSTTrainer(SamplingTrainer):
     _name = "ReST"
     _paper = REST
 
-    def run_iteration(self, k, samples, rewards):
-        groups, usable = [s["row"] for s in samples], self.selectable(samples, rewards)
-        kept, losses, chosen = [], [], []
+    def update_policy(self, k, samples):
+        """One SFT phase per Improve step, each on the samples above its threshold (the summary's selection: the
+        last step's)."""
+        groups, usable = [s.row for s in samples], self.selectable(samples)
+        kept, losses = [], []
         for step, tau in enumerate(self.args.improve_thresholds, 1):
-            chosen = threshold(groups, usable, tau, self.args.threshold_mode)
-            selected = [dict(samples[i], index=i, reward=rewards[i]) for i in chosen]
-            self.store.write_rows(k, f"selection_step{step}.jsonl", selected)
-            out = self.sft_phase(selected, f"iteration_{k}_improve_{step}", seed=self.args.seed + 1000 * k + step)
-            kept.append(len(chosen))
+            rows = [s.selection_row() for s in mark_selected(samples, threshold(groups, usable, tau,
+                                                                               self.args.threshold_mode))]
+            self.store.write_rows(k, f"selection_step{step}.jsonl", rows)
+            out = self.sft_phase(rows, f"iteration_{k}_improve_{step}", seed=self.args.seed + 1000 * k + step)
+            kept.append(len(rows))
             losses.append(out.training_loss if out else None)
-        return {"selected": chosen, "kept_per_step": kept, "train_loss": losses[-1], "train_loss_per_step": losses}
+        return {"kept_per_step": kept, "train_loss": losses[-1], "train_loss_per_step": losses}
 
 
 @dataclass
@@ -97,11 +100,11 @@ class ReSTEMTrainer(SamplingTrainer):
         return self.args.restart_from_base
 
     def select(self, k, samples, rewards):
-        return binary_capped([s["row"] for s in samples], rewards, self.args.max_per_prompt,
+        return binary_capped([s.row for s in samples], rewards, self.args.max_per_prompt,
                              self.args.correct_threshold)
 
-    def run_iteration(self, k, samples, rewards):
-        result = super().run_iteration(k, samples, rewards)
-        valid = [r for r in rewards if r is not None]
+    def update_policy(self, k, samples):
+        result = super().update_policy(k, samples)
+        valid = [s.reward for s in samples if s.reward is not None]
         result["train_accuracy"] = sum(r >= self.args.correct_threshold for r in valid) / len(valid) if valid else None
         return result
