@@ -19,12 +19,25 @@ def _read(path: Path):
     return json.loads(path.read_text()) if path.suffix == ".json" else read_jsonl(path)
 
 
+def as_metric(scores: HeldoutScores, column: str) -> HeldoutScores:
+    """``scores`` with the task metric read from ``column``: a method trained on a reward of its own (``trainer:``)
+    holds the metric as the monitor column ``heldout/<name>`` (``MethodPlan.metric_column``)."""
+    if column != KEY:
+        for values in (scores.means, scores.se, scores.per_prompt, scores.changes):
+            if column in values:
+                values[KEY] = values[column]
+    return scores
+
+
 def method_figures(plan, attempts: list[dict]) -> dict:
     """Before/after held-out metric with SE, the change's paired 95% interval, the curve by budget spent, tokens."""
     out = plan.output_dir
-    before = HeldoutScores.from_json(_read(out / "heldout_baseline.json"))
+    column = plan.metric_column
+    before = as_metric(HeldoutScores.from_json(_read(out / "heldout_baseline.json")), column)
     if plan.sampling:
         summaries = [IterationSummary.from_json(row) for row in _read(out / "sampling_summary.jsonl")]
+        for summary in summaries:
+            as_metric(summary.heldout, column)
         after = summaries[-1].heldout
         curve = [{"spent": s.iteration / plan.iterations, "iteration": s.iteration, "metric": s.heldout.means[KEY],
                   "se": s.heldout.se.get(KEY)} for s in summaries]

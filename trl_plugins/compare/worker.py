@@ -45,8 +45,9 @@ class CompareRecorder(TrainerCallback):
         from ..sampling.engine import HeldoutSettings, evaluate_heldout
         from ..sampling.generation import make_backend
 
-        options = sampling_options(**sampling_keys(self.job["heldout"], self.job["metric"]), seed=self.job["seed"])
-        entries = reward_sources.resolve(options.reward_funcs, options.reward_weights, key="metric")
+        options = sampling_options(**sampling_keys(self.job["heldout"], self.job["metric"], self.job.get("judge")),
+                                   seed=self.job["seed"])
+        entries = reward_sources.resolve(options.reward_funcs, options.reward_weights, key="metric", options=options)
         sources = reward_sources.build(entries, next(model.parameters()).device, options.reward_batch_size)
         backend = make_backend(options.generation_backend, model, tokenizer)
         evaluation = evaluate_heldout(backend, self.rows, sources, [], HeldoutSettings.of(options))
@@ -100,7 +101,7 @@ def run_job(job: dict) -> None:
     from ..registry import get_registry
     from ..run import flow
 
-    spec = get_registry().trainer(job["method"])
+    spec = get_registry().trainer(job.get("trainer", job["method"]))
     out = Path(job["output_dir"])
     argv = ["--config", job["recipe"]]
     argv += ["--resume_from_checkpoint", "true"] if job["resume"] else ["--overwrite_output_dir", "true"]

@@ -155,6 +155,10 @@ class SamplingOptions:
     def sampling_params(self, heldout: bool = False) -> SamplingParams:
         return sampling_params_of(self, heldout)
 
+    def rewards_required(self) -> bool:
+        """Whether ``reward_funcs`` must name a reward (a pair rule fed by a judge or the data needs none)."""
+        return True
+
 
 def sampling_params_of(options, heldout: bool = False) -> SamplingParams:
     """How a run with these :class:`SamplingOptions` samples its prompts (``heldout``: its held-out prompts, at

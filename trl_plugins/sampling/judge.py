@@ -225,6 +225,26 @@ class JudgeReward:
         return [parse_score(gens[0].text, low, high) for gens in out]
 
 
+class PairwiseJudge:
+    """``pair_rule: judge_pairwise``'s judge: a pairwise :class:`~.judge_prompts.JudgeSpec` run on a
+    :class:`JudgeModel` (shared with a ``judge:`` reward of the same model, so it is never loaded twice); called like
+    :func:`pairwise_preferences`. ``seconds``: the time spent judging since it was built."""
+
+    def __init__(self, spec: JudgeSpec, device=None, policy: PolicyHandle | None = None, model: JudgeModel | None = None,
+                 labels: tuple[str, str] = ("A", "B")):
+        self.spec, self.labels = spec, tuple(labels)
+        self.judge = model or JudgeModel(spec.model, device, policy, spec.load_in_4bit)
+        self.seconds = 0.0
+
+    def __call__(self, prompts, firsts, seconds, columns=None) -> tuple[list[float], list[float]]:
+        start = time.perf_counter()
+        with self.judge.active() as (model, tokenizer):
+            out = pairwise_preferences(model, tokenizer, self.spec.template, prompts, firsts, seconds, columns,
+                                       self.spec.batch_size, self.labels)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
 def pairwise_preferences(model, tokenizer, template: str, prompts, firsts, seconds, columns=None,
                          batch_size: int = 8, labels: tuple[str, str] = ("A", "B")) -> tuple[list[float], list[float]]:
     """RLAIF's position-debiased comparison: for each prompt, P(A) / (P(A) + P(B)) with ``firsts[i]`` shown as

@@ -31,7 +31,8 @@ class SamplingMethod(Method):
 
     def check_run(self, run) -> None:
         config = run.training_args
-        self.rewards = reward_sources.resolve(config.reward_funcs, config.reward_weights, "reward_funcs", config)
+        self.rewards = reward_sources.resolve(config.reward_funcs, config.reward_weights, "reward_funcs", config,
+                                              required=config.rewards_required())
         self.heldout_rewards = (reward_sources.resolve(config.heldout_reward_funcs, key="heldout_reward_funcs",
                                                        options=config)
                                 if config.heldout_reward_funcs else [])

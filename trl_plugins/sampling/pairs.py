@@ -135,6 +135,11 @@ def make_pairs(rule: str, groups: Sequence[Hashable], rewards: Sequence[float | 
     return RULES[rule](groups, rewards, knobs)
 
 
+# pair_rule names whose pairs need more than the reward table: the preference engine feeds them the judge's
+# comparisons (judge_pairwise) or the rows' reference completions (spin); pair_rule's choices are RULES + these
+ENGINE_RULES = ("judge_pairwise", "spin")
+
+
 # -- pairs from a judge's comparisons and from the data's own completions (docs/methods/judges.md) -----------------
 @dataclass
 class JudgedPairs(PairSet):

@@ -93,15 +93,15 @@ def names_a_model(entry: str) -> bool:
 
 
 def resolve(entries: list[str] | None, weights: list[float] | None = None,
-            key: str = "reward_funcs", options=None) -> list[RewardEntry]:
+            key: str = "reward_funcs", options=None, required: bool = True) -> list[RewardEntry]:
     """Check and resolve ``reward_funcs`` entries (imports callables, reads config.json and judge templates; loads no
     model); ``key`` is the config field named in error messages, ``options`` anything with the ``judge_*`` knobs
-    (the trainer's config). Runs once per run, in the sampling method's ``check_run`` (before any model loads); the
-    trainer receives the result."""
+    (the trainer's config); ``required=False`` accepts an empty list (a pair rule that reads no reward). Runs once per
+    run, in the sampling method's ``check_run`` (before any model loads); the trainer receives the result."""
     from ..registry import get_registry
 
     entries = list(entries or [])
-    if not entries:
+    if not entries and required:
         raise ConfigError(f"{key}: give at least one reward (a registered name, module:function or a model path)")
     if weights is not None and len(weights) != len(entries):
         raise ConfigError(f"reward_weights has {len(weights)} values but {key} has {len(entries)} entries")
@@ -236,7 +236,36 @@ def _resolve_judge(entry: str, weight: float, key: str, options) -> RewardEntry:
     the method's ``check_run``."""
     from .judge_prompts import judge_spec
 
-    model = entry.removeprefix(JUDGE)
+    model = _check_judge_model(entry.removeprefix(JUDGE), entry, key)
+    spec = judge_spec(model, options, key)
+    name = "judge_policy" if model == "policy" else f"judge_{Path(model.removeprefix('embedded:')).name or model}"
+    return RewardEntry("judge", model, name, weight, spec.columns, judge=spec)
+
+
+def pairwise_judge(options, rewards: list[RewardEntry], key: str = "judge_pairwise_model"):
+    """``pair_rule: judge_pairwise``'s judge, checked before any model loads: a
+    :class:`~trl_plugins.sampling.judge_prompts.JudgeSpec` (mode ``pairwise``) of ``judge_pairwise_model`` (default:
+    the model of the first ``judge:`` entry in ``rewards``) and ``judge_pairwise_template`` (a template with
+    ``{completion_a}`` and ``{completion_b}``), with the run's ``judge_batch_size`` and ``judge_load_in_4bit``."""
+    from .judge_prompts import JudgeSpec, check_template, load_template
+
+    model = getattr(options, "judge_pairwise_model", None)
+    if model:
+        model = _check_judge_model(model, model, key)
+    else:
+        model = next((r.judge.model for r in rewards if r.kind == "judge"), None)
+        if model is None:
+            raise ConfigError(f"{key}: pair_rule judge_pairwise needs a judge: set judge_pairwise_model (a model path, "
+                              "hub id, embedded:NAME or policy) or list a judge:MODEL in reward_funcs")
+    name, text = load_template(getattr(options, "judge_pairwise_template", None), "judge_pairwise_template")
+    columns = check_template(name, text, pairwise=True, key="judge_pairwise_template")
+    return JudgeSpec(model=model, template_name=name, template=text, columns=columns, mode="pairwise",
+                     batch_size=int(getattr(options, "judge_batch_size", 8) or 8),
+                     load_in_4bit=bool(getattr(options, "judge_load_in_4bit", False)))
+
+
+def _check_judge_model(model: str, entry: str, key: str) -> str:
+    """A judge's model: ``policy``, or a causal LM checked like ``loglik:``'s (not a sequence classifier)."""
     if model != "policy":
         model = _check_causal_lm(model, entry, key, example="judge:embedded:smollm2-135m-instruct or judge:policy")
         config = Path(os.path.expanduser(model)) / "config.json"
@@ -248,9 +277,7 @@ def _resolve_judge(entry: str, weight: float, key: str, options) -> RewardEntry:
             if any(str(a).endswith("ForSequenceClassification") for a in architectures):
                 raise ConfigError(f"{key}: {entry!r} is a sequence-classification reward model, not a causal LM to "
                                   f"ask: list it without judge: ({model!r})")
-    spec = judge_spec(model, options, key)
-    name = "judge_policy" if model == "policy" else f"judge_{Path(model.removeprefix('embedded:')).name or model}"
-    return RewardEntry("judge", model, name, weight, spec.columns, judge=spec)
+    return model
 
 
 def _check_causal_lm(model: str, entry: str, key: str, example: str = "loglik:embedded:smollm2-135m-instruct"
