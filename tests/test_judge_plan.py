@@ -85,3 +85,22 @@ def test_score_mode_holds_the_kv_cache_of_what_the_judge_writes(pretend_gpu):
 def test_a_judge_without_a_template_does_not_plan(pretend_gpu):
     with pytest.raises(ConfigError, match="judge_template: a judge needs a template"):
         planned("--reward_funcs", "judge:policy")
+
+
+def test_a_pairwise_judge_is_one_more_model_or_the_reward_judge_s_own(pretend_gpu):
+    """pair_rule judge_pairwise: its judge's weights (once, however many judge entries name the same model) and a
+    longer judged sequence (the template shows two completions)."""
+    pairwise = ["--pair_rule", "judge_pairwise", "--judge_pairwise_model", LLAMA, "--judge_load_in_4bit", "true"]
+    alone = planned(*pairwise)
+    nf4 = (LLAMA_LINEAR * NF4_BYTES + LLAMA_OTHER * 2) / GIB
+    assert alone["breakdown"]["judge_models"] == pytest.approx(nf4, abs=1e-3)
+    shared = planned(*pairwise, "--reward_funcs", f"judge:{LLAMA}", "--heldout_reward_funcs", f"judge:{LLAMA}",
+                     "--judge_template", "helpful_harmless")
+    assert shared["breakdown"]["judge_models"] == pytest.approx(nf4, abs=1e-3)  # one copy for all three
+    per_sample = planned("--reward_funcs", f"judge:{LLAMA}", "--judge_template", "helpful_harmless",
+                         "--judge_load_in_4bit", "true")
+    assert shared["phases"]["judge scoring"] > per_sample["phases"]["judge scoring"] + 0.01  # two completions a row
+    on_policy = planned("--pair_rule", "judge_pairwise", "--judge_pairwise_model", "policy")
+    assert "judge_models" not in on_policy["breakdown"] and "judge scoring" in on_policy["phases"]
+    with pytest.raises(ConfigError, match="judge_pairwise needs a judge"):
+        planned("--pair_rule", "judge_pairwise", "--reward_funcs", "exact_match")

@@ -186,6 +186,7 @@ class SamplingEngine:
         if heldout_rewards is None and args.heldout_reward_funcs:
             heldout_rewards = reward_sources.resolve(args.heldout_reward_funcs, key="heldout_reward_funcs",
                                                      options=args)
+        self.judge_models: dict = {}  # (model, load_in_4bit) -> the JudgeModel every judge of that model shares
         self.reward_sources = self._sources(rewards)
         self.heldout_sources = self._sources(heldout_rewards or [])
         self.shards = Shards(self.accelerator)
@@ -203,7 +204,7 @@ class SamplingEngine:
         """The reward sources of resolved entries, on this process's device (models load on first use); judges get
         the policy (``judge:policy``, and a judge naming the LoRA policy's base reuses it with the adapter off)."""
         return reward_sources.build(entries, self.accelerator.device, self.args.reward_batch_size,
-                                    policy=self.policy_handle())
+                                    policy=self.policy_handle(), judge_models=self.judge_models)
 
     def policy_handle(self):
         """The training policy as the judges see it (:class:`~.judge.PolicyHandle`: unwrapped model, tokenizer)."""

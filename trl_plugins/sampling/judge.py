@@ -187,13 +187,15 @@ def _filled(spec_template: str, prompts, completions, columns: dict[str, list], 
 
 
 class JudgeReward:
-    """A ``reward_funcs`` source for a ``judge:MODEL`` entry (:mod:`reward_sources` builds it). ``seconds``: the
-    time spent judging since it was built; ``last_stats`` of the last call (``samples``, ``seconds``, ``unparsed``)."""
+    """A ``reward_funcs`` source for a ``judge:MODEL`` entry (:mod:`reward_sources` builds it; ``model``: a
+    :class:`JudgeModel` shared with the run's other judges of the same model). ``seconds``: the time spent judging
+    since it was built; ``last_stats`` of the last call (``samples``, ``seconds``, ``unparsed``)."""
 
-    def __init__(self, entry, device=None, batch_size: int = 16, policy: PolicyHandle | None = None):
+    def __init__(self, entry, device=None, batch_size: int = 16, policy: PolicyHandle | None = None,
+                 model: JudgeModel | None = None):
         spec: JudgeSpec = entry.judge
         self.entry, self.spec = entry, spec
-        self.judge = JudgeModel(spec.model, device, policy, spec.load_in_4bit)
+        self.judge = model or JudgeModel(spec.model, device, policy, spec.load_in_4bit)
         self.seconds = 0.0
         self.last_stats: dict = {}
 

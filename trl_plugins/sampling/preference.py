@@ -144,13 +144,14 @@ class PreferenceEngine(SamplingEngine):
     # -- judges ----------------------------------------------------------------------------------------------------
     def _pairwise_judge(self):
         """judge_pairwise's judge (loads nothing yet); a judge: reward of the same model lends it its model."""
-        from .judge import PairwiseJudge
+        from .judge import JudgeModel, PairwiseJudge
 
         spec = reward_sources.pairwise_judge(self.args, [source.entry for source in self.reward_sources])
-        shared = next((j.judge for j in super().judges()
-                       if (j.judge.target, j.judge.load_in_4bit) == (spec.model, spec.load_in_4bit)), None)
-        return PairwiseJudge(spec, self.accelerator.device, self.policy_handle(), shared,
-                             tuple(self.args.judge_pairwise_labels))
+        key = (spec.model, spec.load_in_4bit)
+        if key not in self.judge_models:
+            self.judge_models[key] = JudgeModel(spec.model, self.accelerator.device, self.policy_handle(),
+                                                spec.load_in_4bit)
+        return PairwiseJudge(spec, model=self.judge_models[key], labels=tuple(self.args.judge_pairwise_labels))
 
     def judges(self) -> list:
         return super().judges() + ([self.pairwise] if getattr(self, "pairwise", None) is not None else [])

@@ -213,18 +213,25 @@ def reward_model_input_ids(tokenizer, prompt, completion) -> list[int]:
     return list(tokenizer(text=text)["input_ids"])
 
 
-def build(entries: list[RewardEntry], device=None, batch_size: int = 16, policy=None) -> list:
+def build(entries: list[RewardEntry], device=None, batch_size: int = 16, policy=None,
+          judge_models: dict | None = None) -> list:
     """The reward sources of resolved entries (models load on first use). ``policy``: the training policy as a
-    :class:`~trl_plugins.sampling.judge.PolicyHandle`, for judges that are the policy or its base model."""
+    :class:`~trl_plugins.sampling.judge.PolicyHandle`, for judges that are the policy or its base model;
+    ``judge_models``: ``(model, load_in_4bit) -> JudgeModel`` shared by every judge of a run (one copy per model,
+    however many entries name it), filled here."""
     from .loglik_reward import LoglikReward
 
     kinds = {"model": ModelReward, "loglik": LoglikReward}
+    judge_models = {} if judge_models is None else judge_models
     sources = []
     for e in entries:
         if e.kind == "judge":
-            from .judge import JudgeReward
+            from .judge import JudgeModel, JudgeReward
 
-            sources.append(JudgeReward(e, device, batch_size, policy=policy))
+            key = (e.judge.model, e.judge.load_in_4bit)
+            if key not in judge_models:
+                judge_models[key] = JudgeModel(e.judge.model, device, policy, e.judge.load_in_4bit)
+            sources.append(JudgeReward(e, device, batch_size, policy=policy, model=judge_models[key]))
         else:
             sources.append(kinds[e.kind](e, device, batch_size) if e.kind in kinds else FunctionReward(e))
     return sources
