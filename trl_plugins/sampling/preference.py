@@ -1,7 +1,9 @@
 """The pair -> preference update of the sampling engine, for the iterative preference trainers (iterative-dpo,
 iterative-orpo): each iteration's scored samples become (chosen, rejected) pairs by a rule of ``pairs.py``
-(``pair_rule``, :data:`~.pairs.RULES`) and the TRL trainer the class extends (DPOTrainer, our ORPOTrainer) runs its own
-step loop on them — a fresh optimizer and schedule per phase, as the select -> SFT update of ``trainer.py``.
+(``pair_rule``, :data:`~.pairs.RULES`; ``judge_pairwise`` and ``spin`` get the judge's comparisons, stored in
+``comparisons.jsonl``, or the rows' reference completions from :meth:`PreferenceEngine.make_pairs`) and the TRL trainer
+the class extends (DPOTrainer, our ORPOTrainer) runs its own step loop on them — a fresh optimizer and schedule per
+phase, as the select -> SFT update of ``trainer.py``.
 Generation, scoring, held-out evaluation, the store, resume and sharding are
 :class:`~trl_plugins.sampling.engine.SamplingEngine`'s. Docs: docs/methods/iterative_dpo.md.
 """
