@@ -99,7 +99,13 @@ def test_a_pairwise_judge_is_one_more_model_or_the_reward_judge_s_own(pretend_gp
     assert shared["breakdown"]["judge_models"] == pytest.approx(nf4, abs=1e-3)  # one copy for all three
     per_sample = planned("--reward_funcs", f"judge:{LLAMA}", "--judge_template", "helpful_harmless",
                          "--judge_load_in_4bit", "true")
-    assert shared["phases"]["judge scoring"] > per_sample["phases"]["judge scoring"] + 0.01  # two completions a row
+    assert shared["phases"]["judge scoring"] > per_sample["phases"]["judge scoring"] + 0.01
+    # a compared row holds the template, the prompt and two completions (characters / 4 for the template)
+    from trl_plugins.sampling.judge_prompts import load_template
+
+    _, run = plan_run("iterative-dpo", [*RECIPE, *pairwise, "--prompt_length", "100", "--max_new_tokens", "300"])
+    template = len(load_template("rlaif_helpful_pairwise")[1]) // 4
+    assert run["settings"].judge_tokens == template + 100 + 2 * 300
     on_policy = planned("--pair_rule", "judge_pairwise", "--judge_pairwise_model", "policy")
     assert "judge_models" not in on_policy["breakdown"] and "judge scoring" in on_policy["phases"]
     with pytest.raises(ConfigError, match="judge_pairwise needs a judge"):
