@@ -9,6 +9,8 @@ import pytest
 
 from trl_plugins.evaluation.agreement import best_of_k, main, pairwise_agreement, pearson, ranks, spearman, summarize
 
+from helpers import write_jsonl
+
 
 def test_correlations_on_known_numbers():
     assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
@@ -63,3 +65,52 @@ def test_command_on_a_runs_files(tmp_path, capsys):
     assert figures["sampling_rewards:none_for_short"]["all"]["samples"] == 8  # None for the two short texts: left out
     assert figures["(the check itself)"]["all"]["best_of_k_gain"] == pytest.approx(same["best_of_k_gain"])  # the upper bound
     assert "finished samples" in capsys.readouterr().out
+
+
+def arithmetic_run(tmp_path):
+    """A run's files over a prompt + answer dataset: two samples per row, one right and one wrong."""
+    data = write_jsonl(tmp_path / "data.jsonl", [{"prompt": f"what is {a} plus one ?", "answer": str(a + 1)}
+                                                 for a in range(4)])
+    (tmp_path / "run" / "iteration_1").mkdir(parents=True)
+    rows = [{"row": r, "sample": s, "prompt": f"what is {r} plus one ?", "completion": f" {r + 1 - s}",
+             "finished": True} for r in range(4) for s in range(2)]
+    (tmp_path / "run" / "iteration_1" / "generations.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
+    return tmp_path / "run", data
+
+
+def test_command_reads_the_runs_dataset_columns_and_judges(tmp_path, tiny_model_dir, capsys):
+    """--dataset gives the rewards and the check their row columns (exact_match reads `answer`); a judge:MODEL entry
+    is scored with the --judge_* options and its seconds are printed."""
+    run, data = arithmetic_run(tmp_path)
+    (tmp_path / "judge.txt").write_text("{completion} equals {answer} ? yes or no")
+    out = tmp_path / "agreement.json"
+    main([str(run), "--dataset", data, "--rewards", "exact_match", f"judge:{tiny_model_dir}", "--judge_template",
+          str(tmp_path / "judge.txt"), "--check", "exact_match", "--json", str(out)])
+    figures = json.loads(out.read_text())
+    assert figures["exact_match"]["all"]["pairwise_agreement"] == pytest.approx(1.0)  # 4 prompts, right vs wrong
+    judged = figures[f"judge:{tiny_model_dir}"]["all"]
+    assert judged["samples"] == 8 and judged["pairs"] == 4 and 0 <= judged["pairwise_agreement"] <= 1
+    assert "8 samples judged in" in capsys.readouterr().out
+
+
+def test_command_refuses_a_dataset_that_is_not_the_runs(tmp_path):
+    run, _ = arithmetic_run(tmp_path)
+    other = write_jsonl(tmp_path / "other.jsonl", [{"prompt": "hello", "answer": "1"}] * 4)
+    with pytest.raises(SystemExit, match="is not this run's data: row 0's prompt differs"):
+        main([str(run), "--dataset", other, "--rewards", "exact_match", "--check", "exact_match"])
+    with pytest.raises(SystemExit, match="judge_template: a judge needs a template"):
+        main([str(run), "--rewards", "judge:policy", "--check", "exact_match"])
+
+
+def test_unfinished_samples_are_read_on_request(tmp_path, capsys):
+    run, data = arithmetic_run(tmp_path)
+    path = run / "iteration_1" / "generations.jsonl"
+    rows = [dict(json.loads(line), finished=i % 2 == 0) for i, line in enumerate(path.read_text().splitlines())]
+    path.write_text("\n".join(map(json.dumps, rows)) + "\n")
+    out = tmp_path / "agreement.json"
+    main([str(run), "--dataset", data, "--rewards", "exact_match", "--check", "exact_match", "--json", str(out)])
+    assert json.loads(out.read_text())["exact_match"]["all"]["samples"] == 4
+    main([str(run), "--dataset", data, "--rewards", "exact_match", "--check", "exact_match", "--json", str(out),
+          "--unfinished"])
+    assert json.loads(out.read_text())["exact_match"]["all"]["samples"] == 8
+    assert "8 samples of" in capsys.readouterr().out

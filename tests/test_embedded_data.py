@@ -123,6 +123,17 @@ def test_arithmetic_is_seeded_and_plain_text_works():
     assert isinstance(text["prompt"], str) and text["prompt"].endswith("Answer with just the number.")
 
 
+def test_arithmetic_carries_the_reference_answer_as_a_completion():
+    """SPIN's chosen side: the answer as the instruction asks for it, in the prompt's own kind, and correct."""
+    from trl_plugins.builtin_rewards import exact_match
+
+    chat = load_embedded_dataset("arithmetic", "n_train=20,n_test=5")["train"]
+    assert all(row["completion"] == [{"role": "assistant", "content": row["answer"]}] for row in chat)
+    text = load_embedded_dataset("arithmetic", "n_train=20,n_test=5,conversational=false")["train"]
+    assert all(row["completion"] == f" {row['answer']}" for row in text)
+    assert exact_match(text["prompt"], text["completion"], answer=text["answer"]) == [1.0] * len(text)
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ("steps=1,max_operand=9,operations=+", "found only 55 of 100 distinct test problems"),
     ("operations=*", "operations must be '+', '-' or '+-'"),

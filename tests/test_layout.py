@@ -215,7 +215,8 @@ def test_the_private_name_rule_sees_imports_and_attributes():
 
 
 # -- only the engine's stages call a generation backend -----------------------------------------------------------
-ENGINE_STAGES = {"trl_plugins.sampling.engine"}
+# (and a judge in score mode, which writes its verdict with the judge model, not the policy's samples: judge.py)
+ENGINE_STAGES = {"trl_plugins.sampling.engine", "trl_plugins.sampling.judge"}
 
 
 def _backend_calls(tree: ast.Module) -> list[str]:

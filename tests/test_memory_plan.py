@@ -34,7 +34,7 @@ from trl_plugins.planning.memory_plan import (
 from helpers import method_of
 
 REPO = Path(__file__).resolve().parent.parent
-CONSUMER_RECIPES = sorted((REPO / "recipes").glob("*/*/config_qlora.yaml"))
+CONSUMER_RECIPES = sorted((REPO / "recipes").glob("*/*/*qlora.yaml"))  # config_qlora.yaml, spin_qlora.yaml, ...
 
 
 def shipped(name: str) -> dict:
@@ -270,7 +270,7 @@ def test_there_are_consumer_recipes():
     assert len(CONSUMER_RECIPES) >= 19
 
 
-@pytest.mark.parametrize("path", CONSUMER_RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes").parent))
+@pytest.mark.parametrize("path", CONSUMER_RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes").with_suffix("")))
 def test_shipped_recipe_plans_offline_within_50_to_85_percent_of_its_tier(path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     text = path.read_text()

@@ -42,7 +42,7 @@ def test_recipe_parses_strictly(path, pretend_gpu):
         else:  # consumer-GPU recipes: a preset that fits one card
             assert model_args.use_peft and model_args.lora_target_modules
             assert "peft_preset" in explicit
-            if "config_qlora" in path.stem:
+            if path.stem.endswith("qlora"):
                 assert model_args.load_in_4bit and model_args.bnb_4bit_quant_type == "nf4"
 
 

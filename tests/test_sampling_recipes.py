@@ -32,5 +32,5 @@ def test_recipe_parses_strictly(spec, path, pretend_gpu):
     (script_args, training_args, model_args, _), _ = StrictParser(config_cls).parse([], path)
     assert isinstance(training_args, config_cls)
     assert training_args.reward_funcs and script_args.dataset_name and model_args.model_name_or_path
-    if "config_qlora" in path.name:
+    if path.name.endswith("qlora.yaml"):
         assert model_args.load_in_4bit and model_args.use_peft

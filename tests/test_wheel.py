@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from trl_plugins.sampling.judge_prompts import SHIPPED
+
 from helpers import CPU_RUN, REPO, write_jsonl
 from tiny import preference_rows
 
@@ -108,3 +110,15 @@ def test_example_plugin_from_the_wheel(wheel_env, tiny_model_dir, tmp_path):
         args += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
     trained = _run(wheel_env, "train", "example-sft", *args)
     assert trained.returncode == 0, trained.stderr
+
+
+def test_judge_templates_ship_in_the_wheel(wheel_env):
+    """Every shipped judge template (``judge_template: NAME``) loads from the installed package."""
+    python, work = wheel_env
+    code = ("from trl_plugins.sampling.judge_prompts import SHIPPED, TEMPLATE_DIR, load_template\n"
+            "print(TEMPLATE_DIR); print(sorted(name for name in SHIPPED if '{completion' in load_template(name)[1]))")
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=work,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr
+    location, names = done.stdout.splitlines()
+    assert str(REPO) not in location and names == str(sorted(SHIPPED))

@@ -4,6 +4,7 @@ each with its standard error and a paired 95% bootstrap interval of the change.
     python -m trl_plugins.demo                      # what `./run demo` runs: RAFT (about 10 minutes on 2 cores)
     python -m trl_plugins.demo orpo                 # ORPO on preference pairs
     python -m trl_plugins.demo mdpo --recipe demo/mdpo --output_dir outputs/mdpo-demo
+    python -m trl_plugins.demo spin                 # a method run by a trainer: SPIN is iterative-dpo with spin pairs
 
 RAFT (and the other sampling trainers: rest, rest-em, rejection-sampling, iterative-dpo, iterative-orpo): the engine's own held-out table,
 then the headline — the held-out mean of the training reward (VADER sentiment of continuations of held-out IMDB
@@ -16,6 +17,11 @@ training row has the prompt "Write a one-sentence movie review.") — by the sam
 (``sampling.engine.evaluate_heldout``: the unit is the prompt). mDPO (embedded shapes): the held-out
 image-conditional margin and preference accuracy. iterative-dpo / iterative-orpo (embedded arithmetic, held out by
 facts): the sampling engine's own held-out greedy accuracy, before training and after each iteration.
+
+Feedback from a model (:data:`RECIPE_DEMOS`, docs/methods/judges.md and spin.md): ``self-rewarding`` (iterative-dpo,
+the policy judges its own samples; the verdict reads the base model's fixed judgment of the held-out samples),
+``rlaif`` (raft trained by the embedded model as a sentiment judge; the verdict reads VADER, the independent check)
+and ``spin`` (iterative-dpo, the reference answer against the policy's own; held-out exact match).
 """
 
 from __future__ import annotations
@@ -83,7 +89,7 @@ def _verdict(intervals: dict, names: dict[str, str], primary: str) -> int:
     print("\nresult: rose beyond noise: " + (", ".join(up) or "none")
           + ("; within noise: " + ", ".join(unclear) if unclear else "")
           + ("; fell: " + ", ".join(down) if down else ""))
-    return 0 if intervals[primary][0] > 0 else 1
+    return 0 if primary in intervals and intervals[primary][0] > 0 else 1
 
 
 def run_orpo_demo(recipe: str, output_dir: str, n_test: int, n_generations: int) -> int:
@@ -132,13 +138,19 @@ def run_orpo_demo(recipe: str, output_dir: str, n_test: int, n_generations: int)
 
 
 SAMPLING_DEMOS = ("raft", "rest", "rest-em", "rejection-sampling", "iterative-dpo", "iterative-orpo")
+# demo name -> (trainer, recipe, the held-out column its verdict reads): methods a trainer runs with a recipe's knobs
+RECIPE_DEMOS = {
+    "self-rewarding": ("iterative-dpo", "demo/iterative_dpo/self_rewarding", "heldout/judge_smollm2-135m-instruct"),
+    "rlaif": ("raft", "demo/raft/rlaif", "heldout/vader_sentiment"),
+    "spin": ("iterative-dpo", "demo/iterative_dpo/spin", "heldout_reward_mean"),
+}
 
 
-def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
-    """A sampling trainer's demo recipe through the train flow; the verdict reads the engine's last summary."""
+def run_sampling_demo(method: str, recipe: str, output_dir: str, primary: str | None = None) -> int:
+    """A sampling trainer's demo recipe through the train flow; the verdict reads the engine's last summary (its
+    exit code: whether ``primary``, default the training reward's held-out mean, rose beyond noise)."""
     from .registry import get_registry
     from .run import flow
-    from .sampling import reward_sources
     from .sampling.records import TOTAL, HeldoutScores
 
     argv = ["--config", recipe, "--output_dir", output_dir, "--overwrite_output_dir", "true"]
@@ -149,8 +161,8 @@ def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
     last = trainer.summaries[-1]
     heldout, base = last.heldout or HeldoutScores(), trainer.heldout_baseline or HeldoutScores()
     metric = ", ".join(run.training_args.reward_funcs)
-    trained = {entry.name for entry in reward_sources.resolve(run.training_args.reward_funcs)}  # names in the summary
-    rows = [(TOTAL, f"held-out {metric} (training reward)")]
+    trained = {source.entry.name for source in trainer.reward_sources}  # names in the summary
+    rows = [(TOTAL, f"held-out {metric} (training reward)")] if trained else []
     rows += [(key, f"held-out {key.removeprefix('heldout/')} (monitor)") for key in heldout.means
              if key.startswith("heldout/") and key.removeprefix("heldout/") not in trained]
     print(f"\n{method} demo: {run.model_args.model_name_or_path}, {len(trainer.summaries)} iterations in "
@@ -168,7 +180,10 @@ def run_sampling_demo(method: str, recipe: str, output_dir: str) -> int:
     if any(key.endswith("loglik") for key in intervals):
         print("(loglik: the base model's mean log-likelihood per token of the same samples; higher = more like fluent "
               "text to the base model, so a fall beyond noise would mean the samples got worse as language)")
-    return _verdict(intervals, names, primary=TOTAL)
+    if "judge_policy" in trained:
+        print("(the training reward's held-out mean is judged by each iteration's own policy, so its change mixes a "
+              "better policy with a different judge; a monitor judged by a fixed model does not)")
+    return _verdict(intervals, names, primary=primary or TOTAL)
 
 
 def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:
@@ -205,7 +220,7 @@ def run_mdpo_demo(recipe: str, output_dir: str, n_test: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     quiet.install()  # before the libraries load, as the trl-plugins command does (trl_plugins/compat/quiet.py)
     parser = argparse.ArgumentParser(prog="python -m trl_plugins.demo")
-    parser.add_argument("method", nargs="?", default="raft", choices=["orpo", "mdpo", *SAMPLING_DEMOS])
+    parser.add_argument("method", nargs="?", default="raft", choices=["orpo", "mdpo", *SAMPLING_DEMOS, *RECIPE_DEMOS])
     parser.add_argument("--recipe", default=None, help="recipe path (default: the method's shipped demo recipe)")
     parser.add_argument("--output_dir", default=None)
     parser.add_argument("--n_test", type=int, default=200)
@@ -220,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_mdpo_demo(recipe, output_dir, min(args.n_test, 64))
         if args.method in SAMPLING_DEMOS:
             return run_sampling_demo(args.method, recipe, output_dir)
+        if args.method in RECIPE_DEMOS:
+            trainer, shipped, primary = RECIPE_DEMOS[args.method]
+            return run_sampling_demo(trainer, args.recipe or shipped, output_dir, primary)
         return run_orpo_demo(recipe, output_dir, args.n_test, args.n_generations)
     except TrlPluginsError as exc:
         for line in exc.lines():

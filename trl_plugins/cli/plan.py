@@ -13,6 +13,7 @@ mean them), ``--json``, ``--prompt_length N`` (sampling trainers: prompt tokens 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -58,6 +59,7 @@ def plan_run(name: str, argv: list[str]) -> tuple[dict, dict]:
     """Parse like ``train`` and plan: ``(result of memory_plan.plan, description of the run)``."""
     from ..planning.inputs import (
         as_on_a_gpu,
+        judge_settings,
         load_model_config,
         normalize_config,
         reward_model_configs,
@@ -82,11 +84,12 @@ def plan_run(name: str, argv: list[str]) -> tuple[dict, dict]:
     profile = profile_for(spec.load_method())
     reward_models, notes = reward_model_configs(training_args, config) if profile.generation else ([], [])
     settings = settings_from_args(training_args, model_args, flags, reward_models, max_positions)
+    if profile.generation:
+        judges, judge_notes = judge_settings(training_args, model_args, config, settings.prompt_length)
+        settings, notes = dataclasses.replace(settings, **judges), notes + judge_notes
     result = plan(config, settings, profile, gpu)
     auto = str(getattr(training_args, "generation_merge_quantized", "")).lower() == "auto"
     if profile.generation and auto and settings.use_peft and (settings.load_in_4bit or settings.load_in_8bit):
-        import dataclasses
-
         merged = plan(config, dataclasses.replace(settings, merged_generation_copy=True), profile, gpu)
         verdict = "" if gpu is None else (" — fits this GPU, so generation would use it" if merged["fits"] else
                                           " — does not fit this GPU, so generation keeps the 4-bit weights + LoRA")

@@ -22,7 +22,7 @@ from .seeds import against_best_over_seeds, over_seeds
 # before) and what the legend says of it
 COLUMNS = {"kl": ("KL/token", "monitor/kl_token", "after", "KL to the starting policy per token after training (k3)"),
            "loglik": ("loglik Δ", "monitor/loglik", "change", "the base model's log-likelihood per token (fluency)"),
-           "distinct2": ("distinct-2 Δ", "monitor/distinct2", "change", "distinct-2 of each prompt's samples"),
+           "distinct2": ("distinct-2 Δ", "monitor/distinct2", "change", "distinct-2 of each sample on its own (repetition)"),
            "length": ("length Δ", "monitor/length", "change", "mean completion length in tokens")}
 
 
@@ -51,13 +51,26 @@ def guard_figures(verdicts: list[dict]) -> dict:
             "best_iteration": verdicts[-1].get("best_iteration") if verdicts and verdicts[-1] else None}
 
 
+def as_metric(scores: HeldoutScores, column: str) -> HeldoutScores:
+    """``scores`` with the task metric read from ``column``: a method trained on a reward of its own (``trainer:``)
+    holds the metric as the monitor column ``heldout/<name>`` (``MethodPlan.metric_column``)."""
+    if column != KEY:
+        for values in (scores.means, scores.se, scores.per_prompt, scores.changes):
+            if column in values:
+                values[KEY] = values[column]
+    return scores
+
+
 def method_figures(plan, attempts: list[dict]) -> dict:
     """Before/after held-out metric with SE, the change's paired 95% interval, the curve by budget spent, tokens;
     the monitors and the guard's verdicts where the run wrote them."""
     out = plan.output_dir
-    before = HeldoutScores.from_json(_read(out / "heldout_baseline.json"))
+    column = plan.metric_column
+    before = as_metric(HeldoutScores.from_json(_read(out / "heldout_baseline.json")), column)
     if plan.sampling:
         summaries = [IterationSummary.from_json(row) for row in _read(out / "sampling_summary.jsonl")]
+        for summary in summaries:
+            as_metric(summary.heldout, column)
         after = summaries[-1].heldout
         curve = [{"spent": s.iteration / plan.iterations, "iteration": s.iteration, "metric": s.heldout.means[KEY],
                   "se": s.heldout.se.get(KEY)} for s in summaries]

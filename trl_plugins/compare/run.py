@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, DataError, TrlPluginsError, UsageError
+from ..sampling.records import TOTAL
 from ..sampling.store import read_jsonl, write_json, write_jsonl
 from .budget import Share, sampling_share, training_share
 from .task import BUDGET_KEYS, Task, load_task, sampling_keys
@@ -42,6 +43,8 @@ class MethodPlan:
     output_dir: Path
     iterations: int | None = None  # sampling methods: num_iterations
     seed: int = 42  # the training seed of this run (the recipe's seed)
+    trainer: str | None = None  # the registered trainer, when the method's label is another name (trainer:)
+    metric_column: str = TOTAL  # where its held-out files hold the task metric (heldout/<name>: trained on its own)
 
 
 def training_seeds(task: Task, count: int) -> list[int]:
@@ -73,13 +76,22 @@ def method_recipe(task: Task, name: str, out: Path, seed: int | None = None) -> 
     from ..run.recipe import StrictParser
     from ..sampling.config import SamplingOptions
 
-    spec = get_registry().trainer(name)
+    registry = get_registry()
+    spec = registry.trainer(task.trainers.get(name, name))
+    label = name if name in task.trainers else spec.name
+    if label != spec.name and label in registry.trainers:
+        raise ConfigError(f"{task.path}: methods.{name}: the label of a method run by trainer {spec.name!r} cannot be "
+                          f"the name of trainer {label!r}: pick another")
     if spec.model_kind != "causal-lm":
         raise UsageError(f"{spec.name}: cannot be compared: it trains a {spec.model_kind} model, and the compare "
                          "scores text the trained model generates (only causal-lm trainers apply)")
     _, config_cls = spec.load()
     sampling = issubclass(config_cls, SamplingOptions)  # SFT phases (SamplingConfig) or preference phases
     overrides = task.methods.get(name, task.methods.get(spec.name, {}))
+    own_reward = "reward_funcs" in overrides
+    if own_reward and not sampling:
+        raise ConfigError(f"{task.path}: methods.{name}: reward_funcs of its own applies to a sampling method; "
+                          f"{spec.name} trains on its data, not on a reward")
     budget_key = BUDGET_KEYS["sampling" if sampling else "training"]
     if budget_key in overrides:
         raise ConfigError(f"{task.path}: methods.{name}: {budget_key!r} is set by the budget (docs/compare.md)")
@@ -91,27 +103,48 @@ def method_recipe(task: Task, name: str, out: Path, seed: int | None = None) -> 
     parser.check_keys(task.shared, f"{task.path}: shared (for {spec.name})")
     parser.check_keys(overrides, f"{task.path}: methods.{name}")
     seed = task.seed if seed is None else seed
-    run = run_name(spec.name, task, seed)
+    run = run_name(label, task, seed)
     output_dir = out / run
     recipe = {**task.shared, **task.dataset, **overrides, "output_dir": str(output_dir)}
     if seed != task.seed:
         recipe["seed"] = seed
+    metric_column = TOTAL
     if sampling:
-        recipe.update(sampling_keys(task.heldout, task.metric, task.monitors, task.seed))
+        recipe.update(sampling_keys(task.heldout, task.metric, task.monitors, task.seed, task.judge))
+    if own_reward:  # its training reward is its own; the metric scores its held-out samples as a monitor
+        recipe.update({key: overrides[key] for key in ("reward_funcs", "reward_weights") if key in overrides})
+        recipe["heldout_reward_funcs"] = task.metric
+        metric_column = _metric_monitor(task, name)
     path = _write_yaml(out / "recipes" / f"{run}.yaml", recipe)
     try:
         (_, args, _, _), _ = parser.parse([], path)
     except TrlPluginsError as exc:
         lines = exc.lines()
-        raise ConfigError(f"{spec.name}: {lines[0]}", lines[1:]) from exc
+        raise ConfigError(f"{label}: {lines[0]}", lines[1:]) from exc
     if sampling:
-        share = sampling_share(spec.name, task.budget, args.num_iterations, args.num_generations)
+        share = sampling_share(label, task.budget, args.num_iterations, args.num_generations)
     else:
-        share = training_share(spec.name, task.budget, args.per_device_train_batch_size,
+        share = training_share(label, task.budget, args.per_device_train_batch_size,
                                args.gradient_accumulation_steps)
     recipe.update(share.setting)
     _write_yaml(path, recipe)
-    return MethodPlan(spec.name, sampling, share, path, output_dir, args.num_iterations if sampling else None, seed)
+    return MethodPlan(label, sampling, share, path, output_dir, args.num_iterations if sampling else None, seed,
+                      spec.name if label != spec.name else None, metric_column)
+
+
+def _metric_monitor(task: Task, name: str) -> str:
+    """The held-out column of the task metric in the files of a method trained on its own reward: the metric is its
+    ``heldout_reward_funcs``, so ``heldout/<name>`` — one entry, since monitors are not summed."""
+    from types import SimpleNamespace
+
+    from ..sampling import reward_sources
+    from ..sampling.records import heldout_columns
+
+    if len(task.metric) != 1:
+        raise ConfigError(f"{task.path}: methods.{name}: a method with reward_funcs of its own is scored on a metric "
+                          f"of one entry (metric has {len(task.metric)})")
+    (entry,) = reward_sources.resolve(task.metric, key=f"{task.path}: metric", options=SimpleNamespace(**task.judge))
+    return next(column for column, source in heldout_columns([], [entry.name]).items() if source == entry.name)
 
 
 def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
@@ -122,7 +155,7 @@ def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
 
     plan = method_recipe(task, name, out)
     try:
-        run = flow.prepare_run(get_registry().trainer(plan.name), ["--config", str(plan.recipe)],
+        run = flow.prepare_run(get_registry().trainer(plan.trainer or plan.name), ["--config", str(plan.recipe)],
                                  check_output=False)
     except TrlPluginsError as exc:
         raise UsageError(f"{plan.name}: does not apply to this task: {exc.lines()[0]}") from exc
@@ -136,10 +169,12 @@ def plan_method(task: Task, name: str, out: Path) -> MethodPlan:
 def check_heldout(task: Task) -> None:
     """The task's held-out split: there, with prompts, and with the columns the metric reads (the sampling methods'
     runs check theirs; this is the one the others are scored on)."""
+    from types import SimpleNamespace
+
     from ..checks.sources import load_source
     from ..sampling import reward_sources
 
-    resolved = reward_sources.resolve(task.metric, key=f"{task.path}: metric")
+    resolved = reward_sources.resolve(task.metric, key=f"{task.path}: metric", options=SimpleNamespace(**task.judge))
     dsd = load_source(task.dataset["dataset_name"], task.dataset.get("dataset_config"))
     split = task.dataset["dataset_test_split"]
     if split not in dsd:
@@ -154,10 +189,12 @@ def check_heldout(task: Task) -> None:
 
 def _job(task: Task, plan: MethodPlan) -> dict:
     """What the worker needs; a run left by a different job in the same folder is restarted, not resumed."""
-    return {"method": plan.name, "recipe": str(plan.recipe), "recipe_text": plan.recipe.read_text(),
-            "output_dir": str(plan.output_dir), "sampling": plan.sampling, "metric": task.metric,
-            "heldout": task.heldout, "seed": plan.seed, "heldout_source": task.dataset, "monitors": task.monitors,
-            "heldout_seed": task.seed}
+    job = {"method": plan.name, "recipe": str(plan.recipe), "recipe_text": plan.recipe.read_text(),
+           "output_dir": str(plan.output_dir), "sampling": plan.sampling, "metric": task.metric,
+           "heldout": task.heldout, "seed": plan.seed, "heldout_source": task.dataset, "monitors": task.monitors,
+           "heldout_seed": task.seed}
+    job.update({k: v for k, v in (("trainer", plan.trainer), ("judge", task.judge)) if v})  # only when there are
+    return job
 
 
 def _resumable(plan: MethodPlan) -> bool:

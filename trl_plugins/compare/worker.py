@@ -44,7 +44,7 @@ class CompareRecorder(TrainerCallback):
 
         job = self.job
         return sampling_options(**sampling_keys(job["heldout"], job["metric"], job.get("monitors"),
-                                                job.get("heldout_seed")), seed=job["seed"])
+                                                job.get("heldout_seed"), job.get("judge")), seed=job["seed"])
 
     def evaluate(self, model, tokenizer) -> HeldoutScores:
         """The held-out scores and monitors of ``model``, as a sampling method of the same compare gets its own: the
@@ -57,7 +57,7 @@ class CompareRecorder(TrainerCallback):
         from ..sampling.generation import make_backend
 
         options = self.options()
-        entries = reward_sources.resolve(options.reward_funcs, options.reward_weights, key="metric")
+        entries = reward_sources.resolve(options.reward_funcs, options.reward_weights, key="metric", options=options)
         sources = reward_sources.build(entries, next(model.parameters()).device, options.reward_batch_size)
         backend = make_backend(options.generation_backend, model, tokenizer)
         watch, note = MonitorSettings.of(options.heldout_monitors, model, tokenizer,
@@ -134,7 +134,7 @@ def run_job(job: dict) -> None:
     from ..registry import get_registry
     from ..run import flow
 
-    spec = get_registry().trainer(job["method"])
+    spec = get_registry().trainer(job.get("trainer", job["method"]))
     out = Path(job["output_dir"])
     argv = ["--config", job["recipe"]]
     argv += ["--resume_from_checkpoint", "true"] if job["resume"] else ["--overwrite_output_dir", "true"]

@@ -1,4 +1,5 @@
-"""``embedded:arithmetic``: generated word problems with an ``answer`` column, for exact-match rewards (ReST-EM).
+"""``embedded:arithmetic``: generated word problems with an ``answer`` column, for exact-match rewards (ReST-EM), and
+a reference ``completion`` (the answer as the instruction asks for it: just the number), for SPIN.
 
 Each problem applies ``steps`` (1 or 2) additions or subtractions to operands in ``min_operand..max_operand``, left
 to right, never going below zero ("Tom has 23 apples, gets 41 more and then gives away 17. ..."); the wording comes
@@ -98,7 +99,8 @@ def arithmetic(
     conversational: bool = True,
     instruction: str = "Answer with just the number.",
 ):
-    """Word problems held out by facts (module docstring); ``answer`` is a string."""
+    """Word problems held out by facts (module docstring); ``answer`` is a string, ``completion`` the reference answer
+    (an assistant message, or the number after a space for plain-text prompts)."""
     from datasets import Dataset, DatasetDict
 
     if not operations or set(operations) - {"+", "-"}:
@@ -118,7 +120,10 @@ def arithmetic(
         question = template.format(name=rng.choice(NAMES), thing=rng.choice(THINGS),
                                    **dict(zip("abc", operands)))
         text = f"{question} {instruction}"
-        return {"prompt": [{"role": "user", "content": text}] if conversational else text, "answer": str(answer)}
+        if conversational:
+            return {"prompt": [{"role": "user", "content": text}], "answer": str(answer),
+                    "completion": [{"role": "assistant", "content": str(answer)}]}
+        return {"prompt": text, "answer": str(answer), "completion": f" {answer}"}
 
     def fill(n, accept, what):
         rows, tries = [], 0

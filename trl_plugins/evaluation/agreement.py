@@ -1,14 +1,17 @@
 """Does a reward agree with an independent check on a sampling run's own samples? (docs/methods/margin_rm.md, "Is the
 reward model good enough?")
 
-For each reward, over the finished samples of the iterations' ``generations.jsonl``: Pearson and Spearman correlation
-with the check; within-prompt pairwise agreement (of two samples of one prompt the check tells apart, how often the
+For each reward, over the finished samples (``--unfinished``: all) of the iterations' ``generations.jsonl``: Pearson
+and Spearman correlation with the check; within-prompt pairwise agreement (of two samples of one prompt the check tells apart, how often the
 reward orders them the same way); and the check's gain from a best-of-K pick by the reward (what rejection sampling
 and RAFT select), ± SE with a paired 95% bootstrap interval over prompts. Rewards and check are scored by the same
-code as training (``reward_funcs`` entries: a registered name, ``module:function`` or a reward-model path).
+code as training (``reward_funcs`` entries: a registered name, ``module:function``, a reward-model path or a
+``judge:MODEL`` with the ``--judge_*`` options); ``--dataset`` gives them the run's row columns (e.g. ``answer``).
 
     python -m trl_plugins.evaluation.agreement outputs/rejection-sampling-demo \\
         --rewards ./outputs/margin-rm-continuations-label ./outputs/margin-rm-continuations --check vader_sentiment
+    python -m trl_plugins.evaluation.agreement outputs/rest-em-demo --dataset embedded:arithmetic \\
+        --rewards judge:embedded:smollm2-135m-instruct --judge_template answer_correct --check exact_match
 """
 
 from __future__ import annotations
@@ -104,19 +107,38 @@ def summarize(rewards: Sequence[float], checks: Sequence[float], prompt_of: Sequ
     }
 
 
-def read_samples(run_dir: Path) -> list[dict]:
-    """The finished samples of every ``iteration_N/generations.jsonl`` of a sampling run, with their iteration."""
+def read_samples(run_dir: Path, unfinished: bool = False) -> list[dict]:
+    """The finished samples (``unfinished``: all) of every ``iteration_N/generations.jsonl`` of a sampling run, with
+    their iteration."""
     files = sorted(run_dir.glob("iteration_*/generations.jsonl"), key=lambda p: int(p.parent.name.split("_")[1]))
     if not files:
         raise SystemExit(f"agreement: no iteration_*/generations.jsonl under {run_dir}")
     from ..sampling.store import read_jsonl
 
     out = [dict(row, iteration=int(path.parent.name.split("_")[1])) for path in files for row in read_jsonl(path)]
-    return [s for s in out if s.get("finished", True)]
+    return [s for s in out if unfinished or s.get("finished", True)]
+
+
+def row_columns(samples: list[dict], dataset: str, config: str | None, split: str) -> list[dict]:
+    """Each sample's dataset row without its prompt (the columns rewards read, e.g. ``answer``), from the run's own
+    dataset; a row whose prompt is not the sample's means the dataset is not the run's (one line)."""
+    from ..checks.data import load_source
+
+    data = load_source(dataset, config)
+    if split not in data:
+        raise SystemExit(f"agreement: --dataset {dataset!r} has no split {split!r} (found: {', '.join(data)})")
+    rows = data[split]
+    out = []
+    for s in samples:
+        if s["row"] >= len(rows) or rows[s["row"]]["prompt"] != s["prompt"]:
+            raise SystemExit(f"agreement: --dataset {dataset!r} ({split}) is not this run's data: row {s['row']}'s "
+                             "prompt differs from the sample's")
+        out.append({k: v for k, v in rows[s["row"]].items() if k != "prompt"})
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..errors import ConfigError
+    from ..errors import ConfigError, DataError
     from ..sampling import reward_sources
 
     parser = argparse.ArgumentParser(prog="python -m trl_plugins.evaluation.agreement", description=__doc__.split(
@@ -124,24 +146,42 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path, help="a sampling run's output_dir (its iteration_*/generations.jsonl)")
     parser.add_argument("--rewards", nargs="+", required=True, help="reward_funcs entries to judge")
     parser.add_argument("--check", default="vader_sentiment", help="the independent check (a reward_funcs entry)")
+    parser.add_argument("--dataset", help="the run's dataset_name: its rows' columns reach the rewards and the check")
+    parser.add_argument("--dataset_config", help="the run's dataset_config")
+    parser.add_argument("--split", default="train", help="the split the run sampled its prompts from")
+    parser.add_argument("--unfinished", action="store_true",
+                        help="also read samples cut off at max_new_tokens (e.g. answers followed by more text)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    judges = parser.add_argument_group("judge:MODEL entries (as the recipe keys of the same names)")
+    judges.add_argument("--judge_template")
+    judges.add_argument("--judge_mode", default="yes_probability")
+    judges.add_argument("--judge_score_range", nargs=2, type=float, default=[0.0, 5.0])
+    judges.add_argument("--judge_max_new_tokens", type=int, default=160)
+    judges.add_argument("--judge_batch_size", type=int, default=8)
+    judges.add_argument("--judge_load_in_4bit", action="store_true")
     args = parser.parse_args(argv)
 
-    samples = read_samples(args.run_dir)
+    samples = read_samples(args.run_dir, args.unfinished)
     prompts = [s["prompt"] for s in samples]
     completions = [s["completion"] for s in samples]
-    rows = [{} for _ in samples]
     try:
-        entries = reward_sources.resolve(args.rewards, key="--rewards")
-        check_entries = reward_sources.resolve([args.check], key="--check")
-    except ConfigError as exc:
-        raise SystemExit(f"agreement: {exc}") from None
-    _, scores = reward_sources.score(reward_sources.build(entries), prompts, completions, rows, progress=True)
-    _, checked = reward_sources.score(reward_sources.build(check_entries), prompts, completions, rows)
+        rows = (row_columns(samples, args.dataset, args.dataset_config, args.split) if args.dataset
+                else [{} for _ in samples])
+        entries = reward_sources.resolve(args.rewards, key="--rewards", options=args)
+        check_entries = reward_sources.resolve([args.check], key="--check", options=args)
+        sources, check_sources = reward_sources.build(entries), reward_sources.build(check_entries)
+        _, scores = reward_sources.score(sources, prompts, completions, rows, progress=True)
+        _, checked = reward_sources.score(check_sources, prompts, completions, rows)
+    except (ConfigError, DataError, ValueError) as exc:
+        raise SystemExit(f"agreement: {str(exc).splitlines()[0]}") from None
+    for source in sources + check_sources:
+        if hasattr(source, "seconds"):
+            print(f"{source.entry.name}: {len(samples)} samples judged in {source.seconds:.1f} s")
     check = checked[check_entries[0].name]
     results = {}
     iterations = sorted({s["iteration"] for s in samples})
-    print(f"{len(samples)} finished samples of {args.run_dir} (iterations {iterations}); check: {args.check}")
+    print(f"{len(samples)} {'' if args.unfinished else 'finished '}samples of {args.run_dir} (iterations {iterations}); "
+          f"check: {args.check}")
     print(f"{'reward':<34}{'iter':>5}{'n':>6}{'pearson':>9}{'spearman':>9}  {'pairwise agree ± SE':<22}"
           f"best-of-K gain in the check ± SE [95%]")
     # the check ranking its own samples: the most a best-of-K pick can gain in it (an upper bound for each reward)

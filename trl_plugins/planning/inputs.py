@@ -1,6 +1,6 @@
 """What the memory planner reads, without loading a model: a model's config.json (a local folder, an embedded model,
 the Hugging Face cache, the copies shipped in ``memory_configs/`` for the shipped recipes' models, or the hub: the file
-only, not with ``HF_HUB_OFFLINE=1``), the reward models' config.json, and a run's :class:`RunSettings` from its parsed
+only, not with ``HF_HUB_OFFLINE=1``), the reward models' and judges' config.json, and a run's :class:`RunSettings` from its parsed
 config. ``trl-plugins plan`` (cli/plan.py) and ``benchmarks/gpu_memory.py`` call these; docs/memory.md.
 """
 
@@ -126,6 +126,55 @@ def reward_model_configs(training_args, policy_config: dict) -> tuple[list[dict]
             notes.append(f"reward model {entry!r}: no config.json offline; counted as the policy's architecture "
                          "in bf16")
     return configs, notes
+
+
+CHARS_PER_TOKEN = 4  # a judge template's length in tokens, roughly (English text under a BPE tokenizer)
+
+
+def judge_settings(training_args, model_args, policy_config: dict, prompt_length: int) -> tuple[dict, list[str]]:
+    """The ``judge_*`` RunSettings of the judges of a run — the ``judge:`` entries in ``reward_funcs`` and
+    ``heldout_reward_funcs``, and ``pair_rule: judge_pairwise``'s judge (its template shows two completions) — and
+    notes: a judge that is the policy (``policy``, or its base model under LoRA) adds no weights; another is read from
+    its config.json (the policy's architecture when that cannot be read offline), once however many entries name it."""
+    from ..sampling.judge_prompts import load_template
+    from ..sampling.reward_sources import JUDGE
+
+    entries = [e for key in ("reward_funcs", "heldout_reward_funcs") for e in getattr(training_args, key, None) or []
+               if e.startswith(JUDGE)]
+    targets = {e.removeprefix(JUDGE): e for e in entries}
+    new_tokens = getattr(training_args, "max_new_tokens", 256)
+    tokens = []
+    if entries:
+        _, template = load_template(getattr(training_args, "judge_template", None))
+        tokens.append(len(template) // CHARS_PER_TOKEN + prompt_length + new_tokens)
+    if getattr(training_args, "pair_rule", None) == "judge_pairwise":
+        target = getattr(training_args, "judge_pairwise_model", None) or next(iter(targets), None)
+        if target is None:
+            raise ConfigError("judge_pairwise_model: pair_rule judge_pairwise needs a judge: set judge_pairwise_model "
+                              "or list a judge:MODEL in reward_funcs")
+        targets.setdefault(target, f"judge_pairwise_model {target}")
+        _, template = load_template(getattr(training_args, "judge_pairwise_template", None),
+                                    "judge_pairwise_template")
+        tokens.append(len(template) // CHARS_PER_TOKEN + prompt_length + 2 * new_tokens)  # both completions
+    if not targets:
+        return {}, []
+    configs, notes, on_policy = [], [], False
+    for target, entry in targets.items():
+        if target == "policy" or (target == model_args.model_name_or_path and model_args.use_peft):
+            on_policy = True
+            notes.append(f"{entry}: the policy{'' if target == 'policy' else ' with its adapter off'} judges (no "
+                         "second copy)")
+            continue
+        try:
+            configs.append(normalize_config(load_model_config(target, "reward_funcs")))
+        except ConfigError:
+            configs.append(policy_config)
+            notes.append(f"judge {entry!r}: no config.json offline; counted as the policy's architecture")
+    score = bool(entries) and getattr(training_args, "judge_mode", "yes_probability") == "score"
+    return {"judge_models": configs, "judge_on_policy": on_policy, "judge_tokens": int(max(tokens)),
+            "judge_batch_size": getattr(training_args, "judge_batch_size", 8),
+            "judge_new_tokens": getattr(training_args, "judge_max_new_tokens", 0) if score else 0,
+            "judge_load_in_4bit": bool(getattr(training_args, "judge_load_in_4bit", False))}, notes
 
 
 def settings_from_args(training_args, model_args, flags: dict, reward_models: list[dict], max_positions: int):

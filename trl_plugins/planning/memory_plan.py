@@ -111,6 +111,14 @@ class RunSettings:
     num_iterations: int = 1
     heldout: bool = False  # held-out prompts are generated and scored before iteration 1 and after every iteration
     merged_generation_copy: bool = False  # generation_merge_quantized: a 16-bit copy of the adapted quantized layers
+    # judges (judge:MODEL rewards), loaded at the first scoring and kept like reward models; a judge that is the
+    # policy (judge:policy, or its base under LoRA) adds no weights, only its forward
+    judge_models: list[dict] = field(default_factory=list)  # config.json dicts of judges that are their own model
+    judge_on_policy: bool = False  # a judge runs on the policy's own weights
+    judge_tokens: int = 0  # tokens of one judged sequence (template + prompt + completion); 0: no judge
+    judge_batch_size: int = 8
+    judge_new_tokens: int = 0  # judge_mode score: tokens the judge writes (its KV cache); 0: yes_probability
+    judge_load_in_4bit: bool = False
 
 
 # -- terms ----------------------------------------------------------------------------------------------------------
@@ -227,6 +235,24 @@ def _reward_model_bytes(config: dict) -> float:
     """A sequence-classification reward model held in bf16 for scoring (no LM head)."""
     rm = Decoder.from_config(config)
     return (rm.layers * sum(a * b for _, a, b in rm.linears()) + rm.other_params(lm_head=False) + rm.hidden) * 2
+
+
+def _judge_bytes(config: dict, load_in_4bit: bool) -> float:
+    """A judge held for scoring: a causal LM with its LM head, bf16 or 4-bit NF4 (double quantization) linears."""
+    judge = Decoder.from_config(config)
+    linear = judge.layers * sum(a * b for _, a, b in judge.linears())
+    return linear * (NF4_BYTES if load_in_4bit else 2) + judge.other_params(True) * 2
+
+
+def _judge_scoring_bytes(judge: Decoder, settings: RunSettings) -> float:
+    """One judge batch: a no-grad forward over the judged sequences with the LM head on the last position only
+    (yes_probability), or a greedy generation after that prefill (score: the KV cache of the written tokens)."""
+    batch, tokens = settings.judge_batch_size, settings.judge_tokens
+    forward = _no_grad_forward_bytes(judge, batch * tokens, "none") + batch * judge.vocab * NO_GRAD_LOGITS
+    if not settings.judge_new_tokens:
+        return forward
+    kv = batch * (tokens + settings.judge_new_tokens) * 2 * judge.layers * judge.kv_width * 2
+    return kv + max(forward, batch * judge.vocab * SAMPLING_LOGITS)
 
 
 def _no_grad_forward_bytes(model: Decoder, tokens: int, head: str) -> float:
@@ -407,15 +433,15 @@ def _sampling_phases(run: _Run) -> dict:
     at the first scoring and stays; the last phase's optimizer stays until the next phase."""
     settings = run.settings
     reward = sum(_reward_model_bytes(c) for c in settings.reward_models)
+    judges = sum(_judge_bytes(c, settings.judge_load_in_4bit) for c in settings.judge_models)
     sft_length = min(settings.max_length, settings.prompt_length + settings.max_new_tokens)
     rows = settings.per_device_batch * run.profile.sequences_per_example  # preference phases: 2 rows per pair
-    phases = _training_phases(run, rows, sft_length, "fine-tuning: ", {"reward_model": reward} if reward else {})
+    scorers = {k: v for k, v in (("reward_model", reward), ("judge_models", judges)) if v}
+    phases = _training_phases(run, rows, sft_length, "fine-tuning: ", scorers)
     first = {k: v for k, v in run.static.items() if k != "optimizer_states"}
-    if reward and settings.heldout:  # held-out samples are scored before iteration 1 generates
-        first["reward_model"] = reward
-    later = dict(first, optimizer_states=run.optimizer)
-    if reward:
-        later["reward_model"] = reward
+    if settings.heldout:  # held-out samples are scored before iteration 1 generates
+        first.update(scorers)
+    later = dict(first, optimizer_states=run.optimizer, **scorers)
     generation = _generation_terms(run)
     phases["generation (first iteration)"] = dict(first, **generation)
     if settings.num_iterations > 1 or settings.heldout:
@@ -425,6 +451,9 @@ def _sampling_phases(run: _Run) -> dict:
         rm = Decoder.from_config(settings.reward_models[0])
         phases["reward scoring"] = dict(later, reward_model=reward,
                                         reward_scoring=_no_grad_forward_bytes(rm, scoring_tokens, "none"))
+    if settings.judge_tokens:
+        deciders = [Decoder.from_config(c) for c in settings.judge_models] + [run.model] * settings.judge_on_policy
+        phases["judge scoring"] = dict(later, judge_scoring=max(_judge_scoring_bytes(d, settings) for d in deciders))
     return phases
 
 

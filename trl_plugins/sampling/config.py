@@ -109,6 +109,33 @@ class SamplingOptions(GuardOptions):
                   "as `unfinished` in each iteration's summary."},
     )
     num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the selected data per phase."})
+    # judges: reward_funcs / heldout_reward_funcs entries judge:MODEL (docs/methods/judges.md)
+    judge_template: str | None = field(
+        default=None,
+        metadata={"help": "What a judge:MODEL reward asks: a shipped template (self_rewarding, helpful_harmless, "
+                  "sentiment_positive, answer_correct) or the path of a .txt file with {completion}, optionally "
+                  "{prompt} and {column} placeholders for dataset columns."},
+    )
+    judge_mode: str = field(
+        default="yes_probability",
+        metadata={"help": "yes_probability: the reward is P(Yes) / (P(Yes) + P(No)) of the judge's answer (one "
+                  "forward pass); score: the judge writes greedily and the number after 'Score:' is the reward "
+                  "(unparseable or outside judge_score_range: the sample is dropped).",
+                  "choices": ["yes_probability", "score"]},
+    )
+    judge_score_range: list[float] = field(
+        default_factory=lambda: [0.0, 5.0],
+        metadata={"help": "judge_mode score: the range [low, high] of a valid score (Self-Rewarding's rubric: 0..5)."},
+    )
+    judge_max_new_tokens: int = field(
+        default=160, metadata={"help": "judge_mode score: tokens the judge may write (its reasons, then the score)."}
+    )
+    judge_batch_size: int = field(default=8, metadata={"help": "Samples a judge reads per forward pass."})
+    judge_load_in_4bit: bool = field(
+        default=False,
+        metadata={"help": "Load a judge that is its own model (not the policy or its base) in 4-bit NF4 "
+                  "(bitsandbytes)."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -127,12 +154,19 @@ class SamplingOptions(GuardOptions):
             raise ValueError("eval_strategy does not apply to sampling trainers: use heldout_prompts to track "
                              "held-out reward")
         self.sampling_params()  # range checks of temperature, top_p, top_k, batch sizes
+        from .judge_prompts import check_judge_options
+
+        check_judge_options(self.judge_mode, self.judge_score_range, self.judge_max_new_tokens, self.judge_batch_size)
         if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values but reward_funcs has "
                              f"{len(self.reward_funcs)} entries")
 
     def sampling_params(self, heldout: bool = False) -> SamplingParams:
         return sampling_params_of(self, heldout)
+
+    def rewards_required(self) -> bool:
+        """Whether ``reward_funcs`` must name a reward (a pair rule fed by a judge or the data needs none)."""
+        return True
 
 
 def sampling_params_of(options, heldout: bool = False) -> SamplingParams:

@@ -196,9 +196,12 @@ class SamplingEngine(GuardStage):
         self.prompt_dataset = train_dataset
         self.heldout_dataset = heldout_dataset
         if rewards is None:
-            rewards = reward_sources.resolve(args.reward_funcs, args.reward_weights)
+            rewards = reward_sources.resolve(args.reward_funcs, args.reward_weights, options=args,
+                                             required=args.rewards_required())
         if heldout_rewards is None and args.heldout_reward_funcs:
-            heldout_rewards = reward_sources.resolve(args.heldout_reward_funcs, key="heldout_reward_funcs")
+            heldout_rewards = reward_sources.resolve(args.heldout_reward_funcs, key="heldout_reward_funcs",
+                                                     options=args)
+        self.judge_models: dict = {}  # (model, load_in_4bit) -> the JudgeModel every judge of that model shares
         self.reward_sources = self._sources(rewards)
         self.heldout_sources = self._sources(heldout_rewards or [])
         self.shards = Shards(self.accelerator)
@@ -217,8 +220,28 @@ class SamplingEngine(GuardStage):
         self.guard_state, self.stopped = None, None  # the reward-hacking guard's (guard_stage.py)
 
     def _sources(self, entries: list) -> list:
-        """The reward sources of resolved entries, on this process's device (models load on first use)."""
-        return reward_sources.build(entries, self.accelerator.device, self.args.reward_batch_size)
+        """The reward sources of resolved entries, on this process's device (models load on first use); judges get
+        the policy (``judge:policy``, and a judge naming the LoRA policy's base reuses it with the adapter off)."""
+        return reward_sources.build(entries, self.accelerator.device, self.args.reward_batch_size,
+                                    policy=self.policy_handle(), judge_models=self.judge_models)
+
+    def policy_handle(self):
+        """The training policy as the judges see it (:class:`~.judge.PolicyHandle`: unwrapped model, tokenizer)."""
+        from .judge import PolicyHandle
+
+        return PolicyHandle(self.accelerator.unwrap_model(self.model), self.processing_class)
+
+    def judges(self) -> list:
+        """Everything of this run that judges with a model and keeps its ``seconds`` (judge reward sources, a
+        pairwise judge)."""
+        return [s for s in (*self.reward_sources, *self.heldout_sources) if hasattr(s, "judge")]
+
+    def judge_clock(self) -> float | None:
+        """The judges' seconds so far, the slowest process's (they judge side by side); None without a judge."""
+        judges = self.judges()
+        if not judges:
+            return None
+        return max(self.shards.gather(sum(j.seconds for j in judges)))
 
     @property
     def _progress(self) -> bool:
@@ -333,6 +356,7 @@ class SamplingEngine(GuardStage):
     def run_iteration(self, k: int) -> None:
         """The stages of iteration ``k``, reusing the generations and rewards a killed run left."""
         self.generation_stats = GenerationStats()  # stays empty when the generations are read from disk
+        judged = self.judge_clock()
         if self.store.has(k, GENERATIONS):
             samples = [Sample.from_rows(i, row) for i, row in enumerate(self.store.rows(k, GENERATIONS))]
         else:
@@ -353,7 +377,8 @@ class SamplingEngine(GuardStage):
         summary = IterationSummary.of(
             k, samples, generation=self.generation_stats, update=update, heldout=heldout,
             baseline=self.heldout_baseline.means if self.heldout_baseline else {},
-            global_step=self.state.global_step, processes=self.accelerator.num_processes)
+            global_step=self.state.global_step, processes=self.accelerator.num_processes,
+            judge_seconds=None if judged is None else self.judge_clock() - judged)
         self.store_iteration(k, summary, samples)
 
     def _start(self, resume: bool) -> list[int]:
@@ -403,6 +428,8 @@ class SamplingEngine(GuardStage):
         self.accelerator.print(table_row(summary, monitors))
         if line := monitor_line(summary):
             self.accelerator.print(line)
+        if summary.judge_seconds is not None:
+            self.accelerator.print(f"     judges: {summary.judge_seconds:.1f} s this iteration")
 
     # -- weights -----------------------------------------------------------------------------------------------------
     def _trainable(self) -> dict[str, torch.nn.Parameter]:

@@ -31,8 +31,10 @@ class SamplingMethod(Method):
 
     def check_run(self, run) -> None:
         config = run.training_args
-        self.rewards = reward_sources.resolve(config.reward_funcs, config.reward_weights, "reward_funcs")
-        self.heldout_rewards = (reward_sources.resolve(config.heldout_reward_funcs, key="heldout_reward_funcs")
+        self.rewards = reward_sources.resolve(config.reward_funcs, config.reward_weights, "reward_funcs", config,
+                                              required=config.rewards_required())
+        self.heldout_rewards = (reward_sources.resolve(config.heldout_reward_funcs, key="heldout_reward_funcs",
+                                                       options=config)
                                 if config.heldout_reward_funcs else [])
         columns = list(run.train_dataset.column_names or [])
         for key, resolved in (("reward_funcs", self.rewards), ("heldout_reward_funcs", self.heldout_rewards)):

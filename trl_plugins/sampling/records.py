@@ -19,6 +19,7 @@ from ..evaluation.monitors import distinct_n
 from ..formats import completion_text
 
 GENERATION_KEYS = ("generation_tokens_per_s", "generation_seconds", "generation_tokens", "generation_decoded_slots")
+JUDGE_SECONDS = "judge_seconds"  # seconds the run's judges spent in an iteration (summary.json; only runs with a judge)
 
 
 @dataclass
@@ -215,6 +216,7 @@ class IterationSummary:
     selected_indices: list[int] = field(default_factory=list)
     guard: dict | None = None  # the reward-hacking guard's verdict on this iteration (evaluation/guard.py)
     guard_state: dict | None = None  # the guard's state after it (GuardState.to_json): a resumed run goes on from it
+    judge_seconds: float | None = None  # the judges' seconds in this iteration (scoring, pairing, held-out); no judge: None
 
     @classmethod
     def of(cls, iteration: int, samples: Sequence[Sample], **fields) -> IterationSummary:
@@ -237,10 +239,13 @@ class IterationSummary:
         return self.update.get("train_loss")
 
     def to_json(self) -> dict:
-        """``summary.json``: the sample statistics, the generation's speed, the update's fields, the held-out means
+        """``summary.json``: the sample statistics, the generation's speed, the update's fields, the judges' seconds
+        (runs with a judge), the held-out means
         (``heldout_reward_mean``: None without a held-out set) with their values before training and their change
         intervals, the run's state, and the held-out per-prompt means."""
         out = {**self.sampled, **self.generation.to_json(), **self.update, TOTAL: None}
+        if self.judge_seconds is not None:
+            out[JUDGE_SECONDS] = self.judge_seconds
         heldout = self.heldout or HeldoutScores()
         out.update(heldout.mean_keys())
         out[noise_keys(TOTAL)[3]] = self.baseline.get(TOTAL)
@@ -265,13 +270,13 @@ class IterationSummary:
             held |= {*heldout.mean_keys(), *heldout.change_keys(), MONITOR_SECONDS}
         baseline = {column: data[noise_keys(column)[3]] for column in (heldout.means if heldout else [TOTAL])
                     if noise_keys(column)[3] in data}
-        known = {*_SAMPLE_KEYS, *GENERATION_KEYS, *_RUN_KEYS, *held, *(noise_keys(c)[3] for c in baseline), VERDICT,
-                 GUARD_STATE}
+        known = {*_SAMPLE_KEYS, *GENERATION_KEYS, *_RUN_KEYS, JUDGE_SECONDS, *held,
+                 *(noise_keys(c)[3] for c in baseline), VERDICT, GUARD_STATE}
         return cls(data["iteration"], {k: data.get(k) for k in _SAMPLE_KEYS},
                    GenerationStats(*(data.get(k) for k in GENERATION_KEYS)),
                    {k: v for k, v in data.items() if k not in known}, heldout, baseline,
                    data.get("global_step", 0), data.get("processes", 1), list(data.get("selected_indices") or []),
-                   data.get(VERDICT), data.get(GUARD_STATE))
+                   data.get(VERDICT), data.get(GUARD_STATE), data.get(JUDGE_SECONDS))
 
     def __getitem__(self, key: str):
         """A field by its ``summary.json`` key."""

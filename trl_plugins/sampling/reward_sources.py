@@ -9,7 +9,11 @@ A recipe lists them in ``reward_funcs`` (as TRL's GRPO does); each entry is one 
 - a local directory (or hub id) of an ``AutoModelForSequenceClassification`` reward model, e.g. a ``margin-rm``
   output; it is scored in batches on the policy's device and its first logit is the reward;
 - ``loglik:MODEL``: a reference causal LM's mean log-likelihood per token of the completion (a fluency monitor for
-  ``heldout_reward_funcs``; ``loglik_reward.py``).
+  ``heldout_reward_funcs``; ``loglik_reward.py``);
+- ``judge:MODEL``: a causal LM asked about each sample through ``judge_template`` — P(Yes) / (P(Yes) + P(No)) of its
+  answer (``judge_mode: yes_probability``) or the score it writes (``score``). MODEL is a local path, a hub id,
+  ``embedded:NAME`` or ``policy`` (the policy judges its own samples); the policy's own base model is the LoRA
+  policy with its adapter off (``judge.py``, ``judge_prompts.py``, docs/methods/judges.md).
 
 ``reward_weights`` (default all 1) weight them; the total is the weighted sum. A ``None`` from any source drops
 the sample (it is counted in the iteration summary). :func:`resolve` checks every entry without loading a model
@@ -28,6 +32,7 @@ from ..errors import ConfigError
 from ..imports import import_string, is_import_string
 
 LOGLIK = "loglik:"
+JUDGE = "judge:"
 _HUB_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -35,11 +40,12 @@ _HUB_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class RewardEntry:
     """One ``reward_funcs`` entry, resolved: what to load and how to weight it."""
 
-    kind: str  # "function" (registered or module:function), "model" (reward model) or "loglik" (reference LM)
-    target: str  # import string, or model path / hub id
+    kind: str  # "function" (registered or module:function), "model" (reward model), "loglik" (reference LM), "judge"
+    target: str  # import string, or model path / hub id ("policy" for judge:policy)
     name: str  # short name used in files and logs
     weight: float = 1.0
-    reads_columns: tuple[str, ...] = ()  # dataset columns a registered function reads (its registration says)
+    reads_columns: tuple[str, ...] = ()  # dataset columns a registered function or a judge's template reads
+    judge: object = None  # a judge's JudgeSpec (judge_prompts.py): template, mode, ...
 
 
 def _check_reward_model(path: Path, entry: str, key: str) -> None:
@@ -87,14 +93,15 @@ def names_a_model(entry: str) -> bool:
 
 
 def resolve(entries: list[str] | None, weights: list[float] | None = None,
-            key: str = "reward_funcs") -> list[RewardEntry]:
-    """Check and resolve ``reward_funcs`` entries (imports callables, reads config.json; loads no model); ``key`` is
-    the config field named in error messages. Runs once per run, in the sampling method's ``check_run`` (before any
-    model loads); the trainer receives the result."""
+            key: str = "reward_funcs", options=None, required: bool = True) -> list[RewardEntry]:
+    """Check and resolve ``reward_funcs`` entries (imports callables, reads config.json and judge templates; loads no
+    model); ``key`` is the config field named in error messages, ``options`` anything with the ``judge_*`` knobs
+    (the trainer's config); ``required=False`` accepts an empty list (a pair rule that reads no reward). Runs once per
+    run, in the sampling method's ``check_run`` (before any model loads); the trainer receives the result."""
     from ..registry import get_registry
 
     entries = list(entries or [])
-    if not entries:
+    if not entries and required:
         raise ConfigError(f"{key}: give at least one reward (a registered name, module:function or a model path)")
     if weights is not None and len(weights) != len(entries):
         raise ConfigError(f"reward_weights has {len(weights)} values but {key} has {len(entries)} entries")
@@ -103,8 +110,10 @@ def resolve(entries: list[str] | None, weights: list[float] | None = None,
         weight = float(weights[index]) if weights is not None else 1.0
         path = Path(os.path.expanduser(entry))
         if entry.startswith(LOGLIK):
-            specs.append(RewardEntry("loglik", _check_loglik_model(entry.removeprefix(LOGLIK), entry, key), "loglik",
+            specs.append(RewardEntry("loglik", _check_causal_lm(entry.removeprefix(LOGLIK), entry, key), "loglik",
                                      weight))
+        elif entry.startswith(JUDGE):
+            specs.append(_resolve_judge(entry, weight, key, options))
         elif path.is_dir():
             _check_reward_model(path, entry, key)
             specs.append(RewardEntry("model", str(path), path.name or entry, weight))
@@ -204,21 +213,89 @@ def reward_model_input_ids(tokenizer, prompt, completion) -> list[int]:
     return list(tokenizer(text=text)["input_ids"])
 
 
-def build(entries: list[RewardEntry], device=None, batch_size: int = 16) -> list:
-    """The reward sources of resolved entries (models load on first use)."""
+def build(entries: list[RewardEntry], device=None, batch_size: int = 16, policy=None,
+          judge_models: dict | None = None) -> list:
+    """The reward sources of resolved entries (models load on first use). ``policy``: the training policy as a
+    :class:`~trl_plugins.sampling.judge.PolicyHandle`, for judges that are the policy or its base model;
+    ``judge_models``: ``(model, load_in_4bit) -> JudgeModel`` shared by every judge of a run (one copy per model,
+    however many entries name it), filled here."""
     from .loglik_reward import LoglikReward
 
     kinds = {"model": ModelReward, "loglik": LoglikReward}
-    return [kinds[e.kind](e, device, batch_size) if e.kind in kinds else FunctionReward(e) for e in entries]
+    judge_models = {} if judge_models is None else judge_models
+    sources = []
+    for e in entries:
+        if e.kind == "judge":
+            from .judge import JudgeModel, JudgeReward
+
+            key = (e.judge.model, e.judge.load_in_4bit)
+            if key not in judge_models:
+                judge_models[key] = JudgeModel(e.judge.model, device, policy, e.judge.load_in_4bit)
+            sources.append(JudgeReward(e, device, batch_size, policy=policy, model=judge_models[key]))
+        else:
+            sources.append(kinds[e.kind](e, device, batch_size) if e.kind in kinds else FunctionReward(e))
+    return sources
 
 
-def _check_loglik_model(model: str, entry: str, key: str) -> str:
-    """``loglik:MODEL``'s model: an embedded one (its package installed), a local checkpoint or a hub id."""
+def _resolve_judge(entry: str, weight: float, key: str, options) -> RewardEntry:
+    """``judge:MODEL``: the model checked like ``loglik:``'s (or ``policy``), the template and mode by
+    :func:`~trl_plugins.sampling.judge_prompts.judge_spec`; the template's columns are checked against the data by
+    the method's ``check_run``."""
+    from .judge_prompts import judge_spec
+
+    model = _check_judge_model(entry.removeprefix(JUDGE), entry, key)
+    spec = judge_spec(model, options, key)
+    name = "judge_policy" if model == "policy" else f"judge_{Path(model.removeprefix('embedded:')).name or model}"
+    return RewardEntry("judge", model, name, weight, spec.columns, judge=spec)
+
+
+def pairwise_judge(options, rewards: list[RewardEntry], key: str = "judge_pairwise_model"):
+    """``pair_rule: judge_pairwise``'s judge, checked before any model loads: a
+    :class:`~trl_plugins.sampling.judge_prompts.JudgeSpec` (mode ``pairwise``) of ``judge_pairwise_model`` (default:
+    the model of the first ``judge:`` entry in ``rewards``) and ``judge_pairwise_template`` (a template with
+    ``{completion_a}`` and ``{completion_b}``), with the run's ``judge_batch_size`` and ``judge_load_in_4bit``."""
+    from .judge_prompts import JudgeSpec, check_template, load_template
+
+    model = getattr(options, "judge_pairwise_model", None)
+    if model:
+        model = _check_judge_model(model, model, key)
+    else:
+        model = next((r.judge.model for r in rewards if r.kind == "judge"), None)
+        if model is None:
+            raise ConfigError(f"{key}: pair_rule judge_pairwise needs a judge: set judge_pairwise_model (a model path, "
+                              "hub id, embedded:NAME or policy) or list a judge:MODEL in reward_funcs")
+    name, text = load_template(getattr(options, "judge_pairwise_template", None), "judge_pairwise_template")
+    columns = check_template(name, text, pairwise=True, key="judge_pairwise_template")
+    return JudgeSpec(model=model, template_name=name, template=text, columns=columns, mode="pairwise",
+                     batch_size=int(getattr(options, "judge_batch_size", 8) or 8),
+                     load_in_4bit=bool(getattr(options, "judge_load_in_4bit", False)))
+
+
+def _check_judge_model(model: str, entry: str, key: str) -> str:
+    """A judge's model: ``policy``, or a causal LM checked like ``loglik:``'s (not a sequence classifier)."""
+    if model != "policy":
+        model = _check_causal_lm(model, entry, key, example="judge:embedded:smollm2-135m-instruct or judge:policy")
+        config = Path(os.path.expanduser(model)) / "config.json"
+        if config.is_file():
+            try:
+                architectures = json.loads(config.read_text()).get("architectures") or []
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{key}: cannot read {config}: {exc}") from exc
+            if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+                raise ConfigError(f"{key}: {entry!r} is a sequence-classification reward model, not a causal LM to "
+                                  f"ask: list it without judge: ({model!r})")
+    return model
+
+
+def _check_causal_lm(model: str, entry: str, key: str, example: str = "loglik:embedded:smollm2-135m-instruct"
+                        ) -> str:
+    """``loglik:MODEL``'s (or ``judge:MODEL``'s) model: an embedded one (its package installed), a local checkpoint
+    or a hub id."""
     from ..errors import ModelSourceError
     from ..models.loading import check_model_source
 
     if not model:
-        raise ConfigError(f"{key}: {entry!r} names no model (e.g. loglik:embedded:smollm2-135m-instruct)")
+        raise ConfigError(f"{key}: {entry!r} names no model (e.g. {example})")
     if not model.startswith("embedded:") and not Path(os.path.expanduser(model)).is_dir() and not _HUB_RE.match(model):
         raise ConfigError(f"{key}: {entry!r}: {model!r} is no local checkpoint, hub id or embedded model")
     try:

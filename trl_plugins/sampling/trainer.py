@@ -49,8 +49,8 @@ class SamplingTrainer(SamplingEngine, SFTTrainer):
         from trl.data_utils import get_dataset_column_names
 
         columns = get_dataset_column_names(dataset)
-        if "prompt" in columns and "completion" not in columns and "input_ids" not in columns:
-            return dataset  # the prompt source: tokenized per phase after selection, not here
+        if "prompt" in columns and "input_ids" not in columns:
+            return dataset  # the prompt source (a reference `completion` column too): each phase tokenizes its own
         return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
 
     # -- one SFT phase -----------------------------------------------------------------------------------------------

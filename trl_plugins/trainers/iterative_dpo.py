@@ -1,6 +1,8 @@
 """Iterative DPO (Xiong et al. 2024; Dong et al. 2024, RLHFlow) and IRPO (Pang et al. 2024) — a TRL ``DPOTrainer``
 on the sampling engine: sample K completions per prompt from the current policy, score them, pair them (best vs worst,
-all pairs over a reward gap, or correct vs incorrect), run DPOTrainer's own step loop on the pairs, repeat.
+all pairs over a reward gap, correct vs incorrect, a judge's comparisons in both orders — RLAIF —, or SPIN's reference
+answer vs the policy's sample), run DPOTrainer's own step loop on the pairs, repeat. Docs for the last two:
+docs/methods/judges.md, docs/methods/spin.md.
 
 Every DPOConfig option applies to each phase (any ``loss_type``; IRPO's NLL term is ``loss_type: [sigmoid, sft]``,
 ``loss_weights: [1.0, 1.0]`` — TRL 1.16 has no ``rpo_alpha``). The reference log-probs are computed once per phase,
