@@ -1,5 +1,6 @@
 """What the held-out monitors cost: seconds for ``heldout_monitors`` (KL to the start + the base's loglik: one forward
-of the LoRA policy and one with the adapter switched off; distinct-2 and length are text only) on held-out samples of
+of the LoRA policy and one with the adapter switched off; relevance: one more with the adapter off, after another
+prompt; distinct-2 and length are text only) on held-out samples of
 SmolLM2-135M-Instruct with a LoRA r16 adapter (non-zero B), beside the ``loglik:MODEL`` reward source (a second copy
 of the base, one forward). The samples are IMDB review text cut to max_new_tokens tokens after chat-template prompts:
 the cost depends only on the token counts. Docs: docs/monitors.md ("Cost").
@@ -37,7 +38,7 @@ def main():
         torch.set_num_threads(args.threads)
 
     from trl_plugins.embedded import load_embedded_dataset
-    from trl_plugins.evaluation.monitors import heldout_monitors
+    from trl_plugins.evaluation.monitors import DEFAULT_MONITORS, heldout_monitors
     from trl_plugins.sampling import reward_sources
 
     model, tokenizer = lora_policy(args.model, 16)
@@ -57,8 +58,10 @@ def main():
                                             batch_size=args.batch_size)
     loglik_source(prompts[:1], completions[:1], {})  # loads the second copy outside the timing
 
-    timings: dict[str, list[float]] = {"monitors (kl + loglik + distinct2 + length)": [],
-                                       "monitors: distinct2 + length": [], "loglik:MODEL source (2nd copy)": []}
+    sets = {"monitors: the default (kl + loglik + distinct2 + length + relevance)": list(DEFAULT_MONITORS),
+            "monitors: kl + loglik + distinct2 + length": ["kl", "loglik", "distinct2", "length"],
+            "monitors: distinct2 + length": ["distinct2", "length"]}
+    timings: dict[str, list[float]] = {**{name: [] for name in sets}, "loglik:MODEL source (2nd copy)": []}
     cpu: dict[str, list[float]] = {name: [] for name in timings}  # CPU seconds of this process: less load-bound
     figures = None
     for _ in range(args.rounds):
@@ -67,11 +70,8 @@ def main():
             if name.startswith("loglik:"):
                 loglik_source(prompts, completions, {})
             else:
-                cheap = name == "monitors: distinct2 + length"
                 result = heldout_monitors(model, tokenizer, prompts, completions, groups, temperature=0.7,
-                                          lengths=lengths, batch_size=args.batch_size,
-                                          monitors=["distinct2", "length"] if cheap else ["kl", "loglik", "distinct2",
-                                                                                          "length"])
+                                          lengths=lengths, batch_size=args.batch_size, monitors=sets[name])
                 figures = figures or result
             timings[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
@@ -85,7 +85,7 @@ def main():
     means = {k: statistics.fmean(v for v in values if v is not None) for k, values in figures.per_prompt.items()}
     print("figures (review text, not the policy's samples: a check that the numbers are finite): "
           + ", ".join(f"{k} {means[k]:.4f}" for k in ("monitor/kl_token", "monitor/kl_token_k1", "monitor/loglik",
-                                                      "monitor/distinct2", "monitor/length")))
+                                                      "monitor/distinct2", "monitor/length", "monitor/relevance")))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from helpers import write_jsonl
 
 # -- refusals ----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("monitors, extra, message", [
-    (["kl", "entropy"], [], "monitors: unknown monitor 'entropy' (known: kl, loglik, distinct2, length)"),
+    (["kl", "entropy"], [], "monitors: unknown monitor 'entropy' (known: kl, loglik, distinct2, length, relevance)"),
     (["distinct-2"], [], "monitors: unknown monitor 'distinct-2'; did you mean 'distinct2'?"),
     (["kl", "kl"], [], "monitors: names a monitor twice"),
     ("default", ["--seeds", "0"], "--seeds must be an integer >= 1, got 0"),

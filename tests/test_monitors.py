@@ -211,3 +211,29 @@ def test_each_sample_is_scored_on_the_prompt_its_row_rendered():
         assert got[i] == pytest.approx(torch.stack([logps[j - 1, ids[j]] for j in range(begin, len(ids))]).mean().item(),
                                        abs=1e-5)
     assert got[0] != pytest.approx(bare[0], abs=1e-6) and got[1] == bare[1]  # the system line changed the first only
+
+
+def test_relevance_is_the_base_loglik_after_its_own_prompt_minus_after_the_next_prompts():
+    """relevance = mean log π₀(y|x) − mean log π₀(y|x') per token, x' the next prompt's (the last prompt's: the
+    first's), averaged per prompt; one prompt alone has no other prompt and no figure."""
+    from trl_plugins.evaluation.monitors import other_prompt_indices
+
+    assert other_prompt_indices([2, 1, 3]) == [2, 2, 3, 0, 0, 0]
+    assert other_prompt_indices([2, 0, 1]) == [2, 2, 0]  # a prompt without samples is skipped
+    assert other_prompt_indices([4]) is None and other_prompt_indices([0, 2]) is None
+    tokenizer = tiny_tokenizer()
+    policy, start = tiny_causal_lm(tokenizer, seed=1).eval(), tiny_causal_lm(tokenizer, seed=0).eval()
+    prompts = [PROMPTS[0], PROMPTS[0], PROMPTS[1], PROMPTS[2]]
+    completions = [COMPLETIONS[0], COMPLETIONS[1], COMPLETIONS[1], COMPLETIONS[2]]
+    got = heldout_monitors(policy, tokenizer, prompts, completions, [2, 1, 1], reference_model=start,
+                           monitors=["relevance"], batch_size=3).per_prompt
+    assert set(got) == {"monitor/relevance"}
+    others = [PROMPTS[1], PROMPTS[1], PROMPTS[2], PROMPTS[0]]
+    each = [(_by_hand(start, tokenizer, p, c).mean() - _by_hand(start, tokenizer, o, c).mean()).item()
+            for p, o, c in zip(prompts, others, completions)]
+    assert got["monitor/relevance"] == pytest.approx([(each[0] + each[1]) / 2, each[2], each[3]], abs=1e-5)
+    assert len(set(each)) == 4 and all(v != 0 for v in each)  # the prompt changes the figure
+    alone = heldout_monitors(policy, tokenizer, PROMPTS[:1] * 2, COMPLETIONS[:2], [2], reference_model=start,
+                             monitors=["relevance"]).per_prompt
+    assert alone["monitor/relevance"] == [None]
+    assert direction("monitor/relevance") == +1

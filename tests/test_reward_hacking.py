@@ -78,22 +78,23 @@ def test_every_sampling_trainer_reports_the_monitors_and_the_guards_verdict(name
     assert verdict["iteration"] == 1 and verdict["against"] == 0 and isinstance(verdict["tripped"], bool)
     assert summary["guard_state"]["verdicts"] == [verdict]
     printed = capsys.readouterr().out
-    assert printed.count("held-out monitors (kl, loglik, distinct2, length): ") == 1  # the cost, once per run
+    assert printed.count("held-out monitors (kl, loglik, distinct2, length, relevance): ") == 1  # the cost, once per run
     assert f"monitors: KL/token {summary['monitor/kl_token']:.4g}" in printed  # the table's monitor line
 
 
 @pytest.mark.slow
 def test_a_full_fine_tune_leaves_kl_and_loglik_out_in_one_line_unless_the_method_holds_its_start(recipe, capsys):
-    """raft without LoRA holds no copy of its starting weights: kl and loglik are left out with one printed line,
+    """raft without LoRA holds no copy of its starting weights: kl, loglik and relevance are left out with one printed line,
     distinct-2 and length stay. rest-em holds its base weights (it restarts from them): they are π₀, swapped in for
     the pass, and the trained weights are back afterwards."""
     full = {"use_peft": False}
     raft = build("raft", recipe(full))
     raft.train()
     summary = _summary(raft.args.output_dir, 1)
-    assert "monitor/kl_token" not in summary and "monitor/loglik" not in summary
+    assert not {"monitor/kl_token", "monitor/loglik", "monitor/relevance"} & set(summary)
     assert summary["monitor/distinct2"] is not None and summary["monitor/length"] is not None
-    assert capsys.readouterr().out.count("held-out monitors: kl and loglik left out: a full fine-tune holds no copy") == 1
+    printed = capsys.readouterr().out
+    assert printed.count("held-out monitors: kl, loglik and relevance left out: a full fine-tune holds no copy") == 1
 
     rest_em = build("rest-em", recipe({**full, **SELECTS["rest-em"],
                                        "output_dir": str(Path(raft.args.output_dir).parent / "rest-em")}))

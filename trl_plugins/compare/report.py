@@ -23,7 +23,9 @@ from .seeds import against_best_over_seeds, over_seeds
 COLUMNS = {"kl": ("KL/token", "monitor/kl_token", "after", "KL to the starting policy per token after training (k3)"),
            "loglik": ("loglik Δ", "monitor/loglik", "change", "the base model's log-likelihood per token (fluency)"),
            "distinct2": ("distinct-2 Δ", "monitor/distinct2", "change", "distinct-2 of each sample on its own (repetition)"),
-           "length": ("length Δ", "monitor/length", "change", "mean completion length in tokens")}
+           "length": ("length Δ", "monitor/length", "change", "mean completion length in tokens"),
+           "relevance": ("relevance Δ", "monitor/relevance", "change",
+                         "the base model's log-likelihood of a sample after its own prompt minus after another's")}
 
 
 def _read(path: Path):

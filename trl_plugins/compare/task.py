@@ -4,7 +4,7 @@
     dataset:  name, config, train_split, test_split (the held-out prompts come from test_split)
     metric:   the task metric, a list of reward_funcs entries (``vader_sentiment``, ``exact_match``, a callable ...)
     heldout:  prompts, num_generations, temperature, max_new_tokens, top_p, top_k, batch_size
-    monitors: held-out monitors beside the metric (``evaluation/monitors.py``; default kl, loglik, distinct2, length)
+    monitors: held-out monitors beside the metric (``evaluation/monitors.py``; default kl, loglik, distinct2, length, relevance)
     judge:    the judge_* knobs of a ``judge:MODEL`` metric (template, mode, score_range, max_new_tokens, batch_size,
               load_in_4bit); only with one
     budget:   generated samples per sampling method = training examples seen per other method

@@ -6,9 +6,9 @@ before training it is the base, iteration 0):
 - the training reward's held-out mean rose beyond noise — the paired 95% bootstrap interval over prompts of
   ``reward_k − reward_R`` lies above 0 — **while** a monitor fell beyond noise: its paired interval lies below 0
   (above 0 for a monitor where rising is worse). Which way is worse: ``monitors.direction`` — the starting model's
-  log-likelihood, distinct-2 and any independent check (a held-out reward) falling; KL and length are not judged
-  this way (KL only against ``max_kl``; length can rightly move either way: shorter answers on arithmetic, longer
-  reviews on sentiment, and hacking can go either way too, so it is shown, not judged);
+  log-likelihood, distinct-2, relevance to the prompt and any independent check (a held-out reward) falling; KL and
+  length are not judged this way (KL only against ``max_kl``; length can rightly move either way: shorter answers on
+  arithmetic, longer reviews on sentiment, and hacking can go either way too, so it is shown, not judged);
 - **or** the KL to the starting policy per token (k3, ``monitor/kl_token``, a mean over prompts) is above ``max_kl``
   when one is set.
 

@@ -1,5 +1,7 @@
 """Monitors of held-out samples that no reward pays for: how far the policy moved from where it started (KL), how
-likely the starting model finds the samples (fluency), how varied they are (distinct-2) and how long. Each is taken
+likely the starting model finds the samples (fluency), how varied they are (distinct-2), how long, and whether they
+still answer their prompt (relevance: the starting model's log-likelihood after the sample's own prompt minus after
+another held-out prompt, a pointwise mutual information per token). Each is taken
 per sample, averaged per prompt (the unit of every interval: a prompt's samples are not independent); the sampling
 engine's held-out evaluation (``sampling.engine.evaluate_heldout``) adds them to its scores as ``monitor/<name>``
 columns, with their SE over prompts and paired change intervals (``keys.py``). The guard that reads them:
@@ -56,10 +58,15 @@ MONITORS = {m.name: m for m in (
             "distinct-2"),
     Monitor("length", ("monitor/length",), 0, "none", "mean completion length in tokens; shown, not judged",
             "length"),
+    Monitor("relevance", ("monitor/relevance",), +1,
+            "one more forward pass of the starting model per sample (the sample after another held-out prompt)",
+            "how much more likely the starting model finds a sample after its own prompt than after another held-out "
+            "prompt, per token (pointwise mutual information); falling is worse: text that no longer answers its "
+            "prompt", "relevance"),
 )}
-DEFAULT_MONITORS = ("kl", "loglik", "distinct2", "length")
+DEFAULT_MONITORS = ("kl", "loglik", "distinct2", "length", "relevance")
 KL_TOKEN = "monitor/kl_token"  # what max_kl is compared with
-NEED_START = ("kl", "loglik")  # the monitors that need the starting policy π₀ (a forward pass of it per sample)
+NEED_START = ("kl", "loglik", "relevance")  # the monitors that need the starting policy π₀ (forward passes of it)
 
 
 def unknown_monitors(names: Sequence[str]) -> list[str]:
@@ -141,9 +148,11 @@ def _reference(model, reference_model, reference_context):
 def token_monitors(model, tokenizer, prompts: Sequence, completions: Sequence, *, monitors: Sequence[str],
                    reference_model=None, reference_context: Callable | None = None, temperature: float = 1.0,
                    batch_size: int = 16, max_length: int | None = None,
-                   chat_kwargs: Sequence[dict | None] | None = None) -> list[dict[str, float | None]]:
-    """Per sample, the monitors that take forward passes (``kl``'s four keys, ``loglik``), as a dict per sample (empty
-    when ``monitors`` holds neither). ``temperature``, ``chat_kwargs``: see :func:`heldout_monitors`."""
+                   chat_kwargs: Sequence[dict | None] | None = None, other_prompts: Sequence | None = None,
+                   other_chat_kwargs: Sequence[dict | None] | None = None) -> list[dict[str, float | None]]:
+    """Per sample, the monitors that take forward passes (``kl``'s four keys, ``loglik``, ``relevance``), as a dict
+    per sample (empty when ``monitors`` holds none). ``temperature``, ``chat_kwargs``: see :func:`heldout_monitors`;
+    ``other_prompts`` (and their ``other_chat_kwargs``): per sample, the other prompt ``relevance`` puts it after."""
     from .heldout import completion_token_logps
 
     prompts, completions = list(prompts), list(completions)
@@ -152,15 +161,22 @@ def token_monitors(model, tokenizer, prompts: Sequence, completions: Sequence, *
         return out
     temperature = temperature if temperature and temperature > 0 else 1.0
     ref, switched = _reference(model, reference_model, reference_context)
-    temperatures = [temperature] if "kl" in monitors else []  # loglik: the last list, at T = 1
-    if "loglik" in monitors and temperatures != [1.0]:
+    temperatures = [temperature] if "kl" in monitors else []  # loglik, relevance: the last list, at T = 1
+    if ("loglik" in monitors or "relevance" in monitors) and temperatures != [1.0]:
         temperatures.append(1.0)
+    relevance = "relevance" in monitors and other_prompts is not None
     with switched:
         reference = completion_token_logps(ref, tokenizer, prompts, completions, batch_size, max_length,
                                            temperatures=temperatures, chat_kwargs=chat_kwargs)
+        if relevance:
+            (elsewhere,) = completion_token_logps(ref, tokenizer, list(other_prompts), completions, batch_size,
+                                                  max_length, chat_kwargs=other_chat_kwargs)
     if "loglik" in monitors:
         for row, t in zip(out, reference[-1]):
             row["monitor/loglik"] = t.double().mean().item() if len(t) else None
+    if relevance:
+        for row, own, other in zip(out, reference[-1], elsewhere):
+            row["monitor/relevance"] = (own.double().mean() - other.double().mean()).item() if len(own) and len(other) else None
     if "kl" in monitors:
         (policy,) = completion_token_logps(model, tokenizer, prompts, completions, batch_size, max_length,
                                            temperatures=[temperature], chat_kwargs=chat_kwargs)
@@ -203,13 +219,18 @@ def heldout_monitors(model, tokenizer, prompts: Sequence, completions: Sequence,
     if unknown := unknown_monitors(monitors):
         raise ValueError(f"unknown monitor {unknown[0]!r} (known: {', '.join(MONITORS)})")
     prompts, completions = list(prompts), list(completions)
+    other = other_prompt_indices(group_sizes) if "relevance" in monitors else None
 
     def work(indices):
-        return token_monitors(model, tokenizer, [prompts[i] for i in indices], [completions[i] for i in indices],
-                              monitors=monitors, reference_model=reference_model,
-                              reference_context=reference_context, temperature=temperature, batch_size=batch_size,
-                              max_length=max_length,
-                              chat_kwargs=None if chat_kwargs is None else [chat_kwargs[i] for i in indices])
+        def pick(values, at=lambda i: i):
+            return None if values is None else [values[at(i)] for i in indices]
+
+        return token_monitors(model, tokenizer, pick(prompts), pick(completions), monitors=monitors,
+                              reference_model=reference_model, reference_context=reference_context,
+                              temperature=temperature, batch_size=batch_size, max_length=max_length,
+                              chat_kwargs=pick(chat_kwargs),
+                              other_prompts=None if other is None else pick(prompts, other.__getitem__),
+                              other_chat_kwargs=None if other is None else pick(chat_kwargs, other.__getitem__))
 
     per_sample = share(list(range(len(prompts))), work) if any(m in monitors for m in NEED_START) else []
     per_prompt = {key: per_prompt_means([row.get(key) for row in per_sample], group_sizes)
@@ -223,6 +244,21 @@ def heldout_monitors(model, tokenizer, prompts: Sequence, completions: Sequence,
     return MonitorFigures(per_prompt, time.perf_counter() - start)
 
 
+def other_prompt_indices(group_sizes: Sequence[int]) -> list[int] | None:
+    """``relevance``'s other prompt for each sample (flat, ``group_sizes`` per prompt): the first sample's prompt of
+    the next prompt with samples (the last prompt's: the first's), so no sample is put after its own prompt; None with
+    fewer than two such prompts."""
+    starts, at = [], 0
+    for size in group_sizes:
+        starts.append(at if size else None)
+        at += size
+    filled = [g for g, start in enumerate(starts) if start is not None]
+    if len(filled) < 2:
+        return None
+    after = {g: starts[filled[(i + 1) % len(filled)]] for i, g in enumerate(filled)}
+    return [after[g] for g, size in enumerate(group_sizes) for _ in range(size)]
+
+
 def needs_start(names: Sequence[str]) -> bool:
     return any(n in names for n in NEED_START)
 
@@ -230,7 +266,9 @@ def needs_start(names: Sequence[str]) -> bool:
 def skipped_line(names: Sequence[str]) -> str:
     """The one line a run prints when it leaves out the monitors that need π₀ (a full fine-tune holding no copy of
     its starting weights)."""
-    return (f"held-out monitors: {' and '.join(n for n in NEED_START if n in names)} left out: a full fine-tune "
+    left = [n for n in NEED_START if n in names]
+    listed = ", ".join(left[:-1]) + " and " + left[-1] if len(left) > 1 else left[0]
+    return (f"held-out monitors: {listed} left out: a full fine-tune "
             "holds no copy of its starting weights (with LoRA the adapter switched off is the start; for fluency add "
             "heldout_reward_funcs: loglik:MODEL, a second copy of the model)")
 

@@ -79,8 +79,8 @@ class SamplingOptions(GuardOptions):
     )
     generation_compile: bool = field(
         default=False,
-        metadata={"help": "model.generate with a static KV cache + torch.compile instead of the fast loop (off: no "
-                  "stable gain measured on CPU; GPU not measured yet)."},
+        metadata={"help": "model.generate with a static KV cache + torch.compile instead of the fast loop (off by "
+                  "default: no stable gain on a CPU; docs/methods/sampling_engine.md)."},
     )
     heldout_prompts: int = field(
         default=0,

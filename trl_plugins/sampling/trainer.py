@@ -49,8 +49,10 @@ class SamplingTrainer(SamplingEngine, SFTTrainer):
         from trl.data_utils import get_dataset_column_names
 
         columns = get_dataset_column_names(dataset)
-        if "prompt" in columns and "input_ids" not in columns:
-            return dataset  # the prompt source (a reference `completion` column too): each phase tokenizes its own
+        if "prompt" in columns and "input_ids" not in columns and ("completion" not in columns or dataset_name == "train"):
+            # the prompt source (with a reference `completion` when SPIN reads one): each phase tokenizes its own; an
+            # eval set with completions is tokenized as SFTTrainer does
+            return dataset
         return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
 
     # -- one SFT phase -----------------------------------------------------------------------------------------------
