@@ -220,17 +220,18 @@ def heldout_monitors(model, tokenizer, prompts: Sequence, completions: Sequence,
         raise ValueError(f"unknown monitor {unknown[0]!r} (known: {', '.join(MONITORS)})")
     prompts, completions = list(prompts), list(completions)
     other = other_prompt_indices(group_sizes) if "relevance" in monitors else None
+    other_prompts = None if other is None else [prompts[j] for j in other]
+    other_kwargs = None if other is None or chat_kwargs is None else [chat_kwargs[j] for j in other]
 
     def work(indices):
-        def pick(values, at=lambda i: i):
-            return None if values is None else [values[at(i)] for i in indices]
+        def pick(values):
+            return None if values is None else [values[i] for i in indices]
 
         return token_monitors(model, tokenizer, pick(prompts), pick(completions), monitors=monitors,
                               reference_model=reference_model, reference_context=reference_context,
                               temperature=temperature, batch_size=batch_size, max_length=max_length,
-                              chat_kwargs=pick(chat_kwargs),
-                              other_prompts=None if other is None else pick(prompts, other.__getitem__),
-                              other_chat_kwargs=None if other is None else pick(chat_kwargs, other.__getitem__))
+                              chat_kwargs=pick(chat_kwargs), other_prompts=pick(other_prompts),
+                              other_chat_kwargs=pick(other_kwargs))
 
     per_sample = share(list(range(len(prompts))), work) if any(m in monitors for m in NEED_START) else []
     per_prompt = {key: per_prompt_means([row.get(key) for row in per_sample], group_sizes)
