@@ -1,7 +1,7 @@
 """``trl-plugins compare --seeds N`` and the task's ``monitors:``: bad values are one line before any model; the table
 and compare.json over seeds and with monitor columns and flagged rows, from figures built by hand (the numbers must be
 the means, SEs and intervals of those figures); a run's monitor keys and guard verdicts read from its files; and a
-killed compare with two seeds resumes the unfinished (method, seed) only.
+killed compare with two seeds resumes the unfinished (method, seed) only; a compare stopped by SIGTERM stops its worker.
 
     python -m pytest tests/test_compare_seeds.py -q
 """
@@ -257,3 +257,32 @@ def test_killed_compare_with_two_seeds_resumes_the_unfinished_run_only(task_file
         assert runs["orpo"]["before_per_prompt"] == runs["raft"]["before_per_prompt"]
     assert Path(out / "compare.png").stat().st_size > 0
     assert "against the highest mean after" in stdout
+
+
+def _workers(job_file: Path) -> list[int]:
+    """Pids of the compare workers running ``job_file`` (Linux /proc)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"trl_plugins.compare.worker" in args and str(job_file).encode() in args:
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads the workers from /proc")
+def test_a_compare_stopped_by_sigterm_stops_its_worker(task_file, tmp_path):  # noqa: F811
+    out = tmp_path / "compare"
+    command = [sys.executable, "-m", "trl_plugins", "compare", "--config", task_file(), "--methods", "raft",
+               "--output_dir", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job_file, deadline = out / "raft" / "compare_job.json", time.time() + 300
+    while not _workers(job_file) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert _workers(job_file), "the compare never started its worker"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert _workers(job_file) == []  # the worker is gone with it: a resumed compare is the only writer

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +204,30 @@ def _resumable(plan: MethodPlan) -> bool:
     return any(plan.output_dir.glob(pattern))
 
 
+def _stop_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _run_worker(command: list[str], env: dict) -> int:
+    """The worker's exit code. A compare stopped by SIGTERM (``kill``, ``timeout``, a job scheduler) or Ctrl-C stops
+    its worker before it exits: no run goes on writing into a folder the next compare resumes."""
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set a handler
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if main else None
+    process = subprocess.Popen(command, env=env)
+    try:
+        return process.wait()
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def run_method(task: Task, plan: MethodPlan) -> dict:
     """The method's figures: read from its ``compare_result.json`` when an earlier compare finished it with the same
     job, else run it (resuming or restarting) and write them there."""
@@ -226,7 +252,7 @@ def run_method(task: Task, plan: MethodPlan) -> dict:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     start = time.perf_counter()
     worker = [sys.executable, "-m", "trl_plugins.compare.worker", str(job_file)]
-    code = subprocess.run(worker, env=env, check=False).returncode
+    code = _run_worker(worker, env)
     attempts = out / "compare_attempts.jsonl"
     history = read_jsonl(attempts) if attempts.is_file() and resume else []
     write_jsonl(attempts, history + [{"seconds": time.perf_counter() - start, "exit_code": code, "resumed": resume}])
