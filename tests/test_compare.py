@@ -189,6 +189,16 @@ def test_killed_compare_resumes_the_unfinished_method_and_the_table_is_the_runs_
     head_to_head = json.loads((out / "compare.json").read_text())["against_best"]
     assert head_to_head["best"] in figures and f"against the highest after ({head_to_head['best']})" in stdout
 
+    # the same folder with other settings (here the task's learning rate; a new version's defaults alike): the
+    # finished runs are not replaced unasked — one line, exit 2, nothing started or rewritten
+    results = {run: (out / run / "compare_result.json").read_text() for run in ("orpo", "raft")}
+    code, _, stderr = run_cli(*_compare_command(task_file(_set("shared.learning_rate", 5e-3)), out)[3:])
+    assert code == 2
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "compare: orpo finished earlier in" in lines[0], stderr
+    assert "(learning_rate); running it again would replace its results: delete that folder" in lines[0]
+    assert {run: (out / run / "compare_result.json").read_text() for run in ("orpo", "raft")} == results
+
 
 def test_against_best_is_a_paired_difference_on_the_same_prompts():
     from trl_plugins.compare.report import against_best, against_best_lines

@@ -190,13 +190,38 @@ def check_heldout(task: Task) -> None:
 
 
 def _job(task: Task, plan: MethodPlan) -> dict:
-    """What the worker needs; a run left by a different job in the same folder is restarted, not resumed."""
+    """What the worker needs; an unfinished run left by a different job in the same folder is restarted, not resumed
+    (a finished one is refused: ``check_finished_runs``)."""
     job = {"method": plan.name, "recipe": str(plan.recipe), "recipe_text": plan.recipe.read_text(),
            "output_dir": str(plan.output_dir), "sampling": plan.sampling, "metric": task.metric,
            "heldout": task.heldout, "seed": plan.seed, "heldout_source": task.dataset, "monitors": task.monitors,
            "heldout_seed": task.seed}
     job.update({k: v for k, v in (("trainer", plan.trainer), ("judge", task.judge)) if v})  # only when there are
     return job
+
+
+def _changed(earlier: dict, job: dict) -> list[str]:
+    """The settings that differ between two jobs, by recipe key where the recipes differ."""
+    import yaml
+
+    names = [k for k in sorted(set(earlier) | set(job)) if k not in ("recipe_text", "resume") and earlier.get(k) != job.get(k)]
+    before, after = (yaml.safe_load(j.get("recipe_text") or "") or {} for j in (earlier, job))
+    return names + [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k) and k not in names]
+
+
+def check_finished_runs(runs: list[MethodPlan], task: Task) -> None:
+    """A run finished with other settings (another task, another version's defaults) is not replaced unasked: one
+    line naming the run, its folder and what changed, exit 2, before any model loads."""
+    for plan in runs:
+        result = plan.output_dir / RESULT
+        if not result.is_file():
+            continue
+        earlier, job = json.loads(result.read_text()).get("job") or {}, _job(task, plan)
+        if earlier != job:
+            label = plan.name if plan.seed == task.seed else f"{plan.name} (seed {plan.seed})"
+            raise UsageError(f"compare: {label} finished earlier in {plan.output_dir} with other settings "
+                             f"({', '.join(_changed(earlier, job)) or 'the job'}); running it again would replace "
+                             "its results: delete that folder to run it again, or pass another --output_dir")
 
 
 def _resumable(plan: MethodPlan) -> bool:
@@ -280,6 +305,7 @@ def compare(config: str, methods: str | None, budget: int | None, output_dir: st
     plans = [plan_method(task, name, out) for name in names]  # every check before any model loads
     runs = {seed: plans if seed == task.seed else [method_recipe(task, p.name, out, seed) for p in plans]
             for seed in seed_list}
+    check_finished_runs([plan for seed in seed_list for plan in runs[seed]], task)
     print(f"compare: {len(plans)} methods on {task.dataset['dataset_name']} (metric {', '.join(task.metric)}; "
           f"{task.heldout['prompts']} held-out prompts), budget {task.budget} each"
           + (f", training seeds {', '.join(map(str, seed_list))}:" if len(seed_list) > 1 else ":"))
