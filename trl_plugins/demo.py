@@ -1,7 +1,7 @@
 """The offline CPU demos: train a method on the embedded model and data, and show held-out numbers before vs after,
 each with its standard error and a paired 95% bootstrap interval of the change.
 
-    python -m trl_plugins.demo                      # what `./run demo` runs: RAFT (about 10 minutes on 2 cores)
+    python -m trl_plugins.demo                      # what `./run demo` runs: RAFT (about 16 minutes on 2 idle cores)
     python -m trl_plugins.demo orpo                 # ORPO on preference pairs
     python -m trl_plugins.demo mdpo --recipe demo/mdpo --output_dir outputs/mdpo-demo
     python -m trl_plugins.demo spin                 # a method run by a trainer: SPIN is iterative-dpo with spin pairs
